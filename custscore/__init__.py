@@ -1,0 +1,5 @@
+"""custscore application layer: settings, command line and the embedded stack."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

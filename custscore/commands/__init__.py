@@ -1,0 +1,1 @@
+"""Sub-commands of the ``custscore`` CLI; each module has ``register(parser)``."""

@@ -1,0 +1,1 @@
+"""Replay of historical streams, synthetic generator, offline oracle and benchmark reports."""

@@ -1,0 +1,1 @@
+"""Scoring models: BG/NBD and Gamma-Gamma fitting, threshold calibration, params files."""

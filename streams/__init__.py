@@ -1,0 +1,1 @@
+"""The Faust app: topics, codecs, agents, Redis state store, alerts, timers, web views."""
