@@ -1,0 +1,1 @@
+"""Tests of the foundation: embedded stack, topic admin, settings, stack CLI."""
