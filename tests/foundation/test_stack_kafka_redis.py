@@ -9,7 +9,6 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
-
 from fixtures.stack import MakeTopic, run_async
 
 pytestmark = pytest.mark.integration
