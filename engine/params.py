@@ -17,8 +17,9 @@ DAY = 86_400
 class ScoringParams(NamedTuple):
     """Model parameters, calibrated cut points and scoring policy (all floats/ints, no arrays).
 
-    Cut points are ascending lower bounds: a value v gets score 1 + (number of cuts <= v);
-    recency is scored on days since the last purchase, where fewer days score higher.
+    Frequency and monetary cut points are ascending lower bounds: a value v scores
+    1 + (number of cuts <= v). Recency cut points are descending upper bounds on days since
+    the last purchase: d scores 1 + (number of cuts >= d), so more recent scores higher.
     """
 
     # BTYD time unit, in seconds (86400 = days, 604800 = weeks).
@@ -71,14 +72,14 @@ class ScoringParams(NamedTuple):
     complaint_halflife_days: float
     complaint_weight: float  # log-odds-like weight per unit of decayed severity
     unresolved_weight: float  # per unresolved complaint
-    visit_weight: float  # per recent visit since the last purchase (reduces risk)
-    visit_cap: int  # at most this many visits count
-    intent_window_days: float  # visits older than this no longer signal intent
+    visit_weight: float  # risk reduction when the customer visited since the last purchase
+    intent_window_days: float  # a visit older than this no longer signals intent
     adjust_max_up: float  # bound on the complaint adjustment
     adjust_max_down: float  # bound on the visit adjustment
     complaint_alert_severity: int  # complaint win-back at or above this severity (repeat buyers)
-    cooldown_min_days: float
+    cooldown_min_days: float  # win-back cool-down = own usual gap, clipped to [min, max]
     cooldown_max_days: float
+    class_hysteresis: float  # relative margin before a tier/class/quadrant alert flips back
 
 
 def default_scoring_params() -> ScoringParams:
@@ -98,8 +99,9 @@ def default_scoring_params() -> ScoringParams:
         clv_horizon_days=365.0, clv_annual_discount=0.10,
         risk_threshold=0.6, risk_hysteresis=0.1,
         complaint_halflife_days=30.0, complaint_weight=0.15, unresolved_weight=0.3,
-        visit_weight=0.1, visit_cap=5, intent_window_days=30.0,
+        visit_weight=0.1, intent_window_days=30.0,
         adjust_max_up=2.0, adjust_max_down=0.5,
         complaint_alert_severity=4,
         cooldown_min_days=7.0, cooldown_max_days=90.0,
+        class_hysteresis=0.05,
     )

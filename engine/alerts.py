@@ -1,0 +1,195 @@
+"""Alert detection: pure comparisons of the last emitted segments with freshly evaluated scores.
+
+For each considered customer it emits at most one change per scheme and at most one
+win-back, and updates the record's bookkeeping (``seg_*``, ``flags``, ``last_winback``) so
+the same condition does not fire twice:
+
+- segment changes for rfm, value_tier, abcd, quadrant and lifecycle. The population-relative
+  schemes (value_tier, abcd, quadrant) move only when the value clears the cut by the
+  relative ``class_hysteresis`` margin, so a customer sitting on a boundary does not flap as
+  the population snapshot is refreshed. A customer's first classification is recorded
+  silently (there is no "from").
+- win-back, one reason by priority: ``complaint`` (an open complaint of at least
+  ``complaint_alert_severity`` in this batch, for a customer who has bought), ``risk_rise``
+  (adjusted churn risk crossed ``risk_threshold`` upward; repeat buyers only, because BG/NBD
+  gives one-time buyers P(alive) = 1 — see DOMAIN.md §5; re-armed below threshold minus
+  hysteresis), ``silence`` (overdue relative to the customer's own rhythm, or to the
+  population's for one-time buyers; once per last purchase). A win-back inside the
+  customer's cool-down (own usual gap clipped to [cooldown_min, cooldown_max] days) is
+  marked suppressed: the caller counts it and does not publish it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from engine.params import DAY, ScoringParams
+from engine.scoring import abcd_code, quadrant_code, tier_code
+from engine.state import FLAG_RISK_HIGH, FLAG_SILENCE_SENT
+
+__all__ = [
+    "ALERT_DTYPE",
+    "KIND_SEGMENT_CHANGE",
+    "KIND_WIN_BACK",
+    "REASON_COMPLAINT",
+    "REASON_RISK_RISE",
+    "REASON_SILENCE",
+    "SCHEME_ABCD",
+    "SCHEME_LIFECYCLE",
+    "SCHEME_QUADRANT",
+    "SCHEME_RFM",
+    "SCHEME_TIER",
+    "detect_alerts",
+]
+
+KIND_SEGMENT_CHANGE = 1
+KIND_WIN_BACK = 2
+SCHEME_RFM, SCHEME_TIER, SCHEME_ABCD, SCHEME_QUADRANT, SCHEME_LIFECYCLE = 1, 2, 3, 4, 5
+REASON_SILENCE, REASON_RISK_RISE, REASON_COMPLAINT = 1, 2, 3
+_MAX_PER_CUSTOMER = 6
+
+ALERT_DTYPE = np.dtype(
+    [
+        ("index", "i4"),  # position in the evaluated rows / scores
+        ("kind", "u1"),  # KIND_*
+        ("scheme", "u1"),  # SCHEME_* for segment changes
+        ("reason", "u1"),  # REASON_* for win-backs
+        ("from_code", "u1"),
+        ("to_code", "u1"),
+        ("suppressed", "u1"),  # 1 = inside the cool-down: count, do not publish
+    ]
+)
+
+
+@njit(cache=True, nogil=True)
+def _sticky(prev: int, plain: int, strict: int, lenient: int) -> int:
+    """Schmitt trigger on an ordinal class where a smaller code is the better class.
+
+    ``strict`` is the class with every cut raised by the margin (never better than
+    ``plain``), ``lenient`` with every cut lowered (never worse). The class moves only when
+    even the stricter reading says better, or even the more lenient one says worse.
+    """
+    if prev == 0:
+        return plain
+    if strict < prev:
+        return strict
+    if lenient > prev:
+        return lenient
+    return prev
+
+
+@njit(cache=True, nogil=True)
+def _sticky_quadrant(prev: int, fy: float, spend: float, fmean: float, smean: float, h: float) -> int:  # type: ignore[no-untyped-def]
+    if prev == 0:
+        return quadrant_code(fy >= fmean, spend >= smean)
+    prev_high_f = prev == 1 or prev == 4
+    prev_high_s = prev == 1 or prev == 2
+    high_f = fy >= fmean * (1.0 - h) if prev_high_f else fy >= fmean * (1.0 + h)
+    high_s = spend >= smean * (1.0 - h) if prev_high_s else spend >= smean * (1.0 + h)
+    return quadrant_code(high_f, high_s)
+
+
+@njit(cache=True, nogil=True)
+def _emit(out, n: int, index: int, kind: int, scheme: int, reason: int, frm: int, to: int, sup: int) -> int:  # type: ignore[no-untyped-def]
+    a = out[n]
+    a.index = index
+    a.kind = kind
+    a.scheme = scheme
+    a.reason = reason
+    a.from_code = frm
+    a.to_code = to
+    a.suppressed = sup
+    return n + 1
+
+
+@njit(cache=True, nogil=True)
+def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  # type: ignore[no-untyped-def]
+    n = 0
+    h = P.class_hysteresis
+    for k in range(rows.shape[0]):
+        st = states[rows[k]]
+        sc = scores[k]
+        spend = sc.window_monetary
+        # --- segment changes ---
+        plain = (int(sc.rfm_segment), 0, 0, 0, int(sc.lifecycle))
+        tier = 0
+        abcd = 0
+        quad = 0
+        if sc.effective:
+            hi = 1.0 + h
+            lo = 1.0 - h
+            # tier codes grow with value (4 = vip): flip them so smaller is better
+            prev_tier = 5 - int(st.seg_tier) if st.seg_tier > 0 else 0
+            tier = 5 - _sticky(
+                prev_tier,
+                5 - int(sc.value_tier),
+                5 - tier_code(spend, cuts.tier_vip * hi, cuts.tier_major * hi, cuts.tier_normal * hi),
+                5 - tier_code(spend, cuts.tier_vip * lo, cuts.tier_major * lo, cuts.tier_normal * lo),
+            )
+            abcd = _sticky(
+                int(st.seg_abcd),
+                int(sc.abcd_class),
+                abcd_code(spend, cuts.abcd_a * hi, cuts.abcd_b * hi, cuts.abcd_c * hi),
+                abcd_code(spend, cuts.abcd_a * lo, cuts.abcd_b * lo, cuts.abcd_c * lo),
+            )
+            quad = _sticky_quadrant(
+                int(st.seg_quadrant), sc.freq_per_year, sc.window_avg_spend,
+                cuts.quad_freq_mean, cuts.quad_spend_mean, h,
+            )
+        new = (plain[0], tier, abcd, quad, plain[4])
+        old = (int(st.seg_rfm), int(st.seg_tier), int(st.seg_abcd), int(st.seg_quadrant), int(st.seg_lifecycle))
+        for s in range(5):
+            if new[s] != old[s] and old[s] != 0:
+                n = _emit(out, n, k, 1, s + 1, 0, old[s], new[s], 0)
+        st.seg_rfm = new[0]
+        st.seg_tier = new[1]
+        st.seg_abcd = new[2]
+        st.seg_quadrant = new[3]
+        st.seg_lifecycle = new[4]
+
+        # --- win-back ---
+        if st.n_purchases == 0:
+            continue
+        reason = 0
+        if complaint_sev[rows[k]] >= P.complaint_alert_severity:
+            reason = 3
+        risk = sc.churn_risk
+        if st.flags & FLAG_RISK_HIGH:
+            if risk < P.risk_threshold - P.risk_hysteresis:
+                st.flags &= ~FLAG_RISK_HIGH
+        elif sc.frequency >= 1 and risk >= P.risk_threshold:
+            st.flags |= FLAG_RISK_HIGH
+            if reason == 0:
+                reason = 2
+        if not (st.flags & FLAG_SILENCE_SENT) and (sc.overdue or not sc.effective):
+            st.flags |= FLAG_SILENCE_SENT
+            if reason == 0:
+                reason = 1
+        if reason == 0:
+            continue
+        cooldown_s = min(max(sc.usual_gap_days, P.cooldown_min_days), P.cooldown_max_days) * DAY
+        suppressed = st.last_winback > 0 and clock - int(st.last_winback) < cooldown_s
+        if not suppressed:
+            st.last_winback = clock
+        n = _emit(out, n, k, 2, 0, reason, 0, 0, 1 if suppressed else 0)
+    return n
+
+
+def detect_alerts(
+    states: npt.NDArray[np.void],
+    rows: npt.NDArray[np.int32],
+    scores: npt.NDArray[np.void],
+    clock: int,
+    params: ScoringParams,
+    cuts: tuple[float, ...],
+    complaint_sev: npt.NDArray[np.uint8],
+) -> npt.NDArray[np.void]:
+    """Alerts for ``states[rows]`` given their ``scores`` at ``clock``; updates bookkeeping.
+
+    ``complaint_sev`` is indexed by state row (from :func:`engine.kernels.apply_events`).
+    """
+    out = np.zeros(rows.shape[0] * _MAX_PER_CUSTOMER, dtype=ALERT_DTYPE)
+    count = _detect(states, rows, scores, np.int64(clock), params, cuts, complaint_sev, out)
+    return out[:count]

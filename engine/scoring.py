@@ -1,0 +1,349 @@
+"""Scores, classes, lifecycle stage, churn risk and due time of customers at a clock.
+
+``evaluate(states, clock, params, cuts, rfm_map)`` is the one contract both the streaming
+worker and batch scoring use. It is a pure function of the folded state (not of the alert
+bookkeeping fields), the clock (event time, epoch seconds), the model/policy parameters and
+the population cut points, so the same events give the same scores however they arrived.
+
+Discrete outputs (R/F/M scores, segments, classes, stage, effective, overdue, risk above the
+threshold) change only at event arrivals or at times this module can compute; ``due`` is the
+earliest such time after the clock (0 = never). Continuous outputs (P(alive), expected
+purchases, CLV, churn risk) drift between those times and are re-evaluated on demand.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from engine.btyd import clv as btyd_clv
+from engine.btyd import expected_purchases, gg_expected_spend, p_alive
+from engine.calendar import month_index, month_start
+from engine.kernels import COMPLAINT_SCALE, decay_factor
+from engine.params import DAY, ScoringParams
+from engine.state import MAX_TS, RING_MONTHS
+
+__all__ = [
+    "SCORES_DTYPE",
+    "PopulationCuts",
+    "abcd_code",
+    "evaluate",
+    "quadrant_code",
+    "tier_code",
+]
+
+_NAN = math.nan
+_MONTH_DAYS = 365.25 / 12.0
+
+
+class PopulationCuts(NamedTuple):
+    """Population-relative cut points (currency units; frequency in purchases per year)."""
+
+    tier_vip: float
+    tier_major: float
+    tier_normal: float
+    abcd_a: float
+    abcd_b: float
+    abcd_c: float
+    quad_freq_mean: float
+    quad_spend_mean: float
+
+    @classmethod
+    def from_params(cls, params: ScoringParams) -> PopulationCuts:
+        """The calibrated cut points shipped in the params file."""
+        return cls(*(getattr(params, name) for name in cls._fields))
+
+
+SCORES_DTYPE = np.dtype(
+    [
+        ("frequency", "i4"),  # BTYD x: repeat purchases
+        ("recency", "f8"),  # BTYD t_x: last purchase - first purchase (params time unit)
+        ("T", "f8"),  # BTYD T: clock - first purchase (params time unit)
+        ("monetary_value", "f8"),  # mean spend of repeat purchases, net of refunds
+        ("days_since_last_purchase", "f8"),
+        ("window_frequency", "i4"),  # purchases in the trailing window
+        ("window_monetary", "f8"),  # net spend in the trailing window
+        ("window_avg_spend", "f8"),  # window_monetary / window_frequency
+        ("freq_per_year", "f8"),  # window_frequency scaled to a year
+        ("usual_gap_days", "f8"),  # own mean inter-purchase gap (population's if < 2 purchases)
+        ("r_score", "u1"),
+        ("f_score", "u1"),
+        ("m_score", "u1"),
+        ("rfm_segment", "u1"),
+        ("value_tier", "u1"),
+        ("abcd_class", "u1"),
+        ("quadrant", "u1"),
+        ("lifecycle", "u1"),
+        ("effective", "u1"),
+        ("overdue", "u1"),  # silence > at_risk_ratio x usual gap
+        ("p_alive", "f8"),  # raw BG/NBD P(alive)
+        ("complaint_level", "f8"),  # decayed open-complaint severity
+        ("risk_adjustment", "f8"),  # complaint/unresolved up, visit intent down (bounded)
+        ("churn_risk", "f8"),  # 1 - P(alive) x exp(-adjustment), clipped to [0, 1]
+        ("expected_purchases_90d", "f8"),
+        ("expected_avg_spend", "f8"),  # Gamma-Gamma E[M | x, mbar]
+        ("clv", "f8"),
+        ("next_purchase_eta", "i8"),  # epoch s, 0 for prospects
+        ("due", "i8"),  # epoch s of the next time-driven change, 0 = never
+    ]
+)
+
+
+@njit(cache=True, nogil=True)
+def tier_code(spend: float, vip: float, major: float, normal: float) -> int:
+    """Value tier of an effective member: 4 vip, 3 major, 2 normal, 1 small."""
+    if spend >= vip:
+        return 4
+    if spend >= major:
+        return 3
+    if spend >= normal:
+        return 2
+    return 1
+
+
+@njit(cache=True, nogil=True)
+def abcd_code(spend: float, cut_a: float, cut_b: float, cut_c: float) -> int:
+    """A/B/C/D class of an effective member: 1 A .. 4 D."""
+    if spend >= cut_a:
+        return 1
+    if spend >= cut_b:
+        return 2
+    if spend >= cut_c:
+        return 3
+    return 4
+
+
+@njit(cache=True, nogil=True)
+def quadrant_code(high_frequency: bool, high_spend: bool) -> int:
+    """1 gold, 2 potential (high spend), 3 maintain, 4 potential (high frequency)."""
+    if high_frequency and high_spend:
+        return 1
+    if high_spend:
+        return 2
+    if high_frequency:
+        return 4
+    return 3
+
+
+@njit(cache=True, nogil=True)
+def _at_or_after(threshold_s: float) -> int:
+    """First whole second strictly greater than a real-valued threshold."""
+    return int(math.floor(threshold_s)) + 1
+
+
+@njit(cache=True, nogil=True)
+def _risk_crossing(
+    x: int, t_x: float, first: int, adj: float, P: ScoringParams
+) -> float:
+    """Event time at which churn risk reaches the threshold if complaints never decayed.
+
+    risk(t) = 1 - P(alive)(t) * exp(-adj) rises with t while adj is held; complaint decay
+    only lowers risk, so the true crossing is never earlier than this one.
+    """
+    q = (1.0 - P.risk_threshold) * math.exp(adj)
+    if q <= 0.0 or q >= 1.0 or x < 1:
+        return _NAN
+    big_a = P.a / (P.b + x - 1.0)
+    ratio = ((1.0 / q - 1.0) / big_a) ** (1.0 / (P.r + x))
+    t_star = (P.alpha + t_x) * ratio - P.alpha
+    return first + t_star * P.unit_seconds
+
+
+@njit(cache=True, nogil=True)
+def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:  # type: ignore[no-untyped-def]
+    n = int(st.n_purchases)
+    cb = month_index(clock)
+    W = P.window_months
+    head = int(st.ring_head)
+    # trailing window sums and its oldest non-empty bucket
+    f_w = 0
+    cents_w = 0
+    oldest = -1
+    for b in range(max(cb - W + 1, 0), cb + 1):
+        if b > head or b <= head - RING_MONTHS:
+            continue
+        slot = b % RING_MONTHS
+        cnt = int(st.ring_count[slot])
+        cents = int(st.ring_cents[slot])
+        if oldest < 0 and (cnt != 0 or cents != 0):
+            oldest = b
+        f_w += cnt
+        cents_w += cents
+    m_w = cents_w / 100.0
+    effective = f_w >= 1
+    out.window_frequency = f_w
+    out.window_monetary = m_w
+    out.window_avg_spend = m_w / f_w if f_w > 0 else 0.0
+    out.freq_per_year = f_w * 12.0 / W
+    out.effective = effective
+
+    # complaint level and the bounded risk adjustment
+    level = 0.0
+    if st.complaint_ts > 0:
+        level = st.complaint_score / COMPLAINT_SCALE * decay_factor(
+            float(clock - int(st.complaint_ts)), P.complaint_halflife_days
+        )
+    unresolved = max(int(st.complaints_open) - int(st.complaints_resolved), 0)
+    up = min(P.complaint_weight * level + P.unresolved_weight * unresolved, P.adjust_max_up)
+    intent_window_s = P.intent_window_days * DAY
+    intent = (
+        st.last_visit > 0
+        and st.last_visit > st.last_purchase
+        and clock - int(st.last_visit) <= intent_window_s
+    )
+    down = min(P.visit_weight, P.adjust_max_down) if intent else 0.0
+    adj = up - down
+    out.complaint_level = level
+    out.risk_adjustment = adj
+
+    due = MAX_TS + 1
+    if intent:
+        due = min(due, int(st.last_visit) + _at_or_after(intent_window_s))
+
+    if n == 0:
+        out.frequency = 0
+        out.recency = 0.0
+        out.T = 0.0
+        out.monetary_value = 0.0
+        out.days_since_last_purchase = _NAN
+        out.usual_gap_days = P.mean_gap_days
+        out.r_score = 0
+        out.f_score = 0
+        out.m_score = 0
+        out.rfm_segment = 0
+        out.value_tier = 0
+        out.abcd_class = 0
+        out.quadrant = 0
+        out.lifecycle = 1 if st.first_seen > 0 else 0
+        out.overdue = False
+        out.p_alive = _NAN
+        out.churn_risk = _NAN
+        out.expected_purchases_90d = _NAN
+        out.expected_avg_spend = _NAN
+        out.clv = _NAN
+        out.next_purchase_eta = 0
+        out.due = due if due <= MAX_TS else 0
+        return
+
+    first = int(st.first_purchase)
+    last = int(st.last_purchase)
+    x = n - 1
+    unit = P.unit_seconds
+    t_x = (last - first) / unit
+    big_t = (max(clock, last) - first) / unit
+    repeat_cents = int(st.gross_cents) - int(st.first_amount_cents) - int(st.refund_cents)
+    mbar = max(repeat_cents, 0) / 100.0 / x if x >= 1 else 0.0
+    elapsed = max(clock - last, 0)
+    gap_s = (last - first) / x if x >= 1 else P.mean_gap_days * DAY
+    gap_s = max(gap_s, float(DAY))
+    overdue_s = P.at_risk_ratio * gap_s
+    overdue = elapsed > overdue_s
+    out.frequency = x
+    out.recency = t_x
+    out.T = big_t
+    out.monetary_value = mbar
+    out.days_since_last_purchase = elapsed / DAY
+    out.usual_gap_days = gap_s / DAY
+    out.overdue = overdue
+    out.next_purchase_eta = last + int(round(gap_s))
+
+    # RFM scores: recency cut points are upper bounds in days, the others lower bounds
+    r = 1
+    for cut in (P.r_cut1, P.r_cut2, P.r_cut3, P.r_cut4):
+        limit = cut * DAY
+        if elapsed <= limit:
+            r += 1
+            due = min(due, last + _at_or_after(limit))
+    f = 1
+    for cut in (P.f_cut1, P.f_cut2, P.f_cut3, P.f_cut4):
+        if f_w >= cut:
+            f += 1
+    m = 1
+    for cut in (P.m_cut1, P.m_cut2, P.m_cut3, P.m_cut4):
+        if m_w >= cut:
+            m += 1
+    out.r_score = r
+    out.f_score = f
+    out.m_score = m
+    out.rfm_segment = rfm_map[r - 1, (f + m + 1) // 2 - 1]
+
+    if effective:
+        out.value_tier = tier_code(m_w, cuts.tier_vip, cuts.tier_major, cuts.tier_normal)
+        out.abcd_class = abcd_code(m_w, cuts.abcd_a, cuts.abcd_b, cuts.abcd_c)
+        out.quadrant = quadrant_code(
+            out.freq_per_year >= cuts.quad_freq_mean, out.window_avg_spend >= cuts.quad_spend_mean
+        )
+    else:
+        out.value_tier = 0
+        out.abcd_class = 0
+        out.quadrant = 0
+    if oldest >= 0:
+        due = min(due, month_start(oldest + W))
+
+    months_since = cb - month_index(last)
+    if months_since >= P.lost_months:
+        stage = 6
+    elif not effective:
+        stage = 5
+    elif overdue:
+        stage = 4
+    elif st.prev_purchase > 0 and month_index(last) - month_index(int(st.prev_purchase)) >= W:
+        stage = 7
+    elif n == 1:
+        stage = 2
+    else:
+        stage = 3
+    out.lifecycle = stage
+    if months_since < P.lost_months:
+        due = min(due, month_start(month_index(last) + P.lost_months))
+    if not overdue:
+        due = min(due, last + _at_or_after(overdue_s))
+
+    # BTYD: raw P(alive), expected purchases, Gamma-Gamma spend, CLV
+    pa = p_alive(x, t_x, big_t, P.r, P.alpha, P.a, P.b)
+    out.p_alive = pa
+    out.expected_purchases_90d = expected_purchases(
+        90.0 * DAY / unit, x, t_x, big_t, P.r, P.alpha, P.a, P.b
+    )
+    out.expected_avg_spend = gg_expected_spend(x, mbar, P.p, P.q, P.v)
+    step = _MONTH_DAYS * DAY / unit
+    out.clv = btyd_clv(
+        x, t_x, big_t, mbar, P.r, P.alpha, P.a, P.b, P.p, P.q, P.v,
+        P.clv_horizon_days * DAY / unit, step,
+        (1.0 + P.clv_annual_discount) ** (1.0 / 12.0) - 1.0,
+    )
+    risk = 1.0 - pa * math.exp(-adj)
+    risk = min(max(risk, 0.0), 1.0)
+    out.churn_risk = risk
+    if risk < P.risk_threshold and x >= 1:
+        crossing = _risk_crossing(x, t_x, first, adj, P)
+        if crossing == crossing:  # not NaN
+            # one second early keeps the due time on the safe side of float rounding
+            due = min(due, max(int(math.floor(crossing)) - 1, clock + 1))
+    out.due = due if due <= MAX_TS else 0
+
+
+@njit(cache=True, nogil=True)
+def _evaluate_rows(states, rows, clock, P, cuts, rfm_map, out) -> None:  # type: ignore[no-untyped-def]
+    for k in range(rows.shape[0]):
+        _evaluate_one(states[rows[k]], clock, P, cuts, rfm_map, out[k])
+
+
+def evaluate(
+    states: npt.NDArray[np.void],
+    clock: int,
+    params: ScoringParams,
+    cuts: PopulationCuts,
+    rfm_map: npt.NDArray[np.uint8],
+    rows: npt.NDArray[np.int32] | None = None,
+) -> npt.NDArray[np.void]:
+    """Scores of ``states[rows]`` (all rows by default) at event time ``clock`` (epoch s)."""
+    if rows is None:
+        rows = np.arange(states.shape[0], dtype=np.int32)
+    out = np.zeros(rows.shape[0], dtype=SCORES_DTYPE)
+    _evaluate_rows(states, rows, np.int64(clock), params, cuts, rfm_map, out)
+    return out

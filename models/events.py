@@ -1,0 +1,190 @@
+"""The standard event CSV (``event_id,type,customer_id,ts,amount,severity``) and value parsing.
+
+Field rules here are shared with the stream decoder: timestamps are RFC 3339 strings or
+epoch milliseconds and must fall in the engine's time range; amounts become integer cents
+(negative = refund); complaint severity is 1..5. A bad row is reported with its line number
+and reason and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT, MAX_TS, new_events
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "KIND_BY_TYPE",
+    "MAX_ABS_AMOUNT",
+    "EventLog",
+    "EventValueError",
+    "amount_to_cents",
+    "parse_severity",
+    "parse_ts",
+    "read_event_csv",
+]
+
+EVENT_COLUMNS = ("event_id", "type", "customer_id", "ts", "amount", "severity")
+KIND_BY_TYPE = {"purchase": KIND_PURCHASE, "visit": KIND_VISIT, "complaint": KIND_COMPLAINT}
+MAX_ABS_AMOUNT = 10_000_000.0  # per event, currency units; larger is treated as bad input
+_MS_MIN = 1000  # 1970-01-01T00:00:01Z, the earliest time the state record can hold
+
+
+class EventValueError(ValueError):
+    """A field value that breaks the input contract; ``reason`` is machine-readable."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def parse_ts(value: object) -> int:
+    """Event time in epoch seconds from an RFC 3339 string or epoch milliseconds."""
+    if isinstance(value, bool):
+        raise EventValueError("bad_ts", f"not a timestamp: {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise EventValueError("bad_ts", f"not finite: {value!r}")
+        ms = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            ms = int(text)
+        else:
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                raise EventValueError("bad_ts", f"not RFC 3339 or epoch ms: {value!r}") from None
+            if parsed.tzinfo is None:
+                raise EventValueError("bad_ts", f"RFC 3339 time needs an offset: {value!r}")
+            ms = int(parsed.timestamp() * 1000)
+    else:
+        raise EventValueError("bad_ts", f"not a timestamp: {value!r}")
+    if ms < _MS_MIN or ms // 1000 > MAX_TS:
+        raise EventValueError("ts_out_of_range", f"{value!r} is outside 1970..2106")
+    return ms // 1000
+
+
+def amount_to_cents(value: object) -> int:
+    """Integer cents of a finite amount (negative = refund)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise EventValueError("bad_amount", f"not a number: {value!r}")
+    try:
+        amount = float(value)
+    except ValueError:
+        raise EventValueError("bad_amount", f"not a number: {value!r}") from None
+    if not math.isfinite(amount) or abs(amount) > MAX_ABS_AMOUNT:
+        raise EventValueError("bad_amount", f"out of range: {value!r}")
+    return round(amount * 100)
+
+
+def parse_severity(value: object) -> int:
+    """Complaint severity, an integer 1..5."""
+    if isinstance(value, bool):
+        raise EventValueError("bad_severity", f"not an integer: {value!r}")
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise EventValueError("bad_severity", f"not an integer: {value!r}") from None
+    if not isinstance(number, int | float) or number != int(number) or not 1 <= number <= 5:
+        raise EventValueError("bad_severity", f"must be 1..5: {value!r}")
+    return int(number)
+
+
+@dataclass
+class EventLog:
+    """Validated events of a CSV, in event-time order (stable), with customer rows assigned."""
+
+    customer_ids: list[str]
+    event_ids: list[str]
+    events: npt.NDArray[np.void]
+    rows_read: int
+    bad_rows: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def last_ts(self) -> int:
+        """Largest event time (epoch s), 0 when empty."""
+        return int(self.events["ts"].max()) if self.events.shape[0] else 0
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise EventValueError("empty_file", f"{path} is empty")
+        if [h.strip() for h in header[: len(EVENT_COLUMNS)]] != list(EVENT_COLUMNS):
+            raise EventValueError(
+                "bad_header", f"{path}: header must start with {','.join(EVENT_COLUMNS)}"
+            )
+        for row in reader:
+            yield reader.line_num, row
+
+
+def read_event_csv(path: str | Path) -> EventLog:
+    """Read and validate an event CSV; bad rows are collected in ``bad_rows`` and skipped.
+
+    Raises EventValueError for a file that cannot be read as an event CSV at all, and
+    OSError / UnicodeDecodeError as raised by the file system.
+    """
+    path = Path(path)
+    index: dict[str, int] = {}
+    customer_ids: list[str] = []
+    event_ids: list[str] = []
+    rows: list[tuple[int, int, int, int, int, int]] = []
+    bad: list[tuple[int, str]] = []
+    seen_ids: set[str] = set()
+    read = 0
+    for line, row in _rows(path):
+        read += 1
+        try:
+            if len(row) < len(EVENT_COLUMNS):
+                raise EventValueError("missing_field", f"{len(row)} columns")
+            event_id, kind_name, customer, ts_text, amount_text, severity_text = row[:6]
+            if not event_id or not customer:
+                raise EventValueError("missing_field", "event_id and customer_id are required")
+            kind = KIND_BY_TYPE.get(kind_name.strip())
+            if kind is None:
+                raise EventValueError("bad_type", f"unknown type {kind_name!r}")
+            ts = parse_ts(ts_text)
+            cents = severity = resolved = 0
+            if kind == KIND_PURCHASE:
+                if not amount_text.strip():
+                    raise EventValueError("missing_field", "purchase needs an amount")
+                cents = amount_to_cents(amount_text)
+            elif kind == KIND_COMPLAINT:
+                severity = parse_severity(severity_text)
+        except EventValueError as exc:
+            bad.append((line, str(exc)))
+            continue
+        if event_id in seen_ids:
+            bad.append((line, f"duplicate_event_id: {event_id}"))
+            continue
+        seen_ids.add(event_id)
+        cust_row = index.get(customer)
+        if cust_row is None:
+            cust_row = index[customer] = len(customer_ids)
+            customer_ids.append(customer)
+        event_ids.append(event_id)
+        rows.append((cust_row, kind, severity, resolved, ts, cents))
+    events = new_events(len(rows))
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        for name, values in zip(("row", "kind", "severity", "resolved", "ts", "cents"), columns, strict=True):
+            events[name] = values
+    order = np.argsort(events["ts"], kind="stable")
+    return EventLog(
+        customer_ids=customer_ids,
+        event_ids=[event_ids[i] for i in order],
+        events=events[order],
+        rows_read=read,
+        bad_rows=bad,
+    )
