@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     )
 
     # --- embedded stack (development, tests, demo) ---
-    run_dir: Path = Field(Path(".custscore/run"), description="pids, logs and AOF of the embedded stack")
+    run_dir: Path = Field(
+        Path(".custscore/run"), description="pids, logs and AOF of the embedded stack"
+    )
     broker_host: str = Field("127.0.0.1", description="loopback address the embedded broker binds")
     broker_port: int = Field(9092, ge=1, le=65535, description="embedded broker Kafka port")
     redis_host: str = Field("127.0.0.1", description="loopback address embedded Valkey binds")
@@ -65,7 +67,9 @@ class Settings(BaseSettings):
     topic_win_back: str = "customer.win-back"
     topic_scores: str = "customer.scores"
     topic_dead_letter: str = "customer.dead-letter"
-    partitions: int = Field(8, ge=1, description="partition count of the co-partitioned input topics")
+    partitions: int = Field(
+        8, ge=1, description="partition count of the co-partitioned input topics"
+    )
     replication_factor: int = Field(1, ge=1)
 
     # --- worker ---
@@ -80,8 +84,12 @@ class Settings(BaseSettings):
     max_future_skew_s: int = Field(86400, ge=0, description="reject events this far past wall time")
 
     # --- model and scoring ---
-    params_file: Path | None = Field(None, description="model params JSON; default: built-in CDNOW fit")
-    effective_window_months: int = Field(12, ge=1, le=12, description="12 retail, 6 dept. store, 3 supermarket")
+    params_file: Path | None = Field(
+        None, description="model params JSON; default: built-in CDNOW fit"
+    )
+    effective_window_months: int = Field(
+        12, ge=1, le=12, description="12 retail, 6 dept. store, 3 supermarket"
+    )
 
     @property
     def bootstrap_servers(self) -> str:
