@@ -108,12 +108,13 @@ def _emit(out, n: int, index: int, kind: int, scheme: int, reason: int, frm: int
 def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  # type: ignore[no-untyped-def]
     n = 0
     h = P.class_hysteresis
+    new = np.zeros(5, dtype=np.int64)
+    old = np.zeros(5, dtype=np.int64)
     for k in range(rows.shape[0]):
         st = states[rows[k]]
         sc = scores[k]
         spend = sc.window_monetary
-        # --- segment changes ---
-        plain = (int(sc.rfm_segment), 0, 0, 0, int(sc.lifecycle))
+        # --- segment changes (scheme codes 1..5 in SCHEME_* order) ---
         tier = 0
         abcd = 0
         quad = 0
@@ -138,8 +139,16 @@ def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  #
                 int(st.seg_quadrant), sc.freq_per_year, sc.window_avg_spend,
                 cuts.quad_freq_mean, cuts.quad_spend_mean, h,
             )
-        new = (plain[0], tier, abcd, quad, plain[4])
-        old = (int(st.seg_rfm), int(st.seg_tier), int(st.seg_abcd), int(st.seg_quadrant), int(st.seg_lifecycle))
+        new[0] = int(sc.rfm_segment)
+        new[1] = tier
+        new[2] = abcd
+        new[3] = quad
+        new[4] = int(sc.lifecycle)
+        old[0] = st.seg_rfm
+        old[1] = st.seg_tier
+        old[2] = st.seg_abcd
+        old[3] = st.seg_quadrant
+        old[4] = st.seg_lifecycle
         for s in range(5):
             if new[s] != old[s] and old[s] != 0:
                 n = _emit(out, n, k, 1, s + 1, 0, old[s], new[s], 0)
