@@ -1,0 +1,76 @@
+# custscore developer tasks. A fresh machine needs only Python 3.11+ (python3.11, else python3).
+#
+#   make demo    embedded broker + Valkey + worker + CDNOW replay
+#   make test    the whole test suite (fails when no test ran: pytest exit code 5)
+#   make lint    ruff check + mypy (strict)
+#   make bench   benchmarks (`custscore bench` once it exists, else the benchmark-marked tests)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+STAMP       := $(VENV)/.installed
+LINT_PATHS  := custscore engine models streams loadtest tests
+PYTEST_ARGS ?=
+BENCH_ARGS  ?=
+
+.PHONY: help venv demo test lint format bench stack-up stack-down stack-status clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv and install -e .[dev] (again only when pyproject.toml changed)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON_BOOT)" ]; then echo "make: need python3.11 or python3 on PATH" >&2; exit 1; fi
+	@$(PYTHON_BOOT) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "make: $(PYTHON_BOOT) is older than Python 3.11" >&2; exit 1; }
+	@if [ ! -x $(PY) ]; then echo "creating $(VENV) with $(PYTHON_BOOT)"; $(PYTHON_BOOT) -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP) ## embedded stack, worker, CDNOW replay and summary (Ctrl-C stops everything)
+	$(VENV)/bin/custscore demo
+
+test: $(STAMP) ## run the test suite; no collected test (exit code 5) is a failure
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff check and mypy --strict (configured in pyproject.toml)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff format
+	$(VENV)/bin/ruff format $(LINT_PATHS)
+
+bench: $(STAMP) ## benchmarks: `custscore bench` if available, else pytest -m benchmark
+	@if [ -f custscore/commands/bench.py ]; then \
+	  echo "$(VENV)/bin/custscore bench $(BENCH_ARGS)"; \
+	  $(VENV)/bin/custscore bench $(BENCH_ARGS); \
+	else \
+	  echo "$(PY) -m pytest -p no:cacheprovider -m benchmark $(PYTEST_ARGS)"; \
+	  rc=0; $(PY) -m pytest -p no:cacheprovider -m benchmark $(PYTEST_ARGS) || rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make bench: no benchmark-marked tests exist yet" >&2; fi; \
+	  exit $$rc; \
+	fi
+
+stack-up: $(STAMP) ## start the embedded broker and Valkey in the background
+	$(VENV)/bin/custscore stack up
+
+stack-down: $(STAMP) ## stop them
+	$(VENV)/bin/custscore stack down
+
+stack-status: $(STAMP) ## what runs where, and whether it answers
+	$(VENV)/bin/custscore stack status
+
+clean: ## stop the embedded stack, remove caches, build output and the run directory
+	@if [ -x $(VENV)/bin/custscore ]; then $(VENV)/bin/custscore stack down || true; fi
+	rm -rf build dist .custscore .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -print \
+	  | xargs rm -rf
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)
