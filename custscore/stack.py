@@ -400,9 +400,12 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
     except (OSError, AttributeError):
         return None
     pr_set_pdeathsig = 1
+    parent = os.getpid()
 
     def hook() -> None:
         prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
 
     return hook
 
@@ -426,8 +429,10 @@ class EmbeddedStack:
     """Start, stop and inspect the embedded broker + Valkey of one run directory.
 
     ``tie_to_parent=True`` (tests, the demo) also makes the servers exit if this Python
-    process dies without calling :meth:`stop` (Linux); ``stack up`` leaves it off so the
-    servers outlive the command.
+    process dies without calling :meth:`stop` (Linux). The kernel ties them to the
+    *thread* that called :meth:`start`, so call it from the main thread, not from a
+    short-lived worker thread. ``stack up`` leaves it off so the servers outlive the
+    command.
     """
 
     def __init__(
