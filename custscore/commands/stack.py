@@ -41,7 +41,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     down = sub.add_parser("down", help="stop the embedded broker and Valkey")
     down.set_defaults(handler=_down)
 
-    status = sub.add_parser("status", help="what runs where, and whether it answers")
+    status = sub.add_parser(
+        "status",
+        help="what runs where, and whether it answers (exit code 1 unless all answer)",
+    )
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(handler=_status)
 
