@@ -64,10 +64,13 @@ def test_binaries_are_found_in_the_installed_packages() -> None:
 @pytest.mark.parametrize("which", ["broker", "redis"])
 def test_missing_binary_is_one_line_error_and_starts_nothing(tmp_path: Path, which: str) -> None:
     missing = str(tmp_path / "no-such-server")
-    kwargs = {"broker_bin": missing} if which == "broker" else {"redis_bin": missing}
     broker_port, redis_port = _ports()
     stack = EmbeddedStack(
-        tmp_path / "run", broker_port=broker_port, redis_port=redis_port, **kwargs
+        tmp_path / "run",
+        broker_port=broker_port,
+        redis_port=redis_port,
+        broker_bin=missing if which == "broker" else None,
+        redis_bin=missing if which == "redis" else None,
     )
     before = _live_children()
     with pytest.raises(CliError) as exc:

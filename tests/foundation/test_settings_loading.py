@@ -84,7 +84,7 @@ def test_precedence_overrides_then_environment_then_file(tmp_path: Path) -> None
 def test_settings_are_frozen() -> None:
     settings = load_settings(environ={})
     with pytest.raises(ValueError, match="frozen"):
-        settings.broker_port = 1  # type: ignore[misc]
+        settings.broker_port = 1
     assert isinstance(settings, Settings)
 
 

@@ -79,7 +79,7 @@ def _new_cli(tmp_path: Path) -> Cli:
 def _gone(pid: int) -> bool:
     """Independent of custscore.stack: psutil's view, zombies (unreaped by init) count as gone."""
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
