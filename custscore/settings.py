@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="worker web port (/metrics, /stats)")
     live_clock: bool = Field(False, description="use wall time instead of the partition watermark")
     sweep_interval_s: float = Field(1.0, gt=0, description="silence-timer period")
+    sweep_batch: int = Field(1000, ge=1, description="due customers re-scored per partition per call")
+    snapshot_interval_s: float = Field(
+        30.0, gt=0, description="population sketch refresh period (tiers, A/B/C/D, means)"
+    )
+    dedupe_retention_days: int = Field(
+        730, ge=1, description="event-id de-duplication memory, in event-time days"
+    )
     max_payload_bytes: int = Field(65536, ge=256)
     max_future_skew_s: int = Field(86400, ge=0, description="reject events this far past wall time")
 

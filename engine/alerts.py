@@ -81,7 +81,9 @@ def _sticky(prev: int, plain: int, strict: int, lenient: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _sticky_quadrant(prev: int, fy: float, spend: float, fmean: float, smean: float, h: float) -> int:  # type: ignore[no-untyped-def]
+def _sticky_quadrant(
+    prev: int, fy: float, spend: float, fmean: float, smean: float, h: float
+) -> int:  # type: ignore[no-untyped-def]
     if prev == 0:
         return quadrant_code(fy >= fmean, spend >= smean)
     prev_high_f = prev == 1 or prev == 4
@@ -92,7 +94,9 @@ def _sticky_quadrant(prev: int, fy: float, spend: float, fmean: float, smean: fl
 
 
 @njit(cache=True, nogil=True)
-def _emit(out, n: int, index: int, kind: int, scheme: int, reason: int, frm: int, to: int, sup: int) -> int:  # type: ignore[no-untyped-def]
+def _emit(
+    out, n: int, index: int, kind: int, scheme: int, reason: int, frm: int, to: int, sup: int
+) -> int:  # type: ignore[no-untyped-def]
     a = out[n]
     a.index = index
     a.kind = kind
@@ -126,8 +130,10 @@ def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  #
             tier = 5 - _sticky(
                 prev_tier,
                 5 - int(sc.value_tier),
-                5 - tier_code(spend, cuts.tier_vip * hi, cuts.tier_major * hi, cuts.tier_normal * hi),
-                5 - tier_code(spend, cuts.tier_vip * lo, cuts.tier_major * lo, cuts.tier_normal * lo),
+                5
+                - tier_code(spend, cuts.tier_vip * hi, cuts.tier_major * hi, cuts.tier_normal * hi),
+                5
+                - tier_code(spend, cuts.tier_vip * lo, cuts.tier_major * lo, cuts.tier_normal * lo),
             )
             abcd = _sticky(
                 int(st.seg_abcd),
@@ -136,8 +142,12 @@ def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  #
                 abcd_code(spend, cuts.abcd_a * lo, cuts.abcd_b * lo, cuts.abcd_c * lo),
             )
             quad = _sticky_quadrant(
-                int(st.seg_quadrant), sc.freq_per_year, sc.window_avg_spend,
-                cuts.quad_freq_mean, cuts.quad_spend_mean, h,
+                int(st.seg_quadrant),
+                sc.freq_per_year,
+                sc.window_avg_spend,
+                cuts.quad_freq_mean,
+                cuts.quad_spend_mean,
+                h,
             )
         new[0] = int(sc.rfm_segment)
         new[1] = tier

@@ -132,13 +132,11 @@ def quadrant_code(high_frequency: bool, high_spend: bool) -> int:
 @njit(cache=True, nogil=True)
 def _at_or_after(threshold_s: float) -> int:
     """First whole second strictly greater than a real-valued threshold."""
-    return int(math.floor(threshold_s)) + 1
+    return math.floor(threshold_s) + 1
 
 
 @njit(cache=True, nogil=True)
-def _risk_crossing(
-    x: int, t_x: float, first: int, adj: float, P: ScoringParams
-) -> float:
+def _risk_crossing(x: int, t_x: float, first: int, adj: float, P: ScoringParams) -> float:
     """Event time at which churn risk reaches the threshold if complaints never decayed.
 
     risk(t) = 1 - P(alive)(t) * exp(-adj) rises with t while adj is held; complaint decay
@@ -184,8 +182,10 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     # complaint level and the bounded risk adjustment
     level = 0.0
     if st.complaint_ts > 0:
-        level = st.complaint_score / COMPLAINT_SCALE * decay_factor(
-            float(clock - int(st.complaint_ts)), P.complaint_halflife_days
+        level = (
+            st.complaint_score
+            / COMPLAINT_SCALE
+            * decay_factor(float(clock - int(st.complaint_ts)), P.complaint_halflife_days)
         )
     unresolved = max(int(st.complaints_open) - int(st.complaints_resolved), 0)
     up = min(P.complaint_weight * level + P.unresolved_weight * unresolved, P.adjust_max_up)
@@ -249,7 +249,7 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     out.days_since_last_purchase = elapsed / DAY
     out.usual_gap_days = gap_s / DAY
     out.overdue = overdue
-    out.next_purchase_eta = last + int(round(gap_s))
+    out.next_purchase_eta = last + round(gap_s)
 
     # RFM scores: recency cut points are upper bounds in days, the others lower bounds
     r = 1
@@ -312,8 +312,19 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     out.expected_avg_spend = gg_expected_spend(x, mbar, P.p, P.q, P.v)
     step = _MONTH_DAYS * DAY / unit
     out.clv = btyd_clv(
-        x, t_x, big_t, mbar, P.r, P.alpha, P.a, P.b, P.p, P.q, P.v,
-        P.clv_horizon_days * DAY / unit, step,
+        x,
+        t_x,
+        big_t,
+        mbar,
+        P.r,
+        P.alpha,
+        P.a,
+        P.b,
+        P.p,
+        P.q,
+        P.v,
+        P.clv_horizon_days * DAY / unit,
+        step,
         (1.0 + P.clv_annual_discount) ** (1.0 / 12.0) - 1.0,
     )
     risk = 1.0 - pa * math.exp(-adj)
@@ -323,7 +334,7 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
         crossing = _risk_crossing(x, t_x, first, adj, P)
         if crossing == crossing:  # not NaN
             # one second early keeps the due time on the safe side of float rounding
-            due = min(due, max(int(math.floor(crossing)) - 1, clock + 1))
+            due = min(due, max(math.floor(crossing) - 1, clock + 1))
     out.due = due if due <= MAX_TS else 0
 
 

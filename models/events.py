@@ -178,7 +178,9 @@ def read_event_csv(path: str | Path) -> EventLog:
     events = new_events(len(rows))
     if rows:
         columns = list(zip(*rows, strict=True))
-        for name, values in zip(("row", "kind", "severity", "resolved", "ts", "cents"), columns, strict=True):
+        for name, values in zip(
+            ("row", "kind", "severity", "resolved", "ts", "cents"), columns, strict=True
+        ):
             events[name] = values
     order = np.argsort(events["ts"], kind="stable")
     return EventLog(

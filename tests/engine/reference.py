@@ -41,7 +41,7 @@ def complaint_level(events: list[Ev], clock: int, halflife_days: float) -> float
     return total
 
 
-def reference(events: list[Ev], clock: int, P, cuts, rfm_map) -> dict:  # noqa: C901
+def reference(events: list[Ev], clock: int, P, cuts, rfm_map) -> dict:
     purchases = [e for e in events if e.kind == P_KIND and e.cents >= 0]
     refunds = [e for e in events if e.kind == P_KIND and e.cents < 0]
     visits = [e for e in events if e.kind == V_KIND]
@@ -77,8 +77,16 @@ def reference(events: list[Ev], clock: int, P, cuts, rfm_map) -> dict:  # noqa: 
     out["risk_adjustment"] = up - down
     if not purchases:
         out.update(
-            frequency=0, r_score=0, f_score=0, m_score=0, rfm_segment=0, value_tier=0,
-            abcd_class=0, quadrant=0, lifecycle=1 if events else 0, overdue=0,
+            frequency=0,
+            r_score=0,
+            f_score=0,
+            m_score=0,
+            rfm_segment=0,
+            value_tier=0,
+            abcd_class=0,
+            quadrant=0,
+            lifecycle=1 if events else 0,
+            overdue=0,
         )
         return out
     times = sorted(e.ts for e in purchases)
@@ -96,10 +104,20 @@ def reference(events: list[Ev], clock: int, P, cuts, rfm_map) -> dict:  # noqa: 
     m = 1 + sum(m_w >= c for c in (P.m_cut1, P.m_cut2, P.m_cut3, P.m_cut4))
     fm = math.ceil((f + m) / 2)
     if effective:
-        tier = 4 if m_w >= cuts.tier_vip else 3 if m_w >= cuts.tier_major else (
-            2 if m_w >= cuts.tier_normal else 1)
-        abcd = 1 if m_w >= cuts.abcd_a else 2 if m_w >= cuts.abcd_b else (
-            3 if m_w >= cuts.abcd_c else 4)
+        tier = (
+            4
+            if m_w >= cuts.tier_vip
+            else 3
+            if m_w >= cuts.tier_major
+            else (2 if m_w >= cuts.tier_normal else 1)
+        )
+        abcd = (
+            1
+            if m_w >= cuts.abcd_a
+            else 2
+            if m_w >= cuts.abcd_b
+            else (3 if m_w >= cuts.abcd_c else 4)
+        )
         hf = out["freq_per_year"] >= cuts.quad_freq_mean
         hs = out["window_avg_spend"] >= cuts.quad_spend_mean
         quad = {(True, True): 1, (False, True): 2, (False, False): 3, (True, False): 4}[(hf, hs)]
@@ -125,8 +143,15 @@ def reference(events: list[Ev], clock: int, P, cuts, rfm_map) -> dict:  # noqa: 
         monetary_value=mbar,
         usual_gap_days=gap / DAY,
         days_since_last_purchase=elapsed / DAY,
-        r_score=r, f_score=f, m_score=m, rfm_segment=int(rfm_map[r - 1, fm - 1]),
-        value_tier=tier, abcd_class=abcd, quadrant=quad, lifecycle=stage, overdue=int(overdue),
+        r_score=r,
+        f_score=f,
+        m_score=m,
+        rfm_segment=int(rfm_map[r - 1, fm - 1]),
+        value_tier=tier,
+        abcd_class=abcd,
+        quadrant=quad,
+        lifecycle=stage,
+        overdue=int(overdue),
         next_purchase_eta=last + round(gap),
     )
     return out

@@ -41,7 +41,13 @@ class Customer:
         scores = evaluate(self.states, clock, self.params, self.cuts, DEFAULT_RFM_MAP, ROW)
         self.scores = scores
         alerts = detect_alerts(self.states, ROW, scores, clock, self.params, self.cuts, sev)
-        return [tuple(int(a[f]) for f in ("kind", "scheme", "reason", "from_code", "to_code", "suppressed")) for a in alerts]
+        return [
+            tuple(
+                int(a[f])
+                for f in ("kind", "scheme", "reason", "from_code", "to_code", "suppressed")
+            )
+            for a in alerts
+        ]
 
 
 def winbacks(alerts: list[tuple]) -> list[tuple[int, int]]:
@@ -80,16 +86,24 @@ def test_complaint_winback_for_buyers_only_and_cooldown() -> None:
     # a mild complaint (below the alert severity) that keeps risk under the threshold
     assert winbacks(c.step(T0 + 31 * DAY, Ev(C_KIND, T0 + 31 * DAY, 0, 1, 0))) == []
     assert c.scores["churn_risk"][0] < P.risk_threshold
-    assert winbacks(c.step(T0 + 32 * DAY, Ev(C_KIND, T0 + 32 * DAY, 0, 4, 0))) == [(REASON_COMPLAINT, 0)]
+    assert winbacks(c.step(T0 + 32 * DAY, Ev(C_KIND, T0 + 32 * DAY, 0, 4, 0))) == [
+        (REASON_COMPLAINT, 0)
+    ]
     # usual gap 30 days -> cool-down 30 days: a second complaint inside it is suppressed
-    assert winbacks(c.step(T0 + 40 * DAY, Ev(C_KIND, T0 + 40 * DAY, 0, 5, 0))) == [(REASON_COMPLAINT, 1)]
-    assert winbacks(c.step(T0 + 63 * DAY, Ev(C_KIND, T0 + 63 * DAY, 0, 5, 0))) == [(REASON_COMPLAINT, 0)]
+    assert winbacks(c.step(T0 + 40 * DAY, Ev(C_KIND, T0 + 40 * DAY, 0, 5, 0))) == [
+        (REASON_COMPLAINT, 1)
+    ]
+    assert winbacks(c.step(T0 + 63 * DAY, Ev(C_KIND, T0 + 63 * DAY, 0, 5, 0))) == [
+        (REASON_COMPLAINT, 0)
+    ]
 
 
 def test_risk_rise_needs_a_repeat_buyer_and_rearms_below_hysteresis() -> None:
     params = default_scoring_params()._replace(at_risk_ratio=1e6)  # keep silence out of it
     c = Customer(params)
-    c.step(T0, Ev(P_KIND, T0, 5000), Ev(P_KIND, T0 + 7 * DAY, 5000), Ev(P_KIND, T0 + 14 * DAY, 5000))
+    c.step(
+        T0, Ev(P_KIND, T0, 5000), Ev(P_KIND, T0 + 7 * DAY, 5000), Ev(P_KIND, T0 + 14 * DAY, 5000)
+    )
     fired_at = None
     for day in range(15, 2000, 5):
         alerts = winbacks(c.step(T0 + day * DAY))

@@ -25,7 +25,9 @@ def discrete(scores: np.ndarray) -> tuple:
 
 
 @settings(max_examples=300, deadline=None)
-@given(evs=event_lists, extra=st.integers(0, 900 * 86400), probes=st.lists(st.floats(0, 1), max_size=8))
+@given(
+    evs=event_lists, extra=st.integers(0, 900 * 86400), probes=st.lists(st.floats(0, 1), max_size=8)
+)
 def test_nothing_changes_before_due(evs, extra: int, probes: list[float]) -> None:
     states = fold_events(1, to_array(evs), P)
     clock = max([e.ts for e in evs], default=T0) + extra
@@ -73,10 +75,22 @@ def test_default_rfm_map_is_total_and_uses_every_segment() -> None:
     assert set(DEFAULT_RFM_MAP.ravel().tolist()) == set(range(1, len(RFM_SEGMENT_NAMES)))
 
 
-@given(st.lists(st.tuples(st.sampled_from(RFM_SEGMENT_NAMES[1:]), st.integers(1, 5),
-                          st.integers(1, 5), st.integers(1, 5), st.integers(1, 5)), max_size=12))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(RFM_SEGMENT_NAMES[1:]),
+            st.integers(1, 5),
+            st.integers(1, 5),
+            st.integers(1, 5),
+            st.integers(1, 5),
+        ),
+        max_size=12,
+    )
+)
 def test_configured_maps_are_total_or_rejected(rules) -> None:
-    spec = tuple((name, (min(a, b), max(a, b)), (min(c, d), max(c, d))) for name, a, b, c, d in rules)
+    spec = tuple(
+        (name, (min(a, b), max(a, b)), (min(c, d), max(c, d))) for name, a, b, c, d in rules
+    )
     covered = {
         (r, fm)
         for _, (r0, r1), (f0, f1) in spec

@@ -21,8 +21,18 @@ T0 = 852076800  # 1997-01-01
 SPAN = 3 * 365 * 86400
 
 DISCRETE = (
-    "frequency", "window_frequency", "effective", "r_score", "f_score", "m_score",
-    "rfm_segment", "value_tier", "abcd_class", "quadrant", "lifecycle", "overdue",
+    "frequency",
+    "window_frequency",
+    "effective",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "value_tier",
+    "abcd_class",
+    "quadrant",
+    "lifecycle",
+    "overdue",
 )
 CONTINUOUS = ("window_monetary", "monetary_value", "recency", "T", "usual_gap_days")
 
@@ -105,7 +115,11 @@ def test_equal_timestamps_commute(evs: list[Ev], ts: int, data: st.DataObject) -
 
 
 def test_refunds_reduce_spend_but_are_not_purchases() -> None:
-    evs = [Ev(P_KIND, T0, 10_000), Ev(P_KIND, T0 + 86400, 5_000), Ev(P_KIND, T0 + 2 * 86400, -3_000)]
+    evs = [
+        Ev(P_KIND, T0, 10_000),
+        Ev(P_KIND, T0 + 86400, 5_000),
+        Ev(P_KIND, T0 + 2 * 86400, -3_000),
+    ]
     st_ = fold_events(1, to_array(evs), P)
     sc = evaluate(st_, T0 + 3 * 86400, P, CUTS, DEFAULT_RFM_MAP)[0]
     assert int(st_["n_purchases"][0]) == 2

@@ -38,8 +38,13 @@ def test_abcd_follows_cumulative_share_of_sales() -> None:
     for s in ordered:
         klass = abcd_code(s, cuts.abcd_a, cuts.abcd_b, cuts.abcd_c)
         share_before = running / total
-        expected = 1 if share_before < 0.70 else 2 if share_before < 0.90 else (
-            3 if share_before < 0.95 else 4)
+        expected = (
+            1
+            if share_before < 0.70
+            else 2
+            if share_before < 0.90
+            else (3 if share_before < 0.95 else 4)
+        )
         assert klass == expected, (s, share_before)
         running += s
 

@@ -1,0 +1,42 @@
+"""The model in force as the engine needs it: scoring params, RFM map, version, cut points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.params import ScoringParams
+from engine.scoring import PopulationCuts
+from engine.segments import DEFAULT_RFM_MAP
+
+__all__ = ["ModelBundle", "load_model"]
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """Everything the kernels take from a params file."""
+
+    scoring: ScoringParams
+    rfm_map: npt.NDArray[np.uint8]
+    model_version: str
+    cuts: PopulationCuts
+
+
+def load_model(path: str | Path | None) -> ModelBundle:
+    """The model of a params file, or the built-in CDNOW default when ``path`` is None.
+
+    Raises models.params.ParamsError (one line) for a bad file.
+    """
+    from models.params import default_params, load_params, to_scoring_params
+
+    params_file = load_params(path) if path is not None else default_params()
+    scoring = to_scoring_params(params_file)
+    return ModelBundle(
+        scoring=scoring,
+        rfm_map=DEFAULT_RFM_MAP,
+        model_version=params_file.model_version,
+        cuts=PopulationCuts.from_params(scoring),
+    )

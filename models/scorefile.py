@@ -1,0 +1,130 @@
+"""Scores as the outside world sees them: named columns, one row per customer.
+
+Shared by ``custscore score`` and ``custscore export`` (the scores CSV), the
+``customer.scores`` topic and the worker's customer lookup, so every surface uses the same
+names and formats. Floats are written with ``repr`` (round-trip exact); missing values
+(BTYD scores of prospects) are empty cells / JSON null; times are RFC 3339 UTC.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.segments import (
+    ABCD_NAMES,
+    LIFECYCLE_NAMES,
+    QUADRANT_NAMES,
+    RFM_SEGMENT_NAMES,
+    TIER_NAMES,
+)
+
+__all__ = ["SCORE_COLUMNS", "format_time", "read_scores_csv", "score_record", "write_scores_csv"]
+
+_NAMED: Final = {
+    "rfm_segment": RFM_SEGMENT_NAMES,
+    "value_tier": TIER_NAMES,
+    "abcd_class": ABCD_NAMES,
+    "quadrant": QUADRANT_NAMES,
+    "lifecycle": LIFECYCLE_NAMES,
+}
+_TIMES: Final = ("next_purchase_eta", "due")
+_BOOLS: Final = ("effective", "overdue")
+
+# Contract columns first (DESIGN.md §8), then the extras that explain them.
+SCORE_COLUMNS: Final = (
+    "customer_id",
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "value_tier",
+    "abcd_class",
+    "quadrant",
+    "lifecycle",
+    "effective",
+    "p_alive",
+    "churn_risk",
+    "expected_purchases_90d",
+    "expected_avg_spend",
+    "clv",
+    "next_purchase_eta",
+    "days_since_last_purchase",
+    "window_frequency",
+    "window_monetary",
+    "window_avg_spend",
+    "freq_per_year",
+    "usual_gap_days",
+    "overdue",
+    "complaint_level",
+    "risk_adjustment",
+    "due",
+)
+
+
+def format_time(epoch_s: int) -> str | None:
+    """RFC 3339 UTC of an epoch second; None for 0 (never)."""
+    if epoch_s <= 0:
+        return None
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def score_record(customer_id: str, row: np.void) -> dict[str, Any]:
+    """One customer's scores as JSON-ready named values (SCORES_DTYPE row in)."""
+    out: dict[str, Any] = {"customer_id": customer_id}
+    for name in SCORE_COLUMNS[1:]:
+        value = row[name]
+        if name in _NAMED:
+            out[name] = _NAMED[name][int(value)]
+        elif name in _TIMES:
+            out[name] = format_time(int(value))
+        elif name in _BOOLS:
+            out[name] = bool(value)
+        elif isinstance(value, np.floating):
+            number = float(value)
+            out[name] = None if math.isnan(number) else number
+        else:
+            out[name] = int(value)
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def write_scores_csv(
+    path: str | Path, customer_ids: Sequence[str], scores: npt.NDArray[np.void]
+) -> int:
+    """Write one row per customer, sorted by customer id; returns the row count."""
+    order = sorted(range(len(customer_ids)), key=customer_ids.__getitem__)
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(SCORE_COLUMNS)
+        for i in order:
+            record = score_record(customer_ids[i], scores[i])
+            writer.writerow([_cell(record[c]) for c in SCORE_COLUMNS])
+    return len(order)
+
+
+def read_scores_csv(path: str | Path) -> dict[str, dict[str, str]]:
+    """customer_id -> raw cells of a scores CSV (for comparisons and tests)."""
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        rows: Iterable[dict[str, str]] = csv.DictReader(fh)
+        return {row["customer_id"]: row for row in rows}

@@ -1,0 +1,217 @@
+"""Wire formats: input event decoding and validation, dead-letter records, alert JSON.
+
+This is the one place the JSON of every topic is defined. Input values are decoded with
+msgspec into typed structs (unknown fields are ignored, wrong types rejected); semantic
+rules (time range, amount, severity, category) come from :mod:`models.events` so the CSV
+reader and the stream agree. A rejected message becomes a :class:`Rejected` with a
+machine-readable reason; nothing raises out of :meth:`EventDecoder.decode`.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
+from models.events import EventValueError, amount_to_cents, parse_severity, parse_ts
+
+__all__ = [
+    "COMPLAINT_CATEGORIES",
+    "REASONS",
+    "DecodedEvent",
+    "EventDecoder",
+    "Rejected",
+    "dead_letter_record",
+]
+
+COMPLAINT_CATEGORIES: Final = frozenset(
+    {"product", "delivery", "service", "billing", "price", "website", "other"}
+)
+
+# Every dead-letter reason, for metrics and docs.
+REASONS: Final = (
+    "oversize",
+    "bad_encoding",
+    "bad_json",
+    "missing_field",
+    "wrong_type",
+    "bad_ts",
+    "ts_out_of_range",
+    "ts_in_future",
+    "bad_amount",
+    "bad_severity",
+    "bad_category",
+    "bad_status",
+    "bad_id",
+    "key_mismatch",
+    "unknown_topic",
+)
+
+_MAX_ID_LEN: Final = 128
+_Time = str | int | float
+
+
+class _Purchase(msgspec.Struct):
+    event_id: str
+    customer_id: str
+    ts: _Time
+    amount: float | int
+    order_id: str | None = None
+    currency: str | None = None
+    items: int | None = None
+    channel: str | None = None
+
+
+class _Visit(msgspec.Struct):
+    event_id: str
+    customer_id: str
+    ts: _Time
+    channel: str | None = None
+    duration_s: float | int | None = None
+    page: str | None = None
+
+
+class _Complaint(msgspec.Struct):
+    event_id: str
+    customer_id: str
+    ts: _Time
+    severity: int | float | str
+    category: str | None = None
+    status: str | None = None
+    text: str | None = None  # validated as a string, never stored
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    """A valid input event, reduced to what the engine needs."""
+
+    event_id: str
+    customer_id: str
+    kind: int
+    ts: int  # epoch seconds
+    cents: int = 0
+    severity: int = 0
+    resolved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a message goes to the dead-letter topic."""
+
+    reason: str
+    detail: str
+
+
+class EventDecoder:
+    """Decodes the three input topics' values; configured once, used per message."""
+
+    def __init__(
+        self,
+        *,
+        purchase_topic: str,
+        visit_topic: str,
+        complaint_topic: str,
+        max_payload_bytes: int,
+        max_future_skew_s: int,
+    ) -> None:
+        self._decoders: dict[str, tuple[int, msgspec.json.Decoder[object]]] = {
+            purchase_topic: (KIND_PURCHASE, msgspec.json.Decoder(_Purchase)),
+            visit_topic: (KIND_VISIT, msgspec.json.Decoder(_Visit)),
+            complaint_topic: (KIND_COMPLAINT, msgspec.json.Decoder(_Complaint)),
+        }
+        self._max_payload = max_payload_bytes
+        self._max_skew = max_future_skew_s
+
+    def decode(
+        self, topic: str, key: bytes | None, value: bytes | None, wall_now: float
+    ) -> DecodedEvent | Rejected:
+        """Validate one message of ``topic``; ``wall_now`` bounds future timestamps."""
+        entry = self._decoders.get(topic)
+        if entry is None:
+            return Rejected("unknown_topic", topic)
+        kind, decoder = entry
+        if value is None:
+            return Rejected("bad_json", "empty value")
+        if len(value) > self._max_payload:
+            return Rejected("oversize", f"{len(value)} bytes > {self._max_payload}")
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejected("bad_encoding", f"invalid UTF-8 at byte {exc.start}")
+        try:
+            msg = decoder.decode(value)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            reason = (
+                "missing_field"
+                if text.startswith("Object missing required field")
+                else "wrong_type"
+            )
+            return Rejected(reason, text)
+        except msgspec.DecodeError as exc:
+            return Rejected("bad_json", str(exc))
+        try:
+            return self._validate(kind, msg, key, wall_now)
+        except EventValueError as exc:
+            return Rejected(exc.reason, str(exc))
+
+    def _validate(
+        self, kind: int, msg: object, key: bytes | None, wall_now: float
+    ) -> DecodedEvent | Rejected:
+        assert isinstance(msg, _Purchase | _Visit | _Complaint)
+        for name, ident in (("event_id", msg.event_id), ("customer_id", msg.customer_id)):
+            if not ident or len(ident) > _MAX_ID_LEN or not ident.isprintable():
+                return Rejected("bad_id", f"{name} must be 1..{_MAX_ID_LEN} printable characters")
+        if key is not None and key != msg.customer_id.encode("utf-8"):
+            return Rejected("key_mismatch", "message key differs from customer_id")
+        ts = parse_ts(msg.ts)
+        if ts > wall_now + self._max_skew:
+            return Rejected("ts_in_future", f"{ts - int(wall_now)} s ahead of wall time")
+        if isinstance(msg, _Purchase):
+            return DecodedEvent(
+                msg.event_id, msg.customer_id, kind, ts, cents=amount_to_cents(msg.amount)
+            )
+        if isinstance(msg, _Visit):
+            return DecodedEvent(msg.event_id, msg.customer_id, kind, ts)
+        severity = parse_severity(msg.severity)
+        if msg.category is not None and msg.category not in COMPLAINT_CATEGORIES:
+            return Rejected("bad_category", f"unknown category {msg.category[:40]!r}")
+        if msg.status not in (None, "open", "resolved"):
+            return Rejected("bad_status", "status must be open or resolved")
+        return DecodedEvent(
+            msg.event_id,
+            msg.customer_id,
+            kind,
+            ts,
+            severity=severity,
+            resolved=int(msg.status == "resolved"),
+        )
+
+
+def dead_letter_record(
+    *,
+    rejected: Rejected,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    wall_now: float,
+) -> bytes:
+    """The dead-letter JSON: reason, source position and the original bytes (base64)."""
+    return msgspec.json.encode(
+        {
+            "schema_version": 1,
+            "reason": rejected.reason,
+            "detail": rejected.detail[:500],
+            "source_topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "key_b64": base64.b64encode(key).decode() if key is not None else None,
+            "value_b64": base64.b64encode(value).decode() if value is not None else None,
+            "dead_lettered_at": wall_now,
+        }
+    )

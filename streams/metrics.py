@@ -1,0 +1,123 @@
+"""Prometheus metrics of the worker, built by one factory into a registry passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["WorkerMetrics", "build_metrics"]
+
+_FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """Every metric the worker exports (names are part of the ops contract: docs, rules)."""
+
+    registry: CollectorRegistry
+    events_in: Counter
+    dead_letter: Counter
+    duplicates: Counter
+    fence_skipped: Counter
+    fence_conflicts: Counter
+    batch_size: Histogram
+    batch_seconds: Histogram
+    kernel_seconds: Histogram
+    redis_seconds: Histogram
+    redis_errors: Counter
+    redis_up: Gauge
+    alerts: Counter
+    alerts_suppressed: Counter
+    watermark: Gauge
+    consumer_lag: Gauge
+    due_index_size: Gauge
+    swept: Counter
+    snapshot_age: Gauge
+    state_writes: Counter
+
+
+def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
+    """Create the worker's metrics in ``registry`` (a fresh one by default)."""
+    reg = registry if registry is not None else CollectorRegistry()
+    ns = "custscore"
+    return WorkerMetrics(
+        registry=reg,
+        events_in=Counter(
+            f"{ns}_events_in_total", "Input messages by event type", ["type"], registry=reg
+        ),
+        dead_letter=Counter(
+            f"{ns}_dead_letter_total", "Messages dead-lettered by reason", ["reason"], registry=reg
+        ),
+        duplicates=Counter(
+            f"{ns}_duplicate_events_total", "Events skipped as duplicate event ids", registry=reg
+        ),
+        fence_skipped=Counter(
+            f"{ns}_fence_skipped_total",
+            "Redelivered messages at or below the applied-offset fence",
+            registry=reg,
+        ),
+        fence_conflicts=Counter(
+            f"{ns}_fence_conflicts_total",
+            "Commits refused because another worker wrote the partition",
+            registry=reg,
+        ),
+        batch_size=Histogram(
+            f"{ns}_batch_size", "Messages per batch", buckets=_SIZES, registry=reg
+        ),
+        batch_seconds=Histogram(
+            f"{ns}_batch_seconds", "Wall time to process a batch", buckets=_FAST, registry=reg
+        ),
+        kernel_seconds=Histogram(
+            f"{ns}_kernel_seconds", "Time in engine kernels per batch", buckets=_FAST, registry=reg
+        ),
+        redis_seconds=Histogram(
+            f"{ns}_redis_seconds", "Time in Redis calls per batch", buckets=_FAST, registry=reg
+        ),
+        redis_errors=Counter(
+            f"{ns}_redis_errors_total", "Redis calls that failed and were retried", registry=reg
+        ),
+        redis_up=Gauge(f"{ns}_redis_up", "1 when the last Redis call succeeded", registry=reg),
+        alerts=Counter(
+            f"{ns}_alerts_total",
+            "Alerts published by kind and reason or scheme",
+            ["kind", "reason"],
+            registry=reg,
+        ),
+        alerts_suppressed=Counter(
+            f"{ns}_alerts_suppressed_total",
+            "Win-backs withheld by the cool-down",
+            ["reason"],
+            registry=reg,
+        ),
+        watermark=Gauge(
+            f"{ns}_watermark_seconds",
+            "Event-time watermark by partition (epoch s)",
+            ["partition"],
+            registry=reg,
+        ),
+        consumer_lag=Gauge(
+            f"{ns}_consumer_lag",
+            "Messages behind the partition end, by topic and partition",
+            ["topic", "partition"],
+            registry=reg,
+        ),
+        due_index_size=Gauge(
+            f"{ns}_due_index_size",
+            "Customers in the due index by partition",
+            ["partition"],
+            registry=reg,
+        ),
+        swept=Counter(
+            f"{ns}_swept_customers_total", "Customers re-scored by the silence timer", registry=reg
+        ),
+        snapshot_age=Gauge(
+            f"{ns}_population_snapshot_age_seconds",
+            "Wall seconds since the population snapshot was computed",
+            registry=reg,
+        ),
+        state_writes=Counter(
+            f"{ns}_state_writes_total", "Customer records written to Redis", registry=reg
+        ),
+    )

@@ -1,0 +1,396 @@
+"""The worker's batch pipeline, free of Faust: decode -> load -> kernels -> publish -> commit.
+
+The Faust agent and timer (streams/app.py) are thin shells that hand messages and
+partition numbers to :class:`BatchProcessor`. Order per batch, per partition (DESIGN.md §4):
+publish alerts, dead letters and score updates (awaiting broker acks), then write states,
+due entries, dedupe marks and the applied-offset fence in one atomic commit; only then does
+the agent return and let Faust commit offsets. Redis and producer failures are retried with
+backoff inside the batch, so nothing is acknowledged before it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine.alerts import KIND_SEGMENT_CHANGE, detect_alerts
+from engine.kernels import apply_events
+from engine.params import ScoringParams
+from engine.scoring import PopulationCuts, evaluate
+from engine.segments import REASON_NAMES, SCHEME_NAMES
+from engine.state import MAX_TS, decode_states, new_events
+from streams.alerts import AlertContext, build_alert, build_score_update
+from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
+from streams.metrics import WorkerMetrics
+from streams.store import Commit, FenceConflict, RedisStateStore
+
+__all__ = ["BatchProcessor", "Model", "OutputTopics", "Publisher", "RawMessage", "Retry"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_TYPE_NAMES = {1: "purchase", 2: "visit", 3: "complaint"}
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One consumed message, as the agent got it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTopics:
+    segment_change: str
+    win_back: str
+    scores: str
+    dead_letter: str
+
+
+class Publisher(Protocol):
+    """Sends records and returns once the broker acknowledged every one of them."""
+
+    async def send_many(
+        self, records: Sequence[tuple[str, bytes | None, bytes | None]]
+    ) -> None: ...
+
+
+@dataclass
+class Model:
+    """The scoring model in force: parameters, segment map, version and population cuts."""
+
+    params: ScoringParams
+    rfm_map: npt.NDArray[np.uint8]
+    version: str
+    cuts: PopulationCuts
+    cuts_computed_at: float = 0.0  # wall time; 0 = calibrated cuts from the params file
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Backoff for transient Redis / broker failures inside a batch."""
+
+    first_s: float = 0.05
+    max_s: float = 5.0
+
+
+@dataclass
+class _Outbox:
+    records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    suppressed: dict[str, int] = field(default_factory=dict)
+
+
+class BatchProcessor:
+    """Applies batches and timer sweeps; one instance per worker."""
+
+    def __init__(
+        self,
+        *,
+        store: RedisStateStore,
+        publisher: Publisher,
+        metrics: WorkerMetrics,
+        model: Model,
+        decoder: EventDecoder,
+        outputs: OutputTopics,
+        input_topics: dict[str, str],  # topic -> event type name
+        live_clock: bool = False,
+        wall_clock: Callable[[], float] = time.time,
+        retry: Retry = Retry(),
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.metrics = metrics
+        self.model = model
+        self.decoder = decoder
+        self.outputs = outputs
+        self.input_topics = input_topics
+        self.live_clock = live_clock
+        self.wall_clock = wall_clock
+        self.retry = retry
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def lock(self, partition: int) -> asyncio.Lock:
+        """The lock that serialises the agent and the timer on one partition."""
+        return self._locks.setdefault(partition, asyncio.Lock())
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        delay = self.retry.first_s
+        while True:
+            try:
+                result = await call()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self.metrics.redis_errors.inc()
+                self.metrics.redis_up.set(0)
+                log.warning("%s failed (%s); retrying in %.2fs", what, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry.max_s)
+                continue
+            self.metrics.redis_up.set(1)
+            return result
+
+    async def _publish(self, outbox: _Outbox) -> None:
+        if not outbox.records:
+            return
+        delay = self.retry.first_s
+        while True:
+            try:
+                await self.publisher.send_many(outbox.records)
+                break
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # broker errors come in many types; retry them all
+                log.warning("publish failed (%s); retrying in %.2fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry.max_s)
+        for (kind, reason), n in outbox.counts.items():
+            self.metrics.alerts.labels(kind, reason).inc(n)
+        for reason, n in outbox.suppressed.items():
+            self.metrics.alerts_suppressed.labels(reason).inc(n)
+
+    # ------------------------------------------------------------------ batches
+
+    async def process(self, messages: Sequence[RawMessage]) -> None:
+        """Apply one consumed batch (any mix of input topics and partitions)."""
+        started = time.perf_counter()
+        self.metrics.batch_size.observe(len(messages))
+        now = self.wall_clock()
+        by_partition: dict[int, list[tuple[RawMessage, DecodedEvent | Rejected]]] = {}
+        for msg in messages:
+            self.metrics.events_in.labels(self.input_topics.get(msg.topic, "unknown")).inc()
+            decoded = self.decoder.decode(msg.topic, msg.key, msg.value, now)
+            by_partition.setdefault(msg.partition, []).append((msg, decoded))
+        for partition, items in by_partition.items():
+            async with self.lock(partition):
+                await self._process_partition(partition, items, now)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _process_partition(
+        self, partition: int, items: list[tuple[RawMessage, DecodedEvent | Rejected]], now: float
+    ) -> None:
+        valid = [(m, d) for m, d in items if isinstance(d, DecodedEvent)]
+        customers = list(dict.fromkeys(d.customer_id for _, d in valid))
+        t0 = time.perf_counter()
+        read = await self._retrying(
+            "state read",
+            lambda: self.store.read(partition, customers, [(d.event_id, d.ts) for _, d in valid]),
+        )
+        redis_s = time.perf_counter() - t0
+        seen = dict(zip([id(m) for m, _ in valid], read.seen, strict=True))
+        outbox = _Outbox()
+        offsets: dict[str, int] = {}
+        kept: list[DecodedEvent] = []
+        kept_ids: set[str] = set()
+        for msg, decoded in items:
+            offsets[msg.topic] = max(offsets.get(msg.topic, -1), msg.offset)
+            if msg.offset <= read.offsets.get(msg.topic, -1):
+                self.metrics.fence_skipped.inc()
+                continue
+            if isinstance(decoded, Rejected):
+                self.metrics.dead_letter.labels(decoded.reason).inc()
+                outbox.records.append(
+                    (
+                        self.outputs.dead_letter,
+                        msg.key,
+                        dead_letter_record(
+                            rejected=decoded,
+                            topic=msg.topic,
+                            partition=msg.partition,
+                            offset=msg.offset,
+                            key=msg.key,
+                            value=msg.value,
+                            wall_now=now,
+                        ),
+                    )
+                )
+                continue
+            if seen[id(msg)] or decoded.event_id in kept_ids:
+                self.metrics.duplicates.inc()
+                continue
+            kept_ids.add(decoded.event_id)
+            kept.append(decoded)
+        new_offsets = {t: o for t, o in offsets.items() if o > read.offsets.get(t, -1)}
+        if not new_offsets:
+            return  # everything was at or below the fence: a redelivery
+        commit = Commit(partition=partition, generation=read.generation, offsets=new_offsets)
+        watermark = read.watermark
+        if kept:
+            k0 = time.perf_counter()
+            watermark = max(watermark, max(e.ts for e in kept))
+            clock = int(now) if self.live_clock else watermark
+            self._apply(customers, read.blobs, kept, clock, read.watermark, commit, outbox, now)
+            self.metrics.kernel_seconds.observe(time.perf_counter() - k0)
+        commit.watermark = watermark
+        self.metrics.watermark.labels(str(partition)).set(watermark)
+        await self._publish(outbox)
+        t1 = time.perf_counter()
+        await self._commit(commit)
+        self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
+
+    def _apply(
+        self,
+        customers: list[str],
+        blobs: list[bytes | None],
+        kept: list[DecodedEvent],
+        clock: int,
+        before_clock: int,
+        commit: Commit,
+        outbox: _Outbox,
+        now: float,
+    ) -> None:
+        model = self.model
+        states = decode_states(blobs)
+        before = states.copy()
+        row_of = {c: i for i, c in enumerate(customers)}
+        events = new_events(len(kept))
+        latest: dict[int, DecodedEvent] = {}
+        for i, e in enumerate(kept):
+            row = row_of[e.customer_id]
+            events[i] = (row, e.kind, e.severity, e.resolved, e.ts, e.cents)
+            if row not in latest or e.ts >= latest[row].ts:
+                latest[row] = e
+        severity = apply_events(states, events, model.params.complaint_halflife_days)
+        rows = np.fromiter(sorted(latest), dtype=np.int32, count=len(latest))
+        self._score_and_alert(
+            customers,
+            states,
+            before,
+            rows,
+            clock,
+            before_clock or clock,
+            severity,
+            commit,
+            outbox,
+            now,
+            cause=lambda row: ({"type": "event", "event_id": latest[row].event_id}, latest[row].ts),
+        )
+        for e in kept:
+            commit.event_ids.append((e.event_id, e.ts))
+
+    def _score_and_alert(
+        self,
+        customers: list[str],
+        states: npt.NDArray[np.void],
+        before: npt.NDArray[np.void],
+        rows: npt.NDArray[np.int32],
+        clock: int,
+        before_clock: int,
+        severity: npt.NDArray[np.uint8],
+        commit: Commit,
+        outbox: _Outbox,
+        now: float,
+        cause: Callable[[int], tuple[dict[str, Any], int]],
+    ) -> None:
+        model = self.model
+        params, cuts = model.params, model.cuts
+        scores = evaluate(states, clock, params, cuts, model.rfm_map, rows)
+        alerts = detect_alerts(states, rows, scores, clock, params, cuts, severity)
+        due = np.clip(scores["due"], 0, MAX_TS)
+        states["due"][rows] = due
+        before_scores: dict[int, np.void] = {}
+        alerting = sorted({int(a["index"]) for a in alerts if a["kind"] == KIND_SEGMENT_CHANGE})
+        if alerting:
+            idx = np.array(alerting, dtype=np.int32)
+            old = evaluate(before, before_clock, params, cuts, model.rfm_map, rows[idx])
+            before_scores = {k: old[j] for j, k in enumerate(alerting)}
+        for a in alerts:
+            k = int(a["index"])
+            row = int(rows[k])
+            cause_info, event_ts = cause(row)
+            ctx = AlertContext(model.version, customers[row], event_ts, cause_info, now)
+            if a["suppressed"]:
+                reason = _reason_name(a)
+                outbox.suppressed[reason] = outbox.suppressed.get(reason, 0) + 1
+                continue
+            kind, body = build_alert(ctx, a, scores[k], before_scores.get(k), states[row])
+            topic = (
+                self.outputs.segment_change if kind == "segment_change" else self.outputs.win_back
+            )
+            outbox.records.append((topic, customers[row].encode(), body))
+            label = (kind, _reason_name(a))
+            outbox.counts[label] = outbox.counts.get(label, 0) + 1
+        for k, row in enumerate(rows.tolist()):
+            customer = customers[row]
+            outbox.records.append(
+                (
+                    self.outputs.scores,
+                    customer.encode(),
+                    build_score_update(model.version, customer, clock, scores[k]),
+                )
+            )
+            commit.states[customer] = states[row : row + 1].tobytes()
+            commit.due[customer] = int(due[k])
+        self.metrics.state_writes.inc(len(rows))
+
+    async def _commit(self, commit: Commit) -> None:
+        try:
+            await self._retrying("state commit", lambda: self.store.commit(commit))
+        except FenceConflict as exc:
+            # another worker owns this partition now; its writes win, ours are dropped
+            self.metrics.fence_conflicts.inc()
+            log.warning("commit refused: %s", exc)
+
+    # ------------------------------------------------------------------ timer
+
+    async def sweep(self, partition: int, limit: int) -> int:
+        """Re-score customers of ``partition`` whose due time has passed; returns how many."""
+        async with self.lock(partition):
+            watermark, _ = await self._retrying("fence read", lambda: self.store.fence(partition))
+            clock = int(self.wall_clock()) if self.live_clock else watermark
+            if clock <= 0:
+                return 0
+            customers = await self._retrying(
+                "due read", lambda: self.store.due_customers(partition, clock, limit)
+            )
+            if not customers:
+                return 0
+            read = await self._retrying(
+                "state read", lambda: self.store.read(partition, customers, [])
+            )
+            states = decode_states(read.blobs)
+            present = np.flatnonzero(states["first_seen"] > 0).astype(np.int32)
+            commit = Commit(partition=partition, generation=read.generation)
+            for i, blob in enumerate(read.blobs):
+                if blob is None:  # forgotten or never written: drop the stale due entry
+                    commit.due[customers[i]] = 0
+            outbox = _Outbox()
+            now = self.wall_clock()
+            due_before = states["due"].copy()
+            self._score_and_alert(
+                customers,
+                states,
+                states.copy(),
+                present,
+                clock,
+                clock,
+                np.zeros(len(customers), dtype=np.uint8),
+                commit,
+                outbox,
+                now,
+                cause=lambda row: (
+                    {"type": "timer", "due": int(due_before[row])},
+                    int(due_before[row]) or clock,
+                ),
+            )
+            await self._publish(outbox)
+            await self._commit(commit)
+            self.metrics.swept.inc(len(present))
+            return len(present)
+
+
+def _reason_name(alert: np.void) -> str:
+    if int(alert["kind"]) == KIND_SEGMENT_CHANGE:
+        return SCHEME_NAMES[int(alert["scheme"])]
+    return REASON_NAMES[int(alert["reason"])]

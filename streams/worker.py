@@ -1,0 +1,270 @@
+"""The Faust app: one agent over the three input topics, the silence timer and web views.
+
+A thin shell over :class:`streams.processor.BatchProcessor`: the agent hands each batch of
+raw messages to it; the timers ask it to sweep owned partitions and refresh the population
+snapshot; the views read Redis. Settings are passed in; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import numpy as np
+import redis.asyncio as aioredis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from custscore.settings import Settings
+from engine.scoring import evaluate
+from engine.state import decode_states
+from models.bundle import ModelBundle, load_model
+from models.scorefile import score_record
+from streams.codec import EventDecoder
+from streams.keys import partition_for
+from streams.metrics import WorkerMetrics, build_metrics
+from streams.population import PopulationTracker
+from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage
+from streams.store import RedisStateStore
+
+__all__ = ["FaustPublisher", "create_app", "redis_client"]
+
+log = logging.getLogger(__name__)
+
+
+class FaustPublisher:
+    """Publishes through the app's producer and waits for every broker ack."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send_many(self, records: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
+        producer = self._app.producer
+        futures = [
+            await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
+            for topic, key, value in records
+        ]
+        await asyncio.gather(*futures)
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """An asyncio Redis client from settings (password as a secret)."""
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(  # type: ignore[return-value]
+            settings.redis_address, username=settings.redis_username, password=password
+        )
+    return aioredis.Redis.from_url(
+        settings.redis_address,
+        username=settings.redis_username,
+        password=password,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def _broker_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    protocol = settings.kafka_security_protocol
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = (
+            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        )
+        ctx = (
+            ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+            if protocol == "SASL_SSL"
+            else None
+        )
+        options["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_sasl_username or "",
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=ctx,
+        )
+    elif protocol == "SSL":
+        options["broker_credentials"] = faust.SSLCredentials(
+            ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        )
+    return options
+
+
+def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> faust.App:
+    """Build the Faust app for ``settings`` (the worker process runs exactly one)."""
+    metrics = metrics or build_metrics()
+    bundle: ModelBundle = load_model(settings.params_file)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_in_thread=False,
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        **_broker_options(settings),
+    )
+    input_topics = {
+        settings.topic_purchase: "purchase",
+        settings.topic_visit: "visit",
+        settings.topic_complaint: "complaint",
+    }
+    source = app.topic(
+        *input_topics, key_type=bytes, value_type=bytes, partitions=settings.partitions
+    )
+    redis = redis_client(settings)
+    store = RedisStateStore(
+        redis,
+        prefix=settings.redis_key_prefix,
+        dedupe_retention_days=settings.dedupe_retention_days,
+    )
+    model = Model(
+        params=bundle.scoring,
+        rfm_map=bundle.rfm_map,
+        version=bundle.model_version,
+        cuts=bundle.cuts,
+    )
+    processor = BatchProcessor(
+        store=store,
+        publisher=FaustPublisher(app),
+        metrics=metrics,
+        model=model,
+        decoder=EventDecoder(
+            purchase_topic=settings.topic_purchase,
+            visit_topic=settings.topic_visit,
+            complaint_topic=settings.topic_complaint,
+            max_payload_bytes=settings.max_payload_bytes,
+            max_future_skew_s=settings.max_future_skew_s,
+        ),
+        outputs=OutputTopics(
+            segment_change=settings.topic_segment_change,
+            win_back=settings.topic_win_back,
+            scores=settings.topic_scores,
+            dead_letter=settings.topic_dead_letter,
+        ),
+        input_topics=input_topics,
+        live_clock=settings.live_clock,
+    )
+    population = PopulationTracker(redis, store, model, settings.partitions, metrics)
+    app.custscore = processor  # type: ignore[attr-defined]  # for tests and views
+
+    def owned_partitions() -> list[int]:
+        return sorted(
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == settings.topic_purchase
+        )
+
+    @app.agent(source)
+    async def score_events(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            batch = [
+                RawMessage(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.key,
+                    e.message.value,
+                )
+                for e in events
+            ]
+            task = asyncio.ensure_future(processor.process(batch))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # take_events acks the batch on the way out: finish writing it first
+                await task
+                raise
+            _update_lag(app, metrics, events)
+
+    @app.timer(interval=settings.sweep_interval_s)
+    async def silence_sweep() -> None:
+        for partition in owned_partitions():
+            while await processor.sweep(partition, settings.sweep_batch) >= settings.sweep_batch:
+                pass
+
+    @app.timer(interval=settings.snapshot_interval_s)
+    async def refresh_population() -> None:
+        owned = owned_partitions()
+        await population.refresh(owned)
+        for partition in owned:
+            metrics.due_index_size.labels(str(partition)).set(await store.due_size(partition))
+            watermark, _ = await store.fence(partition)
+            await store.expire_dedupe(partition, watermark)
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        metrics.snapshot_age.set(
+            time.time() - model.cuts_computed_at if model.cuts_computed_at else -1
+        )
+        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/healthz")
+    async def health_view(web: Any, request: Any) -> Any:
+        try:
+            redis_ok = bool(await asyncio.wait_for(redis.ping(), timeout=2))
+        except Exception:
+            redis_ok = False
+        body = {"redis": redis_ok, "partitions": owned_partitions(), "model_version": model.version}
+        return web.json(body, status=200 if redis_ok else 503)
+
+    @app.page("/stats")
+    async def stats_view(web: Any, request: Any) -> Any:
+        return web.json(await population.stats())
+
+    @app.page("/customers/{customer_id}")
+    async def customer_view(web: Any, request: Any, customer_id: str) -> Any:
+        partition = partition_for(customer_id, settings.partitions)
+        read = await store.read(partition, [customer_id], [])
+        if read.blobs[0] is None:
+            return web.json({"error": "unknown customer", "customer_id": customer_id}, status=404)
+        states = decode_states(read.blobs)
+        scores = evaluate(states, read.watermark, model.params, model.cuts, model.rfm_map)
+        state = {name: _plain(states[0][name]) for name in states.dtype.names or ()}
+        return web.json(
+            {
+                "customer_id": customer_id,
+                "partition": partition,
+                "as_of": read.watermark,
+                "model_version": model.version,
+                "scores": score_record(customer_id, scores[0]),
+                "state": state,
+            }
+        )
+
+    return app
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if hasattr(value, "item") else value
+
+
+def _update_lag(app: faust.App, metrics: WorkerMetrics, events: Sequence[Any]) -> None:
+    last: dict[tuple[str, int], int] = {}
+    for e in events:
+        tp = (e.message.topic, e.message.partition)
+        last[tp] = max(last.get(tp, -1), e.message.offset)
+    consumer = app.consumer
+    for (topic, partition), offset in last.items():
+        try:
+            high = consumer.highwater(faust.types.TP(topic, partition))
+        except Exception:  # highwater unknown before the first fetch response
+            log.debug("no highwater yet for %s/%s", topic, partition)
+            continue
+        if high is not None:
+            metrics.consumer_lag.labels(topic, str(partition)).set(max(high - offset - 1, 0))

@@ -1,0 +1,117 @@
+"""Shared pieces for stream tests: a processor on real Valkey with a recording publisher."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from fixtures.stack import run_async
+
+from engine.params import default_scoring_params
+from engine.scoring import PopulationCuts
+from engine.segments import DEFAULT_RFM_MAP
+from streams.codec import EventDecoder
+from streams.metrics import build_metrics
+from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage, Retry
+from streams.store import RedisStateStore
+
+TOPICS = {
+    "customer.purchase": "purchase",
+    "customer.visit": "visit",
+    "customer.complaint": "complaint",
+}
+OUT = OutputTopics(
+    "customer.segment-change", "customer.win-back", "customer.scores", "customer.dead-letter"
+)
+WALL = 1_900_000_000.0  # a fixed wall clock (2030) for deterministic tests
+
+
+@dataclass
+class RecordingPublisher:
+    """Keeps what would have been sent; can be told to fail the next N sends."""
+
+    records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+    fail_next: int = 0
+
+    async def send_many(self, records: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("broker unavailable (test)")
+        self.records.extend(records)
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [json.loads(v) for t, _, v in self.records if t == topic and v is not None]
+
+
+def make_processor(
+    redis_url: str, prefix: str, publisher: RecordingPublisher | None = None
+) -> BatchProcessor:
+    params = default_scoring_params()
+    client = aioredis.Redis.from_url(redis_url)
+    return BatchProcessor(
+        store=RedisStateStore(client, prefix=prefix, dedupe_retention_days=3650),
+        publisher=publisher or RecordingPublisher(),
+        metrics=build_metrics(),
+        model=Model(params, DEFAULT_RFM_MAP, "test-model", PopulationCuts.from_params(params)),
+        decoder=EventDecoder(
+            purchase_topic="customer.purchase",
+            visit_topic="customer.visit",
+            complaint_topic="customer.complaint",
+            max_payload_bytes=4096,
+            max_future_skew_s=86400,
+        ),
+        outputs=OUT,
+        input_topics=TOPICS,
+        wall_clock=lambda: WALL,
+        retry=Retry(first_s=0.01, max_s=0.05),
+    )
+
+
+class Feed:
+    """Builds raw messages with increasing offsets per (topic, partition)."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[tuple[str, int], int] = {}
+
+    def msg(
+        self, kind: str, body: dict[str, Any] | bytes, partition: int = 0, key: bytes | None = None
+    ) -> RawMessage:
+        topic = f"customer.{kind}"
+        offset = self.offsets.get((topic, partition), -1) + 1
+        self.offsets[(topic, partition)] = offset
+        value = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if key is None and isinstance(body, dict):
+            key = str(body.get("customer_id", "")).encode()
+        return RawMessage(topic, partition, offset, key, value)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def recorder() -> RecordingPublisher:
+    return RecordingPublisher()
+
+
+@pytest.fixture
+def scenario(redis_url: str, prefix: str, recorder: RecordingPublisher) -> Iterator[Any]:
+    """Runs ``async def body(processor)`` on a fresh loop with a processor bound to it."""
+
+    def run(body: Any, publisher: RecordingPublisher | None = None) -> Any:
+        async def main() -> Any:
+            proc = make_processor(redis_url, prefix, publisher or recorder)
+            try:
+                return await body(proc)
+            finally:
+                await proc.store._redis.aclose()
+
+        return run_async(main())
+
+    yield run

@@ -1,0 +1,176 @@
+"""The batch pipeline on a real Valkey: fence, de-duplication, dead letters, timer, zombies."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.batch import fold_events
+from engine.params import default_scoring_params
+from engine.state import KIND_PURCHASE, decode_states, new_events
+from streams.keys import PartitionKeys
+from streams.processor import BatchProcessor
+from tests.streams.conftest import OUT, Feed, RecordingPublisher
+
+DAY = 86400
+T0 = 852076800  # 1997-01-01
+
+
+def purchase(feed: Feed, eid: str, cust: str, day: float, amount: float, partition: int = 0):
+    return feed.msg(
+        "purchase",
+        {
+            "event_id": eid,
+            "customer_id": cust,
+            "ts": int((T0 + day * DAY) * 1000),
+            "amount": amount,
+        },
+        partition,
+    )
+
+
+async def stored_state(proc: BatchProcessor, partition: int, customer: str) -> np.void:
+    blob = await proc.store._redis.get(PartitionKeys(proc.store._prefix, partition).state(customer))
+    return decode_states([blob])[0]
+
+
+def test_batch_is_applied_like_the_batch_fold(scenario, recorder: RecordingPublisher) -> None:
+    feed = Feed()
+    msgs = [purchase(feed, f"e{i}", "alice", i * 10, 20.0 + i) for i in range(5)]
+
+    async def body(proc: BatchProcessor):
+        await proc.process(msgs[:2])
+        await proc.process(msgs[2:])
+        return await stored_state(proc, 0, "alice")
+
+    state = scenario(body)
+    ev = new_events(5)
+    for i in range(5):
+        ev[i] = (0, KIND_PURCHASE, 0, 0, T0 + i * 10 * DAY, round((20.0 + i) * 100))
+    expected = fold_events(1, ev, default_scoring_params())[0]
+    for name in ("n_purchases", "first_purchase", "last_purchase", "gross_cents", "ring_cents"):
+        assert np.array_equal(state[name], expected[name]), name
+    updates = recorder.on(OUT.scores)
+    assert updates[-1]["scores"]["frequency"] == 4
+    assert updates[-1]["as_of"] == "1997-02-10T00:00:00Z"
+
+
+def test_redelivered_offsets_and_retried_event_ids_change_nothing(scenario, recorder) -> None:
+    feed = Feed()
+    first = [purchase(feed, f"e{i}", "bob", i, 10.0) for i in range(3)]
+    # a producer retry: same event ids, new offsets
+    retried = [purchase(feed, f"e{i}", "bob", i, 10.0) for i in range(3)]
+
+    async def body(proc: BatchProcessor):
+        await proc.process(first)
+        before = await stored_state(proc, 0, "bob")
+        published = len(recorder.records)
+        await proc.process(first)  # redelivery after a crash: at or below the fence
+        await proc.process(retried)
+        after = await stored_state(proc, 0, "bob")
+        return before, after, published, proc.metrics
+
+    before, after, published, metrics = scenario(body)
+    assert before.tobytes() == after.tobytes()
+    assert int(after["n_purchases"]) == 3
+    assert len(recorder.records) == published  # nothing new was published
+    assert metrics.fence_skipped._value.get() == 3
+    assert metrics.duplicates._value.get() == 3
+
+
+def test_bad_events_are_dead_lettered_and_good_ones_applied(scenario, recorder) -> None:
+    feed = Feed()
+    msgs = [
+        purchase(feed, "ok1", "carol", 1, 15.0),
+        feed.msg("purchase", b"{not json", key=b"carol"),
+        feed.msg(
+            "purchase", {"event_id": "x", "customer_id": "carol", "ts": "yesterday", "amount": 1}
+        ),
+        feed.msg(
+            "complaint", {"event_id": "c", "customer_id": "carol", "ts": T0 * 1000, "severity": 9}
+        ),
+        feed.msg("visit", {"event_id": "v", "customer_id": "dave", "ts": T0 * 1000}, key=b"carol"),
+        purchase(feed, "ok2", "carol", 2, 25.0),
+    ]
+
+    async def body(proc: BatchProcessor):
+        await proc.process(msgs)
+        return await stored_state(proc, 0, "carol"), proc.metrics
+
+    state, metrics = scenario(body)
+    assert int(state["n_purchases"]) == 2
+    dead = recorder.on(OUT.dead_letter)
+    assert [d["reason"] for d in dead] == ["bad_json", "bad_ts", "bad_severity", "key_mismatch"]
+    assert {d["offset"] for d in dead} == {1, 2, 0}  # offsets per source topic
+    assert all(d["source_topic"].startswith("customer.") for d in dead)
+    assert metrics.dead_letter.labels("bad_json")._value.get() == 1
+
+
+def test_silence_win_back_comes_from_the_timer_alone(scenario, recorder) -> None:
+    feed = Feed()
+
+    async def body(proc: BatchProcessor):
+        # erin buys every 10 days, then stops
+        await proc.process([purchase(feed, f"e{i}", "erin", i * 10, 30.0) for i in range(3)])
+        # other customers' events move the partition's watermark forward
+        for day in range(25, 80, 5):
+            await proc.process([purchase(feed, f"o{day}", f"other{day}", day, 5.0)])
+            await proc.sweep(0, limit=100)
+        return await stored_state(proc, 0, "erin")
+
+    state = scenario(body)
+    wins = [w for w in recorder.on(OUT.win_back) if w["customer_id"] == "erin"]
+    assert len(wins) == 1
+    win = wins[0]
+    assert win["reason"] == "silence"
+    assert win["cause"]["type"] == "timer"
+    assert win["usual_gap_days"] == 10.0
+    assert win["days_since_last_purchase"] > 20.0
+    assert int(state["last_winback"]) > 0
+
+
+def test_a_zombie_cannot_overwrite_newer_state(scenario, redis_url, prefix) -> None:
+    feed = Feed()
+    old_batch = [purchase(feed, "z1", "frank", 1, 10.0)]
+    new_batch = [purchase(feed, "z2", "frank", 2, 99.0)]
+
+    async def body(proc: BatchProcessor):
+        from tests.streams.conftest import make_processor
+
+        zombie = make_processor(redis_url, prefix, RecordingPublisher())
+        read_zombie = zombie.store.read
+        gate = __import__("asyncio").Event()
+
+        async def slow_read(*args, **kwargs):
+            result = await read_zombie(*args, **kwargs)
+            await gate.wait()  # the zombie stalls after reading (GC pause, SIGSTOP...)
+            return result
+
+        zombie.store.read = slow_read  # type: ignore[method-assign]
+        import asyncio
+
+        stalled = asyncio.ensure_future(zombie.process(old_batch + new_batch))
+        await asyncio.sleep(0.05)
+        await proc.process(old_batch)  # the new owner moves on
+        gate.set()
+        await stalled
+        state = await stored_state(proc, 0, "frank")
+        conflicts = zombie.metrics.fence_conflicts._value.get()
+        await zombie.store._redis.aclose()
+        return state, conflicts
+
+    state, conflicts = scenario(body)
+    assert conflicts == 1
+    assert int(state["n_purchases"]) == 1  # the zombie's batch was refused
+
+
+def test_publish_failure_is_retried_before_anything_is_written(scenario) -> None:
+    feed = Feed()
+    flaky = RecordingPublisher(fail_next=2)
+
+    async def body(proc: BatchProcessor):
+        await proc.process([purchase(feed, "p1", "gina", 1, 10.0)])
+        return await stored_state(proc, 0, "gina")
+
+    state = scenario(body, publisher=flaky)
+    assert int(state["n_purchases"]) == 1
+    assert flaky.fail_next == 0 and flaky.on(OUT.scores)
