@@ -80,7 +80,9 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535, description="worker web port (/metrics, /stats)")
     live_clock: bool = Field(False, description="use wall time instead of the partition watermark")
     sweep_interval_s: float = Field(1.0, gt=0, description="silence-timer period")
-    sweep_batch: int = Field(1000, ge=1, description="due customers re-scored per partition per call")
+    sweep_batch: int = Field(
+        1000, ge=1, description="due customers re-scored per partition per call"
+    )
     snapshot_interval_s: float = Field(
         30.0, gt=0, description="population sketch refresh period (tiers, A/B/C/D, means)"
     )

@@ -83,7 +83,7 @@ def _sticky(prev: int, plain: int, strict: int, lenient: int) -> int:
 @njit(cache=True, nogil=True)
 def _sticky_quadrant(
     prev: int, fy: float, spend: float, fmean: float, smean: float, h: float
-) -> int:  # type: ignore[no-untyped-def]
+) -> int:
     if prev == 0:
         return quadrant_code(fy >= fmean, spend >= smean)
     prev_high_f = prev == 1 or prev == 4
@@ -94,9 +94,9 @@ def _sticky_quadrant(
 
 
 @njit(cache=True, nogil=True)
-def _emit(
+def _emit(  # type: ignore[no-untyped-def]
     out, n: int, index: int, kind: int, scheme: int, reason: int, frm: int, to: int, sup: int
-) -> int:  # type: ignore[no-untyped-def]
+) -> int:
     a = out[n]
     a.index = index
     a.kind = kind

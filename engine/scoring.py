@@ -148,7 +148,7 @@ def _risk_crossing(x: int, t_x: float, first: int, adj: float, P: ScoringParams)
     big_a = P.a / (P.b + x - 1.0)
     ratio = ((1.0 / q - 1.0) / big_a) ** (1.0 / (P.r + x))
     t_star = (P.alpha + t_x) * ratio - P.alpha
-    return first + t_star * P.unit_seconds
+    return float(first + t_star * P.unit_seconds)
 
 
 @njit(cache=True, nogil=True)

@@ -23,7 +23,7 @@ __all__ = ["PartitionKeys", "event_digest", "partition_for"]
 
 def partition_for(customer_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives this key (murmur2, positive mod)."""
-    return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return (int(murmur2(customer_id.encode("utf-8"))) & 0x7FFFFFFF) % partitions
 
 
 def event_digest(event_id: str) -> bytes:

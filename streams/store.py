@@ -200,7 +200,7 @@ class RedisStateStore:
         members = await self._redis.zrangebyscore(
             self.keys(partition).due, "-inf", until, start=0, num=limit
         )
-        return [m.decode() for m in members]
+        return [_text(m) for m in members]
 
     async def fence(self, partition: int) -> tuple[int, int]:
         """(watermark, generation) of ``partition``."""
@@ -219,7 +219,7 @@ class RedisStateStore:
         if not days:
             return 0
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*[keys.dedupe(int(d)) for d in days])
+            pipe.delete(*[keys.dedupe(int(_text(d))) for d in days])
             pipe.zrem(keys.dedupe_days, *days)
             await pipe.execute()
         return len(days)
@@ -233,9 +233,18 @@ class RedisStateStore:
         ):
             blobs = await self._redis.mget(batch)
             for key, blob in zip(batch, blobs, strict=True):
-                if blob is not None:
-                    out.append((keys.customer_from_state_key(key.decode()), blob))
+                if isinstance(blob, bytes):
+                    out.append((keys.customer_from_state_key(_text(key)), blob))
         return out
+
+
+def _text(reply: object) -> str:
+    """A Redis reply item as text (clients return bytes unless decode_responses is set)."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, str):
+        return reply
+    raise TypeError(f"unexpected Redis reply item {type(reply).__name__}")
 
 
 async def _chunks(source: Any, size: int) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import faust
 import numpy as np
 import redis.asyncio as aioredis
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from custscore.settings import Settings
 from engine.scoring import evaluate
@@ -170,7 +170,10 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> f
 
     @app.agent(source)
     async def score_events(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        batches = stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within_s
+        )
+        async for events in batches:
             batch = [
                 RawMessage(
                     e.message.topic,
@@ -190,13 +193,13 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> f
                 raise
             _update_lag(app, metrics, events)
 
-    @app.timer(interval=settings.sweep_interval_s)
+    @app.timer(interval=settings.sweep_interval_s)  # type: ignore[untyped-decorator]
     async def silence_sweep() -> None:
         for partition in owned_partitions():
             while await processor.sweep(partition, settings.sweep_batch) >= settings.sweep_batch:
                 pass
 
-    @app.timer(interval=settings.snapshot_interval_s)
+    @app.timer(interval=settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def refresh_population() -> None:
         owned = owned_partitions()
         await population.refresh(owned)
@@ -210,7 +213,9 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> f
         metrics.snapshot_age.set(
             time.time() - model.cuts_computed_at if model.cuts_computed_at else -1
         )
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return web.bytes(
+            generate_latest(metrics.registry), content_type="text/plain; version=0.0.4"
+        )
 
     @app.page("/healthz")
     async def health_view(web: Any, request: Any) -> Any:

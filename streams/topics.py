@@ -1,0 +1,35 @@
+"""The topics custscore reads and writes, created with the right shape if missing."""
+
+from __future__ import annotations
+
+from custscore.settings import Settings
+from streams.admin import create_topics
+
+__all__ = ["ensure_topics", "topic_plan"]
+
+
+def topic_plan(settings: Settings) -> tuple[dict[str, int], set[str]]:
+    """(topic -> partitions, compacted topics) for every topic custscore uses."""
+    n = settings.partitions
+    plan = {
+        settings.topic_purchase: n,
+        settings.topic_visit: n,
+        settings.topic_complaint: n,
+        settings.topic_segment_change: n,
+        settings.topic_win_back: n,
+        settings.topic_scores: n,
+        settings.topic_dead_letter: n,
+    }
+    return plan, {settings.topic_scores}
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Create missing topics; existing ones are checked for the partition count."""
+    plan, compacted = topic_plan(settings)
+    await create_topics(
+        settings.bootstrap_servers,
+        plan,
+        compacted=compacted,
+        replication=settings.replication_factor,
+        timeout_s=timeout_s,
+    )
