@@ -1,0 +1,223 @@
+"""``custscore fit INPUT --out PARAMS.json``: fit BG/NBD + Gamma-Gamma and write a params file.
+
+INPUT is an RFM summary CSV (``customer_id,frequency,recency,T[,monetary_value]``, times in the
+unit named by ``--time-unit``) or a standard event CSV (summarised by ``engine.batch``, which
+also calibrates the thresholds). Gamma-Gamma is fitted on the rows with frequency > 0 and
+monetary_value > 0 when the summary has that column; otherwise the built-in spend parameters
+are kept, and the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from custscore.errors import CliError
+from custscore.settings import Settings
+
+__all__ = ["FitOutcome", "fit_input", "register"]
+
+
+@dataclass(frozen=True)
+class _Data:
+    frequency: NDArray[np.float64]
+    recency: NDArray[np.float64]
+    T: NDArray[np.float64]
+    monetary_value: NDArray[np.float64] | None
+    thresholds: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """What :func:`fit_input` fitted and wrote."""
+
+    params: Any  # models.params.ParamsFile
+    lines: list[str]  # the report printed by the command
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT", help="RFM summary CSV or event CSV")
+    parser.add_argument("--out", required=True, metavar="PARAMS.json", help="params file to write")
+    parser.add_argument(
+        "--time-unit",
+        choices=["days", "weeks"],
+        default=None,
+        help="BTYD time unit: of the summary's recency/T (required for a summary), "
+        "or to fit events in (default days)",
+    )
+    parser.add_argument(
+        "--kind",
+        choices=["auto", "summary", "events"],
+        default="auto",
+        help="what INPUT is (default: from its header)",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    outcome = fit_input(Path(args.input), Path(args.out), time_unit=args.time_unit, kind=args.kind)
+    for line in outcome.lines:
+        print(line)
+    return 0
+
+
+def _sniff(path: Path) -> str:
+    from models.summary import summary_header
+
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), None)
+    except FileNotFoundError:
+        raise CliError(f"input not found: {path}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
+    if not header:
+        raise CliError(f"{path}: empty file (a header line is required)")
+    if summary_header(header) is not None:
+        return "summary"
+    names = {h.strip().lower() for h in header}
+    if {"event_id", "type", "customer_id", "ts"} <= names:
+        return "events"
+    raise CliError(
+        f"{path}: cannot tell the kind of file from its header ({','.join(header)}); expected "
+        "customer_id,frequency,recency,T[,monetary_value] or event_id,type,customer_id,ts,..."
+    )
+
+
+def _read_summary(path: Path) -> _Data:
+    from models.summary import SummaryError, read_summary
+
+    try:
+        s = read_summary(path)
+    except SummaryError as exc:
+        raise CliError(str(exc)) from None
+    return _Data(s.frequency, s.recency, s.T, s.monetary_value, {})
+
+
+def _read_events(path: Path, time_unit: str) -> _Data:
+    import engine.batch
+
+    summarize = getattr(engine.batch, "summarize_events", None)
+    if summarize is None:
+        raise CliError(
+            "fitting from events needs engine.batch.summarize_events (not in this build)"
+        )
+    try:
+        res = summarize(path, time_unit)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+    if isinstance(res, tuple):
+        x, t_x, big_t, mbar, thresholds = res
+    else:
+        x, t_x, big_t, mbar = res.x, res.t_x, res.T, res.mbar
+        thresholds = getattr(res, "thresholds", {})
+    return _Data(
+        np.asarray(x, dtype=np.float64),
+        np.asarray(t_x, dtype=np.float64),
+        np.asarray(big_t, dtype=np.float64),
+        np.asarray(mbar, dtype=np.float64),
+        dict(thresholds._asdict() if hasattr(thresholds, "_asdict") else thresholds),
+    )
+
+
+def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
+              kind: str = "auto") -> FitOutcome:
+    """Fit the models on ``path`` and write ``out``; raises CliError (one line) on bad input."""
+    from models.bgnbd import fit_bgnbd
+    from models.gamma_gamma import fit_gamma_gamma
+    from engine.params import ScoringParams
+    from models.params import TIME_UNITS, ParamsError, default_params, save_params
+
+    if kind == "auto":
+        kind = _sniff(path)
+    if kind == "summary":
+        if time_unit is None:
+            raise CliError(
+                "an RFM summary carries no time unit: pass --time-unit days or --time-unit weeks"
+            )
+        data = _read_summary(path)
+    else:
+        time_unit = time_unit or "days"
+        data = _read_events(path, time_unit)
+
+    start = time.perf_counter()
+    n = int(data.frequency.shape[0])
+    n_repeat = int(np.count_nonzero(data.frequency > 0))
+    try:
+        bg = fit_bgnbd(data.frequency, data.recency, data.T)
+    except ValueError as exc:
+        raise CliError(f"{path}: cannot fit BG/NBD: {exc}") from None
+
+    base = default_params().scoring
+    lines = [f"fitted {path} ({kind}, {time_unit}): {n:,} customers, {n_repeat:,} repeat buyers"]
+    rows = [("BG/NBD" if i == 0 else "", k, f"{v:.6f}")
+            for i, (k, v) in enumerate(bg.params.items())]
+    rows.append(("", "loglik", f"{bg.loglik:.4f}"))
+    rows.append(("", "fit", f"{bg.iterations} iterations, {bg.seconds:.3f} s"))
+    notes: list[str] = []
+    if not bg.converged:
+        notes.append("warning: the BG/NBD optimiser did not reach its gradient tolerance")
+
+    gg_values: dict[str, float] = {"p": base.p, "q": base.q, "v": base.v}
+    gg_meta: dict[str, Any] = {"gamma_gamma": "default"}
+    if data.monetary_value is None:
+        notes.append("note: no monetary_value column: Gamma-Gamma keeps the built-in "
+                     f"parameters (p {base.p:g}, q {base.q:g}, v {base.v:g})")
+    else:
+        sel = (data.frequency > 0) & (data.monetary_value > 0)
+        try:
+            gg = fit_gamma_gamma(data.frequency[sel], data.monetary_value[sel])
+        except ValueError as exc:
+            raise CliError(f"{path}: cannot fit Gamma-Gamma: {exc}") from None
+        if gg.q <= 1.0:
+            notes.append(f"warning: fitted Gamma-Gamma q = {gg.q:.4g} <= 1 (infinite mean "
+                         "spend): the built-in spend parameters are kept")
+        else:
+            gg_values = gg.params
+            gg_meta = {"gamma_gamma": "fitted", "gamma_gamma_n": gg.n_customers,
+                       "gamma_gamma_loglik": gg.loglik,
+                       "gamma_gamma_converged": gg.converged}
+            rows.extend(("Gamma-Gamma" if i == 0 else "", k, f"{v:.6f}")
+                        for i, (k, v) in enumerate(gg.params.items()))
+            rows.append(("", "loglik", f"{gg.loglik:.4f}"))
+            rows.append(("", "fit", f"{gg.iterations} iterations, {gg.seconds:.3f} s"))
+            if not gg.converged:
+                notes.append("warning: the Gamma-Gamma optimiser did not reach its gradient "
+                             "tolerance")
+
+    unknown = sorted(set(data.thresholds) - set(ScoringParams._fields))
+    if unknown:
+        raise CliError(f"engine.batch returned unknown threshold {unknown[0]!r}")
+    values: dict[str, Any] = base._asdict()
+    values.update(unit_seconds=TIME_UNITS[time_unit], **bg.params, **gg_values)
+    values.update(data.thresholds)
+    scoring = ScoringParams(**values)
+    meta: dict[str, Any] = {
+        "source": str(path),
+        "kind": kind,
+        "n_customers": n,
+        "n_repeat": n_repeat,
+        "loglik": bg.loglik,
+        "converged": bg.converged,
+        **gg_meta,
+        "seconds": round(time.perf_counter() - start, 6),
+        "fitted_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    try:
+        written = save_params(out, scoring, meta)
+    except ParamsError as exc:
+        raise CliError(str(exc)) from None
+    width = max(len(r[0]) for r in rows)
+    lines.extend(f"  {m:<{width}}  {k:<6}  {v}" for m, k, v in rows)
+    lines.extend(notes)
+    lines.append(f"wrote {out} (model_version {written.model_version}, time unit {time_unit})")
+    return FitOutcome(params=written, lines=lines)
