@@ -132,9 +132,9 @@ def _read_events(path: Path, time_unit: str) -> _Data:
 def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
               kind: str = "auto") -> FitOutcome:
     """Fit the models on ``path`` and write ``out``; raises CliError (one line) on bad input."""
+    from engine.params import ScoringParams
     from models.bgnbd import fit_bgnbd
     from models.gamma_gamma import fit_gamma_gamma
-    from engine.params import ScoringParams
     from models.params import TIME_UNITS, ParamsError, default_params, save_params
 
     if kind == "auto":
