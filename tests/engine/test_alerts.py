@@ -19,7 +19,7 @@ from engine.params import default_scoring_params
 from engine.scoring import PopulationCuts, evaluate
 from engine.segments import DEFAULT_RFM_MAP, LIFECYCLE_NAMES
 from engine.state import new_states
-from tests.engine.reference import C_KIND, P_KIND, Ev
+from loadtest.oracle import C_KIND, P_KIND, Ev
 from tests.engine.test_fold import T0, to_array
 
 P = default_scoring_params()

@@ -50,7 +50,7 @@ def test_nothing_changes_before_due(evs, extra: int, probes: list[float]) -> Non
 
 
 def test_due_is_where_something_changes_for_a_silent_customer() -> None:
-    from tests.engine.reference import P_KIND, Ev
+    from loadtest.oracle import P_KIND, Ev
 
     evs = [Ev(P_KIND, T0, 5000), Ev(P_KIND, T0 + 20 * 86400, 5000)]
     states = fold_events(1, to_array(evs), P)

@@ -13,7 +13,7 @@ from engine.params import default_scoring_params
 from engine.scoring import PopulationCuts, evaluate
 from engine.segments import DEFAULT_RFM_MAP
 from engine.state import STATE_DTYPE, decode_states, encode_state, new_events, new_states
-from tests.engine.reference import C_KIND, P_KIND, V_KIND, Ev, reference
+from loadtest.oracle import C_KIND, P_KIND, V_KIND, Ev, reference
 
 P = default_scoring_params()
 CUTS = PopulationCuts.from_params(P)

@@ -1,6 +1,7 @@
 """A plain-Python oracle for the engine: scores computed directly from a customer's full
 event list, by definition, with no incremental state, no numba and no shared code beyond the
-parameter tuple and segment-map data.
+parameter tuple and segment-map data. Tests compare the kernels with it; the kernel
+benchmark uses it as the plain-Python baseline.
 """
 
 from __future__ import annotations
@@ -8,6 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.params import ScoringParams
+from engine.scoring import PopulationCuts
+
+__all__ = ["C_KIND", "P_KIND", "V_KIND", "Ev", "complaint_level", "reference"]
 
 DAY = 86400
 P_KIND, V_KIND, C_KIND = 1, 2, 3
@@ -15,6 +25,8 @@ P_KIND, V_KIND, C_KIND = 1, 2, 3
 
 @dataclass(frozen=True)
 class Ev:
+    """One event: kind (1 purchase, 2 visit, 3 complaint), time, cents, severity, resolved."""
+
     kind: int
     ts: int
     cents: int = 0
@@ -23,11 +35,13 @@ class Ev:
 
 
 def month_of(ts: int) -> int:
+    """Calendar month index (months since 1970-01) of an epoch second."""
     d = datetime.fromtimestamp(ts, tz=UTC)
     return (d.year - 1970) * 12 + d.month - 1
 
 
 def month_start(k: int) -> int:
+    """Epoch second of the first day of month index ``k``."""
     return int(datetime(1970 + k // 12, k % 12 + 1, 1, tzinfo=UTC).timestamp())
 
 
@@ -41,7 +55,14 @@ def complaint_level(events: list[Ev], clock: int, halflife_days: float) -> float
     return total
 
 
-def reference(events: list[Ev], clock: int, P, cuts, rfm_map) -> dict:
+def reference(
+    events: list[Ev],
+    clock: int,
+    P: ScoringParams,
+    cuts: PopulationCuts,
+    rfm_map: npt.NDArray[np.uint8],
+) -> dict[str, Any]:
+    """Discrete scores and window features of one customer's events at ``clock``."""
     purchases = [e for e in events if e.kind == P_KIND and e.cents >= 0]
     refunds = [e for e in events if e.kind == P_KIND and e.cents < 0]
     visits = [e for e in events if e.kind == V_KIND]
@@ -57,7 +78,7 @@ def reference(events: list[Ev], clock: int, P, cuts, rfm_map) -> dict:
     f_w = sum(min(c, 255) for c in by_month.values())
     m_w = sum(e.cents for e in in_window) / 100.0
     effective = f_w >= 1
-    out: dict = {
+    out: dict[str, Any] = {
         "window_frequency": f_w,
         "window_monetary": m_w,
         "effective": int(effective),
