@@ -99,27 +99,32 @@ def score_record(customer_id: str, row: np.void) -> dict[str, Any]:
     return out
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+def _column_cells(name: str, values: npt.NDArray[Any]) -> list[str]:
+    """One column as CSV cells, formatted column-wise (same text as ``score_record``)."""
+    if name in _NAMED:
+        return np.asarray(_NAMED[name], dtype=object)[values.astype(np.intp)].tolist()  # type: ignore[no-any-return]
+    if name in _TIMES:
+        cache: dict[int, str] = {}
+        return [cache.setdefault(v, format_time(v) or "") for v in values.tolist()]
+    if name in _BOOLS:
+        return ["1" if v else "0" for v in values.tolist()]
+    if values.dtype.kind == "f":
+        return ["" if v != v else repr(v) for v in values.tolist()]  # v != v: NaN
+    return [str(v) for v in values.tolist()]
 
 
 def write_scores_csv(
     path: str | Path, customer_ids: Sequence[str], scores: npt.NDArray[np.void]
 ) -> int:
     """Write one row per customer, sorted by customer id; returns the row count."""
-    order = sorted(range(len(customer_ids)), key=customer_ids.__getitem__)
+    order = np.array(sorted(range(len(customer_ids)), key=customer_ids.__getitem__), dtype=np.intp)
+    ordered = scores[order]
+    columns = [[customer_ids[i] for i in order.tolist()]]
+    columns += [_column_cells(name, ordered[name]) for name in SCORE_COLUMNS[1:]]
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS)
-        for i in order:
-            record = score_record(customer_ids[i], scores[i])
-            writer.writerow([_cell(record[c]) for c in SCORE_COLUMNS])
+        writer.writerows(zip(*columns, strict=True))
     return len(order)
 
 
