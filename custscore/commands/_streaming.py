@@ -1,0 +1,146 @@
+"""Shared plumbing of the streaming commands: Kafka and Redis clients, one-line errors.
+
+``replay``, ``export``, ``inspect``, ``forget`` and ``demo`` talk to the same broker and Redis the
+worker uses; this module builds their clients from :class:`~custscore.settings.Settings` and turns
+"nothing answers there" into a :class:`~custscore.errors.CliError` that says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from custscore.errors import CliError
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from aiokafka import AIOKafkaProducer
+
+    from custscore.settings import Settings
+    from streams.store import RedisStateStore
+
+__all__ = [
+    "ensure_topics_or_fail",
+    "kafka_options",
+    "open_redis",
+    "open_store",
+    "parse_time_option",
+    "started_producer",
+    "state_store",
+]
+
+_NO_STACK_HINT = "start one with `custscore stack up`, or configure"
+
+
+def kafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for aiokafka clients: bootstrap servers and security settings."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
+
+
+def _no_broker(settings: Settings) -> CliError:
+    return CliError(
+        f"no Kafka broker answers at {settings.bootstrap_servers}: "
+        f"{_NO_STACK_HINT} CUSTSCORE_KAFKA_BOOTSTRAP"
+    )
+
+
+@contextlib.asynccontextmanager
+async def started_producer(settings: Settings, **overrides: Any) -> AsyncIterator[AIOKafkaProducer]:
+    """A started aiokafka producer (acks=all); a broker that does not answer is a CliError.
+
+    Starting only bootstraps with a Metadata request for all topics, which never auto-creates
+    one; call :func:`ensure_topics_or_fail` before the first send.
+    """
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaConnectionError
+
+    producer = AIOKafkaProducer(
+        **kafka_options(settings), client_id="custscore-cli", acks="all", **overrides
+    )
+    try:
+        await producer.start()
+    except KafkaConnectionError:
+        await producer.stop()
+        raise _no_broker(settings) from None
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def ensure_topics_or_fail(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Create missing topics (streams.topics.ensure_topics); failures become one line."""
+    from streams.admin import TopicError
+    from streams.topics import ensure_topics
+
+    try:
+        await ensure_topics(settings, timeout_s=timeout_s)
+    except TopicError as exc:
+        raise CliError(str(exc)) from None
+    except TimeoutError as exc:
+        if str(exc).startswith("no Kafka broker answers"):
+            raise _no_broker(settings) from None
+        raise CliError(str(exc)) from None
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """The worker's asyncio Redis client, after a PING; an unreachable Redis is a CliError."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from streams.worker import redis_client
+
+    client = redis_client(settings)
+    try:
+        try:
+            await client.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            raise CliError(
+                f"no Redis answers at {settings.redis_address}: "
+                f"{_NO_STACK_HINT} CUSTSCORE_REDIS_URL"
+            ) from None
+        yield client
+    finally:
+        await client.aclose()
+
+
+def state_store(client: aioredis.Redis, settings: Settings) -> RedisStateStore:
+    """The worker's state store on ``client`` (same key prefix and dedupe retention)."""
+    from streams.store import RedisStateStore
+
+    return RedisStateStore(
+        client,
+        prefix=settings.redis_key_prefix,
+        dedupe_retention_days=settings.dedupe_retention_days,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[RedisStateStore]:
+    """:func:`state_store` on a client from :func:`open_redis`."""
+    async with open_redis(settings) as client:
+        yield state_store(client, settings)
+
+
+def parse_time_option(text: str, option: str) -> int:
+    """Epoch seconds of an RFC 3339 time (with offset) or epoch milliseconds; else CliError."""
+    from models.events import EventValueError, parse_ts
+
+    try:
+        return parse_ts(text)
+    except EventValueError as exc:
+        raise CliError(f"{option}: {exc}") from None

@@ -1,0 +1,121 @@
+"""``custscore inspect CUSTOMER_ID``: one customer's decoded state, scores and segments as JSON.
+
+The record is read from the customer's partition and evaluated at that partition's watermark
+(the worker's clock). Population-relative classes (value tier, A/B/C/D, quadrant) are judged
+against the live population snapshot the workers keep in Redis (the per-partition sketches),
+or, before the first snapshot, against the cut points of the params file; the output says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from custscore.commands._streaming import open_redis, state_store
+from custscore.errors import CliError
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from custscore.settings import Settings
+    from engine.scoring import PopulationCuts
+    from streams.store import RedisStateStore
+
+__all__ = ["inspect_customer", "register"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+async def _live_cuts(
+    client: aioredis.Redis, store: RedisStateStore, partitions: int
+) -> tuple[PopulationCuts | None, float | None]:
+    """Cut points merged from the workers' population sketches, and the oldest sketch's age."""
+    from streams.population import cuts_from_sketches
+
+    blobs = await client.mget([store.keys(p).population for p in range(partitions)])
+    sketches = [json.loads(b) for b in blobs if b]
+    if not sketches:
+        return None, None
+    age = time.time() - min(s["computed_at"] for s in sketches)
+    return cuts_from_sketches(sketches), round(age, 1)
+
+
+async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, Any] | None:
+    """The JSON-ready view of one customer, or None when nothing is stored for them."""
+    from engine.scoring import evaluate
+    from engine.state import FIELD_DOCS, decode_states
+    from models.bundle import load_model
+    from models.params import ParamsError
+    from models.scorefile import format_time, score_record
+    from streams.keys import partition_for
+
+    try:
+        bundle = load_model(settings.params_file)
+    except ParamsError as exc:
+        raise CliError(str(exc)) from None
+    partition = partition_for(customer_id, settings.partitions)
+    async with open_redis(settings) as client:
+        store = state_store(client, settings)
+        read = await store.read(partition, [customer_id], [])
+        if read.blobs[0] is None:
+            return None
+        due_score = await client.zscore(store.keys(partition).due, customer_id)
+        cuts, sketch_age = await _live_cuts(client, store, settings.partitions)
+    try:
+        states = decode_states(read.blobs)
+    except ValueError as exc:
+        raise CliError(f"unreadable state record of {customer_id!r}: {exc}", exit_code=1) from None
+    cuts_source = "population snapshot" if cuts is not None else "params file"
+    if cuts is None:
+        cuts = bundle.cuts
+    scores = evaluate(states, read.watermark, bundle.scoring, cuts, bundle.rfm_map)
+    record = states[0]
+    state = {name: _plain(record[name]) for name in states.dtype.names or ()}
+    times = {
+        name: format_time(int(record[name]))
+        for name, doc in FIELD_DOCS.items()
+        if "(epoch s" in doc
+    }
+    return {
+        "customer_id": customer_id,
+        "partition": partition,
+        "as_of": format_time(read.watermark),
+        "model_version": bundle.model_version,
+        "population_cuts": {
+            "source": cuts_source,
+            "snapshot_age_s": sketch_age,
+            **{k: (None if not np.isfinite(v) else v) for k, v in cuts._asdict().items()},
+        },
+        "scores": score_record(customer_id, scores[0]),
+        "state": state,
+        "state_times": times,
+        "due_index": format_time(int(due_score)) if due_score is not None else None,
+        "record_bytes": len(read.blobs[0]),
+    }
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``custscore inspect``."""
+    parser.add_argument("customer_id", metavar="CUSTOMER_ID")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    view = asyncio.run(inspect_customer(settings, args.customer_id))
+    if view is None:
+        raise CliError(
+            f"unknown customer {args.customer_id!r}: nothing stored under key prefix "
+            f"{settings.redis_key_prefix!r} at {settings.redis_address}",
+            exit_code=1,
+        )
+    print(json.dumps(view, indent=2, ensure_ascii=False))
+    return 0
