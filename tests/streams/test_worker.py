@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -12,15 +11,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from fixtures.stack import run_async
 
 from custscore.settings import Settings, load_settings
 from custscore.stack import EmbeddedStack, free_port
-from fixtures.stack import run_async
 from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -56,7 +54,7 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def _get(url: str) -> tuple[int, Any]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback test URL
+        with urllib.request.urlopen(url, timeout=5) as resp:
             body = resp.read()
             status = resp.status
     except urllib.error.HTTPError as exc:
