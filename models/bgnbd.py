@@ -7,8 +7,8 @@ The log-likelihood of one customer with x repeat purchases, last at t_x, observe
          + ln[ (alpha + T)^-(r + x) + [x > 0] a / (b + x - 1) (alpha + t_x)^-(r + x) ]
 
 (Hardie's note 004). Terms that depend on x only are computed once per distinct x; identical
-(x, t_x, T) rows are merged with a weight; the gradient is analytic. The optimiser works on
-log-parameters (L-BFGS-B, then Newton polish).
+(x, t_x, T) rows are merged with a weight; gradient and Hessian are analytic, and the optimiser
+takes damped Newton steps on log-parameters (L-BFGS-B as a fallback).
 """
 
 from __future__ import annotations
@@ -21,10 +21,18 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
-from models._fitting import as_float_array, group_rows, minimize_log_params
-from models._special import digamma
+from models._fitting import (
+    as_float_array,
+    group_rows,
+    minimize_log_params,
+    minimize_newton,
+    to_log_space,
+)
+from models._special import digamma, trigamma
 
 __all__ = ["BGNBDFit", "bgnbd_loglik", "fit_bgnbd"]
+
+_GTOL = 1e-9  # converged when every |d mean NLL / d log-parameter| is at most this
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class BGNBDFit:
 
 
 @njit(cache=True, nogil=True)
-def _nll_grad(
+def _nll_derivs(
     log_params: NDArray[np.float64],
     xu: NDArray[np.float64],
     wu: NDArray[np.float64],
@@ -56,55 +64,61 @@ def _nll_grad(
     tx: NDArray[np.float64],
     T: NDArray[np.float64],
     w: NDArray[np.float64],
-) -> tuple[float, NDArray[np.float64]]:
-    """Negative total log-likelihood and its gradient in log-parameters.
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+    """Negative total log-likelihood, gradient and Hessian in log-parameters (r, alpha, a, b).
 
     ``xu`` are the distinct x values with total weights ``wu``; row i has x = xu[xi[i]].
+    Per row, ln[e^l3 + e^l4] has gradient p3 g3 + p4 g4 and Hessian
+    p3 H3 + p4 H4 + p3 p4 (g3 - g4)(g3 - g4)^T (p3, p4 the mixture weights).
     """
-    r = math.exp(log_params[0])
-    alpha = math.exp(log_params[1])
-    a = math.exp(log_params[2])
-    b = math.exp(log_params[3])
-    k = xu.shape[0]
+    th = np.exp(log_params)
+    r, alpha, a, b = th[0], th[1], th[2], th[3]
     log_alpha = math.log(alpha)
     lg_r = math.lgamma(r)
     lg_b = math.lgamma(b)
     lg_ab = math.lgamma(a + b)
-    ps_r = digamma(r)
-    ps_b = digamma(b)
-    ps_ab = digamma(a + b)
-    # Per distinct x: the ln A4 constant and the d/db of it.
-    c4 = np.empty(k)
-    c4_db = np.empty(k)
+    ps_r, ps_b, ps_ab = digamma(r), digamma(b), digamma(a + b)
+    tg_r, tg_b, tg_ab = trigamma(r), trigamma(b), trigamma(a + b)
+    k = xu.shape[0]
+    c4 = np.empty(k)  # ln a - ln(b + x - 1)
+    inv_bx = np.empty(k)  # 1 / (b + x - 1)
     ll = 0.0
-    g_r = 0.0
-    g_alpha = 0.0
-    g_a = 0.0
-    g_b = 0.0
+    g = np.zeros(4)  # d ll / d natural params
+    h = np.zeros((4, 4))  # d2 ll / d natural params
     for j in range(k):
         x = xu[j]
         wj = wu[j]
         ll += wj * (math.lgamma(r + x) - lg_r + r * log_alpha)
-        g_r += wj * (digamma(r + x) - ps_r + log_alpha)
-        g_alpha += wj * r / alpha
+        g[0] += wj * (digamma(r + x) - ps_r + log_alpha)
+        g[1] += wj * r / alpha
+        h[0, 0] += wj * (trigamma(r + x) - tg_r)
+        h[0, 1] += wj / alpha
+        h[1, 1] -= wj * r / (alpha * alpha)
         if x > 0.0:
             ll += wj * (lg_ab + math.lgamma(b + x) - lg_b - math.lgamma(a + b + x))
             ps_abx = digamma(a + b + x)
-            g_a += wj * (ps_ab - ps_abx)
-            g_b += wj * (ps_ab + digamma(b + x) - ps_b - ps_abx)
+            tg_abx = trigamma(a + b + x)
+            g[2] += wj * (ps_ab - ps_abx)
+            g[3] += wj * (ps_ab + digamma(b + x) - ps_b - ps_abx)
+            h[2, 2] += wj * (tg_ab - tg_abx)
+            h[2, 3] += wj * (tg_ab - tg_abx)
+            h[3, 3] += wj * (tg_ab + trigamma(b + x) - tg_b - tg_abx)
             c4[j] = math.log(a) - math.log(b + x - 1.0)
-            c4_db[j] = -1.0 / (b + x - 1.0)
+            inv_bx[j] = 1.0 / (b + x - 1.0)
         else:
             c4[j] = 0.0
-            c4_db[j] = 0.0
+            inv_bx[j] = 0.0
+    inv_a = 1.0 / a
     for i in range(tx.shape[0]):
         j = xi[i]
         x = xu[j]
         wi = w[i]
         rx = r + x
+        inv_t = 1.0 / (alpha + T[i])
         lat = math.log(alpha + T[i])
         l3 = -rx * lat
         if x > 0.0:
+            inv_r = 1.0 / (alpha + tx[i])
             lar = math.log(alpha + tx[i])
             l4 = c4[j] - rx * lar
             if l3 >= l4:
@@ -116,20 +130,39 @@ def _nll_grad(
                 ll += wi * (l4 + math.log1p(e))
                 p4 = 1.0 / (1.0 + e)
             p3 = 1.0 - p4
-            g_r -= wi * (p3 * lat + p4 * lar)
-            g_alpha -= wi * rx * (p3 / (alpha + T[i]) + p4 / (alpha + tx[i]))
-            g_a += wi * p4 / a
-            g_b += wi * p4 * c4_db[j]
+            ib = inv_bx[j]
+            g[0] -= wi * (p3 * lat + p4 * lar)
+            g[1] -= wi * rx * (p3 * inv_t + p4 * inv_r)
+            g[2] += wi * p4 * inv_a
+            g[3] -= wi * p4 * ib
+            # p3 H3 + p4 H4
+            h[0, 1] -= wi * (p3 * inv_t + p4 * inv_r)
+            h[1, 1] += wi * rx * (p3 * inv_t * inv_t + p4 * inv_r * inv_r)
+            h[2, 2] -= wi * p4 * inv_a * inv_a
+            h[3, 3] += wi * p4 * ib * ib
+            # p3 p4 d d^T with d = g3 - g4
+            d0 = lar - lat
+            d1 = rx * (inv_r - inv_t)
+            d2 = -inv_a
+            d3 = ib
+            c = wi * p3 * p4
+            h[0, 0] += c * d0 * d0
+            h[0, 1] += c * d0 * d1
+            h[0, 2] += c * d0 * d2
+            h[0, 3] += c * d0 * d3
+            h[1, 1] += c * d1 * d1
+            h[1, 2] += c * d1 * d2
+            h[1, 3] += c * d1 * d3
+            h[2, 2] += c * d2 * d2
+            h[2, 3] += c * d2 * d3
+            h[3, 3] += c * d3 * d3
         else:
             ll += wi * l3
-            g_r -= wi * lat
-            g_alpha -= wi * rx / (alpha + T[i])
-    grad = np.empty(4)
-    grad[0] = -g_r * r
-    grad[1] = -g_alpha * alpha
-    grad[2] = -g_a * a
-    grad[3] = -g_b * b
-    return -ll, grad
+            g[0] -= wi * lat
+            g[1] -= wi * rx * inv_t
+            h[0, 1] -= wi * inv_t
+            h[1, 1] += wi * rx * inv_t * inv_t
+    return to_log_space(ll, g, h, th)
 
 
 def _check(frequency: ArrayLike, recency: ArrayLike, T: ArrayLike,
@@ -174,7 +207,7 @@ def bgnbd_loglik(r: float, alpha: float, a: float, b: float, frequency: ArrayLik
     x, tx, age, w = _check(frequency, recency, T, weights)
     xu, wu, xi, tx, age, w = _prepare(x, tx, age, w)
     logp = np.log(np.array([r, alpha, a, b], dtype=np.float64))
-    nll, _ = _nll_grad(logp, xu, wu, xi, tx, age, w)
+    nll, _, _ = _nll_derivs(logp, xu, wu, xi, tx, age, w)
     return -float(nll)
 
 
@@ -201,23 +234,32 @@ def fit_bgnbd(
     xu, wu, xi, tx, age, w = _prepare(x, tx, age, w)
     total_w = float(w.sum())
 
-    def objective(logp: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        nll, grad = _nll_grad(logp, xu, wu, xi, tx, age, w)
+    def objective(
+        logp: NDArray[np.float64],
+    ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+        nll, grad, hess = _nll_derivs(logp, xu, wu, xi, tx, age, w)
         value = nll / total_w
         grad = grad / total_w
+        hess = hess / total_w
         if penalizer > 0.0:
             p = np.exp(logp)
             value += penalizer * float(np.sum(p * p))
             grad = grad + 2.0 * penalizer * p * p
-        return value, grad
+            hess = hess + np.diag(4.0 * penalizer * p * p)
+        return value, grad, hess
 
     if initial is None:
         # r = 1, a = b = 1 and alpha at the scale of the observation window.
         initial = (1.0, max(float(np.average(age, weights=w)), 1e-6), 1.0, 1.0)
     x0 = np.log(np.asarray(initial, dtype=np.float64))
-    logp, _, iterations, converged, _ = minimize_log_params(objective, x0, 1e-9)
+    logp, _, iterations, converged = minimize_newton(objective, x0, _GTOL)
+    if not converged:  # a Newton failure (rare): quasi-Newton from the same start, then polish
+        logp, _, more, converged, _ = minimize_log_params(
+            lambda u: objective(u)[:2], x0, _GTOL
+        )
+        iterations += more
     r, alpha, a, b = (float(v) for v in np.exp(logp))
-    nll, _ = _nll_grad(logp, xu, wu, xi, tx, age, w)
+    nll, _, _ = _nll_derivs(logp, xu, wu, xi, tx, age, w)
     return BGNBDFit(r=r, alpha=alpha, a=a, b=b, loglik=-float(nll), n_customers=n_customers,
                     iterations=iterations, seconds=time.perf_counter() - start,
                     converged=converged)

@@ -7,7 +7,7 @@ For a repeat buyer with x purchases of average value m (Hardie's note 025, eq. 1
 
 Fit on customers with x > 0 and m > 0 only. Terms in x only are computed once per distinct x;
 the sums of ln m and x (ln m + ln x) are constants, so each evaluation needs one logarithm per
-distinct (x, m) row. The optimiser works on log-parameters (L-BFGS-B, then Newton polish).
+distinct (x, m) row. The optimiser works on log-parameters (damped Newton, analytic Hessian).
 """
 
 from __future__ import annotations
@@ -20,10 +20,18 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
-from models._fitting import as_float_array, group_rows, minimize_log_params
-from models._special import digamma
+from models._fitting import (
+    as_float_array,
+    group_rows,
+    minimize_log_params,
+    minimize_newton,
+    to_log_space,
+)
+from models._special import digamma, trigamma
 
 __all__ = ["GammaGammaFit", "fit_gamma_gamma", "gamma_gamma_loglik"]
+
+_GTOL = 1e-9  # converged when every |d mean NLL / d log-parameter| is at most this
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class GammaGammaFit:
 
 
 @njit(cache=True, nogil=True)
-def _nll_grad(
+def _nll_derivs(
     log_params: NDArray[np.float64],
     xu: NDArray[np.float64],
     wu: NDArray[np.float64],
@@ -55,45 +63,51 @@ def _nll_grad(
     w: NDArray[np.float64],
     sum_log_m: float,
     sum_x_log_xm: float,
-) -> tuple[float, NDArray[np.float64]]:
-    """Negative total log-likelihood and its gradient in log-parameters.
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+    """Negative total log-likelihood, gradient and Hessian in log-parameters (p, q, v).
 
     ``sum_log_m`` = sum w ln m, ``sum_x_log_xm`` = sum w x (ln m + ln x) over the rows.
     """
-    p = math.exp(log_params[0])
-    q = math.exp(log_params[1])
-    v = math.exp(log_params[2])
+    th = np.exp(log_params)
+    p, q, v = th[0], th[1], th[2]
     log_v = math.log(v)
     lg_q = math.lgamma(q)
     ps_q = digamma(q)
+    tg_q = trigamma(q)
     ll = p * sum_x_log_xm - sum_log_m
-    g_p = sum_x_log_xm
-    g_q = 0.0
-    g_v = 0.0
+    g = np.zeros(3)
+    h = np.zeros((3, 3))
+    g[0] = sum_x_log_xm
     for j in range(xu.shape[0]):
         x = xu[j]
         wj = wu[j]
         px = p * x
         ps_pxq = digamma(px + q)
+        tg_pxq = trigamma(px + q)
         ll += wj * (math.lgamma(px + q) - math.lgamma(px) - lg_q + q * log_v)
-        g_p += wj * x * (ps_pxq - digamma(px))
-        g_q += wj * (ps_pxq - ps_q + log_v)
-        g_v += wj * q / v
+        g[0] += wj * x * (ps_pxq - digamma(px))
+        g[1] += wj * (ps_pxq - ps_q + log_v)
+        g[2] += wj * q / v
+        h[0, 0] += wj * x * x * (tg_pxq - trigamma(px))
+        h[0, 1] += wj * x * tg_pxq
+        h[1, 1] += wj * (tg_pxq - tg_q)
+        h[1, 2] += wj / v
+        h[2, 2] -= wj * q / (v * v)
     for i in range(m.shape[0]):
         x = xu[xi[i]]
         wi = w[i]
         s = x * m[i] + v
+        inv_s = 1.0 / s
         ls = math.log(s)
         pxq = p * x + q
         ll -= wi * pxq * ls
-        g_p -= wi * x * ls
-        g_q -= wi * ls
-        g_v -= wi * pxq / s
-    grad = np.empty(3)
-    grad[0] = -g_p * p
-    grad[1] = -g_q * q
-    grad[2] = -g_v * v
-    return -ll, grad
+        g[0] -= wi * x * ls
+        g[1] -= wi * ls
+        g[2] -= wi * pxq * inv_s
+        h[0, 2] -= wi * x * inv_s
+        h[1, 2] -= wi * inv_s
+        h[2, 2] += wi * pxq * inv_s * inv_s
+    return to_log_space(ll, g, h, th)
 
 
 def _check(frequency: ArrayLike, monetary_value: ArrayLike,
@@ -134,7 +148,7 @@ def gamma_gamma_loglik(p: float, q: float, v: float, frequency: ArrayLike,
     """Total Gamma-Gamma log-likelihood of repeat buyers at the given parameters."""
     xu, wu, xi, m, w, consts = _prepare(*_check(frequency, monetary_value, weights))
     logp = np.log(np.array([p, q, v], dtype=np.float64))
-    nll, _ = _nll_grad(logp, xu, wu, xi, m, w, consts[0], consts[1])
+    nll, _, _ = _nll_derivs(logp, xu, wu, xi, m, w, consts[0], consts[1])
     return -float(nll)
 
 
@@ -159,23 +173,32 @@ def fit_gamma_gamma(
     total_w = float(w.sum())
     slm, sxl = float(consts[0]), float(consts[1])
 
-    def objective(logp: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        nll, grad = _nll_grad(logp, xu, wu, xi, m, w, slm, sxl)
+    def objective(
+        logp: NDArray[np.float64],
+    ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+        nll, grad, hess = _nll_derivs(logp, xu, wu, xi, m, w, slm, sxl)
         value = nll / total_w
         grad = grad / total_w
+        hess = hess / total_w
         if penalizer > 0.0:
             par = np.exp(logp)
             value += penalizer * float(np.sum(par * par))
             grad = grad + 2.0 * penalizer * par * par
-        return value, grad
+            hess = hess + np.diag(4.0 * penalizer * par * par)
+        return value, grad, hess
 
     if initial is None:
-        # Method of moments on the average spends: mean p v / (q - 1) with q = 2, p = 1.
+        # Mean spend p v / (q - 1) at the sample mean with p = 1, q = 2.
         initial = (1.0, 2.0, max(float(np.average(m, weights=w)), 1e-6))
     x0 = np.log(np.asarray(initial, dtype=np.float64))
-    logp, _, iterations, converged, _ = minimize_log_params(objective, x0, 1e-9)
+    logp, _, iterations, converged = minimize_newton(objective, x0, _GTOL)
+    if not converged:  # a Newton failure (rare): quasi-Newton from the same start, then polish
+        logp, _, more, converged, _ = minimize_log_params(
+            lambda u: objective(u)[:2], x0, _GTOL
+        )
+        iterations += more
     p, q, v = (float(val) for val in np.exp(logp))
-    nll, _ = _nll_grad(logp, xu, wu, xi, m, w, slm, sxl)
+    nll, _, _ = _nll_derivs(logp, xu, wu, xi, m, w, slm, sxl)
     return GammaGammaFit(p=p, q=q, v=v, loglik=-float(nll), n_customers=n_customers,
                          iterations=iterations, seconds=time.perf_counter() - start,
                          converged=converged)
