@@ -57,7 +57,7 @@ def simulate_gamma_gamma(frequency: ArrayLike, p: float, q: float, v: float,
                          rng: np.random.Generator) -> NDArray[np.float64]:
     """Average spend of each customer's ``frequency`` purchases (0 where frequency is 0)."""
     x = np.asarray(frequency, dtype=np.float64)
-    nu = rng.gamma(q, 1.0 / v, x.shape[0])
+    nu: NDArray[np.float64] = np.asarray(rng.gamma(q, 1.0 / v, x.shape[0]), dtype=np.float64)
     out = np.zeros(x.shape[0])
     rep = x > 0
     out[rep] = rng.gamma(p * x[rep], 1.0 / nu[rep]) / x[rep]
