@@ -1,0 +1,369 @@
+"""The documented output contract holds for real messages of the real pipeline.
+
+A story of a few customers is played through ``streams.processor.BatchProcessor`` on a real
+Valkey with the recording publisher of ``tests/streams/conftest.py``: event-driven and
+timer-driven segment changes of every scheme, silence / risk_rise / complaint win-backs,
+score updates of buyers and prospects, and one dead letter per reason in
+``streams.codec.REASONS``. Every recorded message is validated against ``docs/schemas``; the
+schemas' enums are checked against ``engine.segments`` so that they cannot drift.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures.stack import run_async
+from jsonschema import Draft202012Validator
+
+from engine.segments import (
+    ABCD_NAMES,
+    ACTIONS,
+    LIFECYCLE_NAMES,
+    QUADRANT_NAMES,
+    REASON_NAMES,
+    RFM_SEGMENT_NAMES,
+    SCHEME_NAMES,
+    TIER_NAMES,
+)
+from models.scorefile import SCORE_COLUMNS
+from streams.alerts import _SCHEME_VALUES
+from streams.codec import REASONS
+from streams.processor import BatchProcessor, RawMessage
+from tests.streams.conftest import OUT, WALL, Feed, RecordingPublisher, make_processor
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMAS = ROOT / "docs" / "schemas"
+ALERTS_MD = ROOT / "docs" / "alerts.md"
+DAY = 86_400
+T0 = 852_076_800  # 1997-01-01T00:00:00Z
+
+TOPIC_SCHEMA = {
+    OUT.segment_change: "segment-change",
+    OUT.win_back: "win-back",
+    OUT.scores: "scores",
+    OUT.dead_letter: "dead-letter",
+}
+SUMMARY_ENUMS = {
+    "rfm_segment": RFM_SEGMENT_NAMES,
+    "value_tier": TIER_NAMES,
+    "abcd_class": ABCD_NAMES,
+    "quadrant": QUADRANT_NAMES,
+    "lifecycle": LIFECYCLE_NAMES,
+}
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    return schema
+
+
+def validator(name: str) -> Draft202012Validator:
+    schema = load_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+# ----------------------------------------------------------------------------- the story
+
+
+def ms(day: float) -> int:
+    return int((T0 + day * DAY) * 1000)
+
+
+def purchase(feed: Feed, eid: str, cust: str, day: float, amount: float, part: int) -> RawMessage:
+    body = {"event_id": eid, "customer_id": cust, "ts": ms(day), "amount": amount}
+    return feed.msg("purchase", body, part)
+
+
+def visit(feed: Feed, eid: str, cust: str, day: float, part: int) -> RawMessage:
+    return feed.msg("visit", {"event_id": eid, "customer_id": cust, "ts": ms(day)}, part)
+
+
+def complaint(
+    feed: Feed, eid: str, cust: str, day: float, severity: int, part: int, **extra: Any
+) -> RawMessage:
+    body = {"event_id": eid, "customer_id": cust, "ts": ms(day), "severity": severity, **extra}
+    return feed.msg("complaint", body, part)
+
+
+def bad_messages(feed: Feed, part: int) -> dict[str, RawMessage]:
+    """One message per dead-letter reason (keys must equal streams.codec.REASONS)."""
+    ok = {"event_id": "d", "customer_id": "zed", "ts": ms(1)}
+    return {
+        "oversize": feed.msg("visit", {**ok, "page": "x" * 5000}, part),
+        "bad_encoding": feed.msg("visit", b'{"event_id": "\xff\xfe"}', part, key=b"zed"),
+        "bad_json": feed.msg("purchase", b"{not json", part),  # no key: key_b64 is null
+        "missing_field": feed.msg("purchase", ok, part),  # no amount
+        "wrong_type": feed.msg("purchase", {**ok, "amount": "12.50"}, part),
+        "bad_ts": feed.msg("visit", {**ok, "ts": "yesterday"}, part),
+        "ts_out_of_range": feed.msg("visit", {**ok, "ts": "1960-01-01T00:00:00Z"}, part),
+        "ts_in_future": feed.msg("visit", {**ok, "ts": int((WALL + 3 * DAY) * 1000)}, part),
+        "bad_amount": feed.msg("purchase", {**ok, "amount": 1e12}, part),
+        "bad_severity": feed.msg("complaint", {**ok, "severity": 9}, part),
+        "bad_category": feed.msg("complaint", {**ok, "severity": 2, "category": "weather"}, part),
+        "bad_status": feed.msg("complaint", {**ok, "severity": 2, "status": "pending"}, part),
+        "bad_id": feed.msg("visit", {**ok, "customer_id": ""}, part, key=b"zed"),
+        "key_mismatch": feed.msg("visit", ok, part, key=b"someone-else"),
+        "unknown_topic": feed.msg("returns", ok, part),
+    }
+
+
+async def story(proc: BatchProcessor) -> dict[str, RawMessage]:
+    """Drive the processor through every kind of output; returns the bad messages sent."""
+    feed = Feed()
+    # partition 0: alice grows (every scheme changes on events), then goes silent; a visiting
+    # prospect moves the watermark so the timer re-scores her (timer segment changes,
+    # silence and risk_rise win-backs)
+    await proc.process([purchase(feed, "a1", "alice", 0, 100.0, 0)])
+    await proc.process([purchase(feed, "a2", "alice", 5, 500.0, 0)])
+    await proc.process([purchase(feed, "a3", "alice", 10, 50.0, 0)])
+    for day in range(14, 420, 7):
+        await proc.process([visit(feed, f"v{day}", "pacer", day, 0)])
+        await proc.sweep(0, limit=100)
+    # partition 1: bob, a repeat buyer, files a severity-3 complaint: risk rises past 0.6
+    await proc.process([purchase(feed, "b1", "bob", 0, 20.0, 1)])
+    await proc.process([purchase(feed, "b2", "bob", 1, 20.0, 1)])
+    await proc.process([complaint(feed, "b3", "bob", 2, 3, 1, category="delivery")])
+    # partition 2: carl buys, refunds part of it, files a severity-5 complaint, then it is
+    # resolved
+    await proc.process([purchase(feed, "c1", "carl", 0, 80.0, 2)])
+    await proc.process([purchase(feed, "c2", "carl", 1, -30.0, 2)])
+    await proc.process([complaint(feed, "c3", "carl", 2, 5, 2, status="open")])
+    await proc.process([complaint(feed, "c4", "carl", 3, 5, 2, status="resolved")])
+    # partition 3: dana visits (prospect, null scores), then buys: prospect -> new
+    await proc.process([visit(feed, "d1", "dana", 0, 3)])
+    await proc.process([purchase(feed, "d2", "dana", 2, 45.0, 3)])
+    # partition 4: one bad message per dead-letter reason, plus a null value
+    bad = bad_messages(feed, 4)
+    null_value = dataclasses.replace(feed.msg("visit", b"", 4, key=b"zed"), value=None)
+    await proc.process([*bad.values(), null_value])
+    return bad
+
+
+def play(redis_url: str) -> tuple[RecordingPublisher, dict[str, RawMessage]]:
+    recorder = RecordingPublisher()
+
+    async def main() -> dict[str, RawMessage]:
+        proc = make_processor(redis_url, f"d{uuid.uuid4().hex[:8]}", recorder)
+        try:
+            return await story(proc)
+        finally:
+            await proc.store._redis.aclose()
+
+    bad = run_async(main())
+    return recorder, bad
+
+
+@pytest.fixture(scope="module")
+def played(redis_url: str) -> Iterator[tuple[RecordingPublisher, dict[str, RawMessage]]]:
+    yield play(redis_url)
+
+
+@pytest.fixture(scope="module")
+def recorded(played: tuple[RecordingPublisher, dict[str, RawMessage]]) -> RecordingPublisher:
+    return played[0]
+
+
+def on(recorder: RecordingPublisher, topic: str) -> list[dict[str, Any]]:
+    return recorder.on(topic)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_every_record_goes_to_a_documented_topic_with_a_value(recorded) -> None:
+    assert recorded.records
+    assert {t for t, _, _ in recorded.records} == set(TOPIC_SCHEMA)
+    assert all(v is not None for _, _, v in recorded.records)  # no tombstones in this story
+
+
+@pytest.mark.parametrize("topic", list(TOPIC_SCHEMA))
+def test_every_message_of_the_topic_matches_its_schema(recorded, topic: str) -> None:
+    check = validator(TOPIC_SCHEMA[topic])
+    messages = on(recorded, topic)
+    assert messages, f"the story produced nothing on {topic}"
+    for message in messages:
+        errors = sorted(check.iter_errors(message), key=lambda e: list(e.path))
+        assert not errors, f"{topic}: {errors[0].message} at {list(errors[0].path)}: {message}"
+
+
+def test_segment_changes_cover_every_scheme_and_both_causes(recorded) -> None:
+    changes = on(recorded, OUT.segment_change)
+    assert {c["scheme"] for c in changes} == set(SCHEME_NAMES[1:])
+    assert {c["cause"]["type"] for c in changes} == {"event", "timer"}
+    # a prospect's first purchase: "before" carries the prospect's null BTYD scores
+    dana = [c for c in changes if c["customer_id"] == "dana"]
+    assert [(c["scheme"], c["from"], c["to"]) for c in dana] == [("lifecycle", "prospect", "new")]
+    assert dana[0]["before"]["p_alive"] is None and dana[0]["scores"]["p_alive"] is not None
+    # X -> none is published when a customer stops being an effective member
+    assert any(c["to"] == "none" for c in changes)
+
+
+def test_win_backs_cover_every_reason(recorded) -> None:
+    wins = on(recorded, OUT.win_back)
+    assert {w["reason"] for w in wins} == set(REASON_NAMES[1:])
+    by_reason = {w["reason"]: w for w in wins}
+    assert by_reason["complaint"]["customer_id"] == "carl"
+    assert by_reason["complaint"]["cause"] == {"type": "event", "event_id": "c3"}
+    assert {w["customer_id"] for w in wins if w["reason"] == "risk_rise"} == {"alice", "bob"}
+    assert by_reason["silence"]["cause"]["type"] == "timer"
+    for w in wins:
+        assert w["suggested_action"] == ACTIONS[w["reason"]][w["value_tier"]]
+
+
+def test_score_updates_cover_prospects_and_buyers(recorded) -> None:
+    updates = on(recorded, OUT.scores)
+    for update in updates:
+        assert update["scores"]["customer_id"] == update["customer_id"]
+        assert list(update["scores"]) == list(SCORE_COLUMNS)
+    prospects = [u for u in updates if u["scores"]["lifecycle"] == "prospect"]
+    buyers = [u for u in updates if u["scores"]["frequency"] >= 1]
+    assert prospects and buyers
+    assert all(u["scores"]["p_alive"] is None for u in prospects)
+    assert all(u["scores"]["next_purchase_eta"] is None for u in prospects)
+
+
+def test_messages_are_keyed_as_documented(recorded) -> None:
+    for topic, key, value in recorded.records:
+        assert value is not None
+        body = json.loads(value)
+        if topic == OUT.dead_letter:
+            expected = base64.b64encode(key).decode() if key is not None else None
+            assert body["key_b64"] == expected
+        else:
+            assert key == body["customer_id"].encode()
+
+
+def test_every_dead_letter_reason_is_produced_by_its_trigger(played) -> None:
+    recorded, bad = played
+    assert list(bad) == list(REASONS)  # one documented trigger per reason, in REASONS order
+    dead = on(recorded, OUT.dead_letter)
+    by_position = {(d["source_topic"], d["offset"]): d for d in dead}
+    for reason, msg in bad.items():
+        record = by_position[(msg.topic, msg.offset)]
+        assert record["reason"] == reason, (reason, record)
+        assert record["partition"] == msg.partition
+        assert base64.b64decode(record["value_b64"]) == msg.value
+    null_values = [d for d in dead if d["value_b64"] is None]
+    assert [d["reason"] for d in null_values] == ["bad_json"]
+    assert any(d["key_b64"] is None for d in dead)
+
+
+def test_replaying_the_same_input_gives_the_same_alert_ids(recorded, redis_url: str) -> None:
+    again, _ = play(redis_url)
+    for topic in (OUT.segment_change, OUT.win_back):
+        first = [m["alert_id"] for m in on(recorded, topic)]
+        second = [m["alert_id"] for m in on(again, topic)]
+        assert first == second and len(set(first)) == len(first)
+
+
+@pytest.mark.parametrize(
+    ("topic", "mutate"),
+    [
+        (OUT.segment_change, lambda m: m.pop("alert_id")),
+        (OUT.segment_change, lambda m: m.update(extra=1)),
+        (OUT.segment_change, lambda m: m.update(scheme="rfm", to="gold")),
+        (OUT.segment_change, lambda m: m.update(scheme="lifecycle", **{"from": "none"})),
+        (OUT.segment_change, lambda m: m["scores"].update(p_alive="high")),
+        (OUT.win_back, lambda m: m.update(reason="bored")),
+        (OUT.win_back, lambda m: m.update(churn_risk=None)),
+        (OUT.win_back, lambda m: m.update(event_ts=1234567890)),
+        (OUT.win_back, lambda m: m.update(cause={"type": "timer", "event_id": "x"})),
+        (OUT.scores, lambda m: m["scores"].pop("clv")),
+        (OUT.scores, lambda m: m["scores"].update(value_tier="gold")),
+        (OUT.scores, lambda m: m["scores"].update(effective=1)),
+        (OUT.dead_letter, lambda m: m.update(reason="cosmic_ray")),
+        (OUT.dead_letter, lambda m: m.update(offset=-1)),
+        (OUT.dead_letter, lambda m: m.update(value_b64="not base64!")),
+    ],
+)
+def test_the_schemas_reject_what_the_code_never_produces(recorded, topic: str, mutate) -> None:
+    check = validator(TOPIC_SCHEMA[topic])
+    message = copy.deepcopy(on(recorded, topic)[-1])
+    assert check.is_valid(message)
+    mutate(message)
+    assert not check.is_valid(message)
+
+
+# ----------------------------------------------------------------------------- no drift
+
+
+def enums(node: Any, path: str = "") -> Iterator[tuple[str, list[Any]]]:
+    """(JSON pointer, values) of every ``enum`` in a schema."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "enum":
+                yield path, value
+            else:
+                yield from enums(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from enums(value, f"{path}/{i}")
+
+
+def expected_enums() -> dict[str, dict[str, list[str]]]:
+    summary = {
+        f"/$defs/summary/properties/{field}": list(names) for field, names in SUMMARY_ENUMS.items()
+    }
+    segment = {"/properties/scheme": list(SCHEME_NAMES[1:]), **summary}
+    for i, code in enumerate(range(1, len(SCHEME_NAMES))):
+        names = _SCHEME_VALUES[code]
+        segment[f"/allOf/{i}/then/properties/from"] = list(names[1:])  # never from "none"
+        segment[f"/allOf/{i}/then/properties/to"] = list(names)
+    actions = sorted({a for row in ACTIONS.values() for a in row.values()})
+    return {
+        "segment-change": segment,
+        "win-back": {
+            "/properties/reason": list(REASON_NAMES[1:]),
+            "/properties/value_tier": list(TIER_NAMES),
+            "/properties/rfm_segment": list(RFM_SEGMENT_NAMES),
+            "/properties/lifecycle": list(LIFECYCLE_NAMES),
+            "/properties/suggested_action": actions,
+        },
+        "scores": {
+            f"/properties/scores/properties/{field}": list(names)
+            for field, names in SUMMARY_ENUMS.items()
+        },
+        "dead-letter": {"/properties/reason": list(REASONS)},
+    }
+
+
+@pytest.mark.parametrize("name", list(TOPIC_SCHEMA.values()))
+def test_schema_enums_equal_the_engine_names(name: str) -> None:
+    found = dict(enums(load_schema(name)))
+    assert found == expected_enums()[name]
+
+
+def test_segment_change_branches_pair_each_scheme_with_its_names() -> None:
+    branches = load_schema("segment-change")["allOf"]
+    schemes = [b["if"]["properties"]["scheme"]["const"] for b in branches]
+    assert schemes == list(SCHEME_NAMES[1:])
+    assert set(ACTIONS) == set(REASON_NAMES[1:])
+    assert all(set(row) == set(TIER_NAMES) for row in ACTIONS.values())
+
+
+def test_schemas_fix_the_shape_the_code_builds() -> None:
+    for name in TOPIC_SCHEMA.values():
+        schema = load_schema(name)
+        assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+        assert schema["additionalProperties"] is False
+        assert schema["required"] == list(schema["properties"])
+    scores = load_schema("scores")["properties"]["scores"]
+    assert scores["required"] == list(SCORE_COLUMNS)
+
+
+def test_every_dead_letter_reason_is_documented() -> None:
+    schema_reasons = load_schema("dead-letter")["properties"]["reason"]["enum"]
+    assert set(REASONS) <= set(schema_reasons)
+    text = ALERTS_MD.read_text()
+    missing = [r for r in REASONS if not re.search(rf"`{re.escape(r)}`", text)]
+    assert not missing, f"docs/alerts.md does not document {missing}"
