@@ -181,10 +181,23 @@ def _purchase(
 
 def test_worker_end_to_end(worker: Settings) -> None:
     s = worker
-    # hank buys once and goes silent: BG/NBD says P(alive) = 1, only silence can fire
-    records = [_purchase(s, "h0", "hank", 0, 40.0)]
+    base = f"http://127.0.0.1:{s.web_port}"
+
+    def wait_consumed(count: int) -> str:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            _, text = _get(f"{base}/metrics")
+            if _metric(text, "custscore_events_in_total") >= count:
+                return str(text)
+            time.sleep(0.3)
+        raise AssertionError(f"worker consumed fewer than {count} messages")
+
+    # hank buys once and goes silent: BG/NBD says P(alive) = 1, only silence can fire.
+    # He is applied first, so the watermark is his own purchase time when he is scored.
+    run_async(_produce(s, [_purchase(s, "h0", "hank", 0, 40.0)]))
+    wait_consumed(1)
     # bad input in the same batches as good events
-    records += [
+    records = [
         (s.topic_purchase, b"ivy", b"{broken json"),
         (
             s.topic_complaint,
@@ -201,16 +214,9 @@ def test_worker_end_to_end(worker: Settings) -> None:
     ]
     # other customers move the watermark 400 days on; hank sends nothing more
     records += [_purchase(s, f"o{d}", f"other{d % 7}", d, 15.0) for d in range(40, 400, 4)]
-    total = len(records)
+    total = len(records) + 1
     run_async(_produce(s, records))
-
-    base = f"http://127.0.0.1:{s.web_port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        _, metrics = _get(f"{base}/metrics")
-        if _metric(metrics, "custscore_events_in_total") >= total:
-            break
-        time.sleep(0.5)
+    metrics = wait_consumed(total)
     assert _metric(metrics, "custscore_events_in_total") == total
 
     dead = run_async(_consume_all(s, s.topic_dead_letter, 2, 30))
