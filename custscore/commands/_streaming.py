@@ -26,7 +26,6 @@ __all__ = [
     "kafka_options",
     "open_redis",
     "open_store",
-    "parse_time_option",
     "started_producer",
     "state_store",
 ]
@@ -134,13 +133,3 @@ async def open_store(settings: Settings) -> AsyncIterator[RedisStateStore]:
     """:func:`state_store` on a client from :func:`open_redis`."""
     async with open_redis(settings) as client:
         yield state_store(client, settings)
-
-
-def parse_time_option(text: str, option: str) -> int:
-    """Epoch seconds of an RFC 3339 time (with offset) or epoch milliseconds; else CliError."""
-    from models.events import EventValueError, parse_ts
-
-    try:
-        return parse_ts(text)
-    except EventValueError as exc:
-        raise CliError(f"{option}: {exc}") from None

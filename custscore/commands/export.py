@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from custscore.commands._streaming import open_store, parse_time_option
+from custscore.commands._streaming import open_store
 from custscore.errors import CliError
 
 if TYPE_CHECKING:
@@ -104,16 +104,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--as-of",
         metavar="TIME",
-        help="evaluate at this event time: RFC 3339 with offset, or epoch milliseconds "
-        "(default: the largest partition watermark)",
+        help="evaluate the stored states at this event time: RFC 3339 with offset, or epoch "
+        "milliseconds (default: the largest partition watermark); events already applied stay "
+        "applied, so an earlier time does not rewind the state",
     )
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from custscore.commands.score import parse_as_of
     from models.scorefile import format_time
 
-    as_of = parse_time_option(args.as_of, "--as-of") if args.as_of is not None else None
+    as_of = parse_as_of(args.as_of)
     result = export_scores(settings, args.out, as_of)
     print(
         f"exported {result.rows:,} customers to {result.path} as of "

@@ -279,11 +279,14 @@ class ProgressBar:
         self.tty = self.stream.isatty()
         self._last_draw = 0.0
         self._last_decile = -1
+        self._finished = False
 
     def __call__(self, done: int, total: int, elapsed: float) -> None:
-        """Draw (throttled to 10 per second on a terminal); always draws the final state."""
+        """Draw (throttled to 10 per second on a terminal); draws the final state once."""
+        if self._finished:
+            return
         now = time.monotonic()
-        final = done >= total
+        final = self._finished = done >= total
         share = done / total if total else 1.0
         rate = done / elapsed if elapsed > 0 else 0.0
         if self.tty:
@@ -300,8 +303,6 @@ class ProgressBar:
         else:
             decile = int(share * 10)
             if decile == self._last_decile and not final:
-                return
-            if final and self._last_decile == 10:
                 return
             self._last_decile = decile
             self.stream.write(
