@@ -361,6 +361,20 @@ def test_schemas_fix_the_shape_the_code_builds() -> None:
     assert scores["required"] == list(SCORE_COLUMNS)
 
 
+def documented_examples() -> dict[str, Any]:
+    """The JSON example after each ``<!-- example: NAME -->`` marker of docs/alerts.md."""
+    pattern = re.compile(r"<!-- example: ([a-z-]+) -->\s*```json\n(.*?)\n```", re.DOTALL)
+    return {name: json.loads(body) for name, body in pattern.findall(ALERTS_MD.read_text())}
+
+
+def test_the_documented_examples_match_the_schemas() -> None:
+    examples = documented_examples()
+    assert sorted(examples) == sorted(TOPIC_SCHEMA.values())
+    for name, example in examples.items():
+        errors = list(validator(name).iter_errors(example))
+        assert not errors, f"docs/alerts.md example {name}: {errors[0].message}"
+
+
 def test_every_dead_letter_reason_is_documented() -> None:
     schema_reasons = load_schema("dead-letter")["properties"]["reason"]["enum"]
     assert set(REASONS) <= set(schema_reasons)
