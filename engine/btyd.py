@@ -41,14 +41,13 @@ __all__ = [
 ]
 
 _EPS = 2.0**-56  # series stop: remaining tail below this fraction of the sum
-_MAX_TERMS = 2_000_000  # hard cap of a Gauss series (only z within ~1e-5 of 1 gets near it)
+_MAX_TERMS = 2_000_000  # hard cap of a Gauss series (never reached on the paths that use it)
 _Z_DIRECT = 0.75  # at or below this the Gauss series is always used
 _Z_SERIES = 0.995  # one-sign Gauss series up to here (< ~8000 terms)...
 _M_DIRECT = 6.0  # ...or anywhere when c - a - b >= this (power-law decay is then fast)
 _CONNECTION_REACH = 0.1  # 1 - z connection formula when (1 - z) * size is below this...
 _M_CONNECTION = 20.0  # ...and c - a - b is below this...
-_DEGENERATE = 0.1  # ...and at least this far from an integer
-_SIZE_TAYLOR = 1000.0  # else Taylor continuation, for parameters up to this size
+_DEGENERATE = 0.1  # ...and at least this far from an integer; else Taylor continuation
 _TAYLOR_STEP = 0.5  # a Taylor step covers at most this fraction of the distance to z = 1
 _A_ONE = 1e-3  # half-width of the interpolation window around a = 1
 
@@ -203,15 +202,13 @@ def _hyp2f1_unit(a: float, b: float, c: float, z: float, y: float) -> tuple[floa
     # Terms of one sign from n = 1 on: the series has no cancellation worth the name.
     one_sign = a > -1.0 and b > -1.0 and c > -1.0
     if one_sign and (z <= _Z_SERIES or m >= _M_DIRECT):
-        s, _ = _series(a, b, c, z, _MAX_TERMS)
-        return s, log_scale
+        s, converged = _series(a, b, c, z, _MAX_TERMS)
+        if converged:
+            return s, log_scale
     if frac >= _DEGENERATE and y * size <= _CONNECTION_REACH and m < _M_CONNECTION:
         v, ls = _connection(a, b, c, y)
         return v, log_scale + ls
-    if size <= _SIZE_TAYLOR:
-        return _taylor(a, b, c, z, y, max(size, abs(c))), log_scale
-    s, _ = _series(a, b, c, z, _MAX_TERMS)
-    return s, log_scale
+    return _taylor(a, b, c, z, y, max(size, abs(c))), log_scale
 
 
 @njit(cache=True, nogil=True)

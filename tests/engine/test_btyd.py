@@ -128,6 +128,25 @@ def test_hyp2f1_closed_forms_up_to_z_near_one(abc: tuple[float, float, float],
         assert hyp2f1(*abc, z) == pytest.approx(expected, rel=1e-13), z
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "c", "z", "expected"),
+    [
+        # 40-digit mpmath 1.4.1 values: large parameters (BG/NBD with b in the hundreds or
+        # thousands) close to z = 1, and integer / near-integer c - a - b, where scipy's
+        # hyp2f1 loses digits (off by 25% at the fifth row, 1e-9 at the last).
+        (19999.5, -0.2, 20000.3, 1.0 - 9.5367431640625e-07, 0.120684011683386035),
+        (156.29, -0.94, 156.33, 1.0 - 1.52587890625e-05, 0.000386694644675547282),
+        (499.5, -0.2, 499.8, 1.0 - 0.0009765625, 0.2691260017045937),
+        (2.0, -0.2, 2.22, 1.0 - 9.094947017729282e-13, 0.450039671782511899),
+        (3.0, 2.4, 5.4, 1.0 - 0.0009765625, 76.1133036437976681),
+        (6.0, 105.0, 108.0, 0.95, 9262326.31073418255),
+    ],
+)
+def test_hyp2f1_high_precision_reference_values(a: float, b: float, c: float, z: float,
+                                                expected: float) -> None:
+    assert hyp2f1(a, b, c, z) == pytest.approx(expected, rel=1e-12)
+
+
 def test_hyp2f1_closed_forms_negative_z() -> None:
     for z in -(10.0 ** np.linspace(-1, 8, 40)):
         s = np.sqrt(-z)
