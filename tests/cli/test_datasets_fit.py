@@ -163,3 +163,13 @@ def test_fit_events_without_engine_support_is_one_line(
     src.write_text("event_id,type,customer_id,ts,amount,severity\n")
     code = main(["fit", str(src), "--out", str(tmp_path / "p.json")])
     assert "engine.batch" in _one_line_error(capsys, code)
+
+
+def test_datasets_cdnow_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from custscore.commands import datasets
+
+    monkeypatch.setattr(datasets, "_candidates", lambda package, filename: [])
+    code = main(["datasets", "cdnow", "--out", str(tmp_path / "x.csv")])
+    assert "CDNOW_master.txt not found" in _one_line_error(capsys, code)
+    assert not (tmp_path / "x.csv").exists()
