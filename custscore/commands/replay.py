@@ -355,9 +355,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"no valid events in {args.events}", exit_code=1)
     pace = "max speed" if speed is None else f"{speed:g}x event time"
     print(
-        f"replaying {log.events.shape[0]:,} events of {len(log.customer_ids):,} customers "
+        f"replaying {log.events.shape[0]:,} events of {len(log.customer_ids):,} customer(s) "
         f"to {settings.bootstrap_servers} at {pace}",
-        file=sys.stderr,
+        flush=True,
     )
     result = asyncio.run(
         replay_events(settings, log, speed, batch=args.batch, progress=ProgressBar())
