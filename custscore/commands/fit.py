@@ -1,10 +1,11 @@
 """``custscore fit INPUT --out PARAMS.json``: fit BG/NBD + Gamma-Gamma and write a params file.
 
 INPUT is an RFM summary CSV (``customer_id,frequency,recency,T[,monetary_value]``, times in the
-unit named by ``--time-unit``) or a standard event CSV (summarised by ``engine.batch``, which
-also calibrates the thresholds). Gamma-Gamma is fitted on the rows with frequency > 0 and
-monetary_value > 0 when the summary has that column; otherwise the built-in spend parameters
-are kept, and the output says so.
+unit named by ``--time-unit``; thresholds and policy stay the built-in ones) or a standard event
+CSV, folded and scored at its last event by the engine's own kernels (models.calibrate), which
+also calibrates the RFM, tier, A/B/C/D, quadrant and rhythm thresholds. Gamma-Gamma is fitted
+on the rows with frequency > 0 and monetary_value > 0 when there is spend data; otherwise the
+built-in spend parameters are kept, and the output says so.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class _Data:
     T: NDArray[np.float64]
     monetary_value: NDArray[np.float64] | None
     thresholds: Mapping[str, float]
+    bad_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,28 +106,37 @@ def _read_summary(path: Path) -> _Data:
 
 
 def _read_events(path: Path, time_unit: str) -> _Data:
-    import engine.batch
+    """BTYD inputs and calibrated thresholds of an event CSV, as ``custscore score`` sees it.
 
-    summarize = getattr(engine.batch, "summarize_events", None)
-    if summarize is None:
-        raise CliError(
-            "fitting from events needs engine.batch.summarize_events (not in this build)"
-        )
+    The log is folded and scored with the engine's own kernels at its last event
+    (models.calibrate), so x, t_x, T and the cut points are the quantities the worker scores.
+    """
+    from engine.segments import DEFAULT_RFM_MAP
+    from models.calibrate import calibrate, summarize_log
+    from models.events import EventValueError, read_event_csv
+    from models.params import THRESHOLD_FIELDS, TIME_UNITS, default_params
+
     try:
-        res = summarize(path, time_unit)
-    except (ValueError, OSError) as exc:
-        raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    if isinstance(res, tuple):
-        x, t_x, big_t, mbar, thresholds = res
-    else:
-        x, t_x, big_t, mbar = res.x, res.t_x, res.T, res.mbar
-        thresholds = getattr(res, "thresholds", {})
+        log = read_event_csv(path)
+    except FileNotFoundError:
+        raise CliError(f"input not found: {path}") from None
+    except (EventValueError, OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    if log.events.shape[0] == 0:
+        raise CliError(f"{path}: no valid events")
+    params = default_params().scoring._replace(unit_seconds=TIME_UNITS[time_unit])
+    history = summarize_log(log, params, DEFAULT_RFM_MAP)
+    try:
+        calibrated = calibrate(history, params)
+    except ValueError as exc:
+        raise CliError(f"{path}: cannot calibrate thresholds: {exc}") from None
     return _Data(
-        np.asarray(x, dtype=np.float64),
-        np.asarray(t_x, dtype=np.float64),
-        np.asarray(big_t, dtype=np.float64),
-        np.asarray(mbar, dtype=np.float64),
-        dict(thresholds._asdict() if hasattr(thresholds, "_asdict") else thresholds),
+        history.frequency,
+        history.recency,
+        history.T,
+        history.monetary_value,
+        {name: getattr(calibrated, name) for name in THRESHOLD_FIELDS},
+        bad_rows=len(log.bad_rows),
     )
 
 
@@ -159,6 +170,8 @@ def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
 
     base = default_params().scoring
     lines = [f"fitted {path} ({kind}, {time_unit}): {n:,} customers, {n_repeat:,} repeat buyers"]
+    if data.bad_rows:
+        lines.append(f"note: {data.bad_rows:,} invalid event rows were skipped")
     rows = [("BG/NBD" if i == 0 else "", k, f"{v:.6f}")
             for i, (k, v) in enumerate(bg.params.items())]
     rows.append(("", "loglik", f"{bg.loglik:.4f}"))
@@ -194,9 +207,6 @@ def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
                 notes.append("warning: the Gamma-Gamma optimiser did not reach its gradient "
                              "tolerance")
 
-    unknown = sorted(set(data.thresholds) - set(ScoringParams._fields))
-    if unknown:
-        raise CliError(f"engine.batch returned unknown threshold {unknown[0]!r}")
     values: dict[str, Any] = base._asdict()
     values.update(unit_seconds=TIME_UNITS[time_unit], **bg.params, **gg_values)
     values.update(data.thresholds)

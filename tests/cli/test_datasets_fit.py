@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from custscore.cli import main
@@ -124,45 +125,48 @@ def test_fit_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "not found" in _one_line_error(capsys, code)
 
 
-def test_fit_events_uses_engine_batch_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The event path hands the file to engine.batch.summarize_events and fits what it returns
-    (stubbed here with the CDNOW summary, so the published values are the oracle)."""
-    import engine.batch
-    from models.summary import read_summary
-
-    s = read_summary(DATASETS / "cdnow_customers_summary_with_transactions.csv")
-    calls: list[tuple[Path, str]] = []
-
-    def fake(path: Path, time_unit: str) -> tuple:
-        calls.append((Path(path), time_unit))
-        return s.frequency, s.recency, s.T, s.monetary_value, {"r_cut1": 400.0}
-
-    monkeypatch.setattr(engine.batch, "summarize_events", fake, raising=False)
-    src = tmp_path / "events.csv"
-    src.write_text("event_id,type,customer_id,ts,amount,severity\n"
-                   "e1,purchase,c1,1997-01-01T00:00:00Z,10.0,\n")
-    out = tmp_path / "params.json"
-    assert main(["fit", str(src), "--out", str(out), "--time-unit", "weeks"]) == 0
-    assert calls == [(src, "weeks")]
-    obj = json.loads(out.read_text())
-    assert obj["bgnbd"]["r"] == pytest.approx(0.242593, abs=1e-4)
-    assert obj["gamma_gamma"]["p"] == pytest.approx(6.2488, abs=1e-3)
-    assert obj["thresholds"]["r_cut1"] == 400.0
-    assert obj["fit"]["kind"] == "events"
-    capsys.readouterr()
-
-
-def test_fit_events_without_engine_support_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_fit_events_matches_lifetimes_on_the_same_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import engine.batch
+    """Fit the CDNOW sample event log; the oracle is lifetimes' BG/NBD fit on a summary of the
+    same events computed here with pandas (x = purchases - 1, t_x and T from the first
+    purchase, T at the last event of the log)."""
+    import pandas as pd
+    from lifetimes import BetaGeoFitter
 
-    monkeypatch.delattr(engine.batch, "summarize_events", raising=False)
+    events = tmp_path / "sample.csv"
+    assert main(["datasets", "cdnow", "--sample", "--out", str(events)]) == 0
+    out = tmp_path / "params.json"
+    assert main(["fit", str(events), "--out", str(out), "--time-unit", "weeks"]) == 0
+    printed = capsys.readouterr().out
+    assert "(events, weeks): 2,357 customers" in printed
+
+    df = pd.read_csv(events, dtype={"customer_id": str})
+    ts = pd.to_datetime(df["ts"])
+    g = ts.groupby(df["customer_id"])
+    week = pd.Timedelta(days=7)
+    x = (g.size() - 1).to_numpy(np.float64)
+    t_x = ((g.max() - g.min()) / week).to_numpy(np.float64)
+    big_t = ((ts.max() - g.min()) / week).to_numpy(np.float64)
+    ref = BetaGeoFitter().fit(x, t_x, big_t).params_
+
+    obj = json.loads(out.read_text())
+    assert obj["time_unit"] == "weeks"
+    assert obj["fit"]["kind"] == "events"
+    assert obj["fit"]["n_customers"] == 2357
+    for name in ("r", "alpha", "a", "b"):
+        assert obj["bgnbd"][name] == pytest.approx(float(ref[name]), rel=1e-4), name
+    assert obj["fit"]["gamma_gamma"] == "fitted"
+    assert obj["thresholds"]["quad_spend_mean"] != 35.0  # calibrated, not the default
+
+
+def test_fit_events_with_no_valid_events_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "events.csv"
     src.write_text("event_id,type,customer_id,ts,amount,severity\n")
     code = main(["fit", str(src), "--out", str(tmp_path / "p.json")])
-    assert "engine.batch" in _one_line_error(capsys, code)
+    assert "no valid events" in _one_line_error(capsys, code)
 
 
 def test_datasets_cdnow_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
