@@ -1,4 +1,4 @@
-"""``custscore replay``: speed parsing, pacing math, the wire format, order and pacing on a broker."""
+"""``custscore replay``: speed parsing, pacing math, wire format, order and pacing on a broker."""
 
 from __future__ import annotations
 
@@ -163,7 +163,8 @@ def test_replay_produces_in_event_time_order_keyed_and_partitioned(
         kind = ("purchase", "visit", "complaint")[i % 3]
         amount = f"{i}.25" if kind == "purchase" else ""
         severity = str(1 + i % 5) if kind == "complaint" else ""
-        rows.append((f"e{i}", kind, customer, str((1_000_000 + day * DAY) * 1000), amount, severity))
+        ts_ms = str((1_000_000 + day * DAY) * 1000)
+        rows.append((f"e{i}", kind, customer, ts_ms, amount, severity))
     rows.append(("bad", "purchase", "c1", "not-a-time", "1", ""))
     path = write_events(tmp_path / "events.csv", rows)
     log = read_event_csv(path)
@@ -233,7 +234,8 @@ def test_replay_command_reports_bad_rows_and_the_rate(
     assert "skipped 1 bad row(s) of 3" in err and "line 3" in err and "bad_amount" in err
     assert "100% 2/2 events" in err
     first, last = out.splitlines()
-    assert first == f"replaying 2 events of 1 customer(s) to {settings.bootstrap_servers} at max speed"
+    target = settings.bootstrap_servers
+    assert first == f"replaying 2 events of 1 customer(s) to {target} at max speed"
     assert last.startswith("produced 2 events in ") and last.endswith("events/s)")
 
 
@@ -242,7 +244,7 @@ def test_replay_missing_file_is_one_line(
 ) -> None:
     cli_env(offline_settings(), monkeypatch)
     assert main(["replay", str(tmp_path / "nope.csv")]) == 1
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert err == f"custscore: error: event file not found: {tmp_path / 'nope.csv'}\n"
 
 
