@@ -343,8 +343,8 @@ class WorkerWatch:
             if time.monotonic() - began > timeout_s:
                 consumed = 0 if last is None else last.events_in
                 raise CliError(
-                    f"the worker stalled: {consumed:,} of {expected_events:,} events consumed "
-                    f"after {timeout_s:g} s{self._log_hint()}"
+                    f"the worker did not catch up: {consumed:,} of {expected_events:,} events "
+                    f"consumed after {timeout_s:g} s{self._log_hint()}"
                 )
             time.sleep(_POLL_S)
 
@@ -463,11 +463,10 @@ class _Children:
     def stop(self, out: Callable[[str], None]) -> None:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits
         try:
-            if self.worker is not None and self.worker.running():
-                out(f"stopping the worker (pid {self.worker.pid})")
-                self.worker.stop()
             if self.worker is not None:
-                self.worker.stop(grace_s=0)  # reaps it and sweeps its process group
+                if self.worker.running():
+                    out(f"stopping the worker (pid {self.worker.pid})")
+                self.worker.stop()  # also reaps it and sweeps its process group
             if self.stack is not None:
                 out("stopping the embedded broker and Valkey")
                 self.stack.stop()

@@ -17,7 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -65,7 +65,6 @@ class ReplayResult:
     first_ts: int  # event time (epoch s) of the first and last event
     last_ts: int
     speed: float | None  # None = max
-    partitions: dict[str, set[int]] = field(default_factory=dict)  # topic -> partitions written
 
     @property
     def seconds(self) -> float:
@@ -204,7 +203,6 @@ async def replay_events(
     severities = events["severity"].tolist()
     resolved = events["resolved"].tolist()
     by_type = dict.fromkeys(_TYPE_NAMES.values(), 0)
-    written: dict[str, set[int]] = {}
     linger_ms = 5 if speed is None else 0
     async with started_producer(
         settings, linger_ms=linger_ms, max_batch_size=256 * 1024, max_request_size=4 * 1024 * 1024
@@ -245,7 +243,6 @@ async def replay_events(
                     )
                 )
                 by_type[_TYPE_NAMES[kind]] += 1
-                written.setdefault(topic, set()).add(parts[row])
             step = await _send_step(producer, records)
             # One step in flight while the next is built: wait for the previous one's acks.
             await asyncio.gather(*pending)
@@ -263,7 +260,6 @@ async def replay_events(
         first_ts=int(stamps[0]) if total else 0,
         last_ts=int(stamps[-1]) if total else 0,
         speed=speed,
-        partitions=written,
     )
 
 
