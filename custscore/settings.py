@@ -96,8 +96,12 @@ class Settings(BaseSettings):
     params_file: Path | None = Field(
         None, description="model params JSON; default: built-in CDNOW fit"
     )
-    effective_window_months: int = Field(
-        12, ge=1, le=12, description="12 retail, 6 dept. store, 3 supermarket"
+    effective_window_months: int | None = Field(
+        None,
+        ge=1,
+        le=12,
+        description="override the params file's trailing window: 12 retail, 6 dept. store, "
+        "3 supermarket",
     )
 
     @property

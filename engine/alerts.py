@@ -7,8 +7,12 @@ the same condition does not fire twice:
 - segment changes for rfm, value_tier, abcd, quadrant and lifecycle. The population-relative
   schemes (value_tier, abcd, quadrant) move only when the value clears the cut by the
   relative ``class_hysteresis`` margin, so a customer sitting on a boundary does not flap as
-  the population snapshot is refreshed. A customer's first classification is recorded
-  silently (there is no "from").
+  the population snapshot is refreshed (the margin is relative to the cut's magnitude, so
+  it also holds for cuts at or below zero). A customer's very first classification is
+  recorded silently (there is no "from"), and ``none`` counts as "not classified yet" until
+  a real class is first recorded (a prospect's first purchase alerts its lifecycle only);
+  later moves to and from ``none`` (e.g. a member lapsing out of the value tiers and coming
+  back) are alerted like any other change.
 - win-back, one reason by priority: ``complaint`` (an open complaint of at least
   ``complaint_alert_severity`` in this batch, for a customer who has bought), ``risk_rise``
   (adjusted churn risk crossed ``risk_threshold`` upward; repeat buyers only, because BG/NBD
@@ -88,9 +92,21 @@ def _sticky_quadrant(
         return quadrant_code(fy >= fmean, spend >= smean)
     prev_high_f = prev == 1 or prev == 4
     prev_high_s = prev == 1 or prev == 2
-    high_f = fy >= fmean * (1.0 - h) if prev_high_f else fy >= fmean * (1.0 + h)
-    high_s = spend >= smean * (1.0 - h) if prev_high_s else spend >= smean * (1.0 + h)
+    high_f = fy >= _laxer(fmean, h) if prev_high_f else fy >= _stricter(fmean, h)
+    high_s = spend >= _laxer(smean, h) if prev_high_s else spend >= _stricter(smean, h)
     return quadrant_code(high_f, high_s)
+
+
+@njit(cache=True, nogil=True)
+def _stricter(cut: float, h: float) -> float:
+    """A cut moved up by the relative margin (by |cut|, so negative cuts move up too)."""
+    return cut + h * abs(cut)
+
+
+@njit(cache=True, nogil=True)
+def _laxer(cut: float, h: float) -> float:
+    """A cut moved down by the relative margin."""
+    return cut - h * abs(cut)
 
 
 @njit(cache=True, nogil=True)
@@ -119,30 +135,51 @@ def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  #
         sc = scores[k]
         spend = sc.window_monetary
         # --- segment changes (scheme codes 1..5 in SCHEME_* order) ---
+        # stored codes are class + 1; 0 = never classified (first classification is silent)
+        old[0] = int(st.seg_rfm) - 1
+        old[1] = int(st.seg_tier) - 1
+        old[2] = int(st.seg_abcd) - 1
+        old[3] = int(st.seg_quadrant) - 1
+        old[4] = int(st.seg_lifecycle) - 1
         tier = 0
         abcd = 0
         quad = 0
         if sc.effective:
-            hi = 1.0 + h
-            lo = 1.0 - h
             # tier codes grow with value (4 = vip): flip them so smaller is better
-            prev_tier = 5 - int(st.seg_tier) if st.seg_tier > 0 else 0
+            prev_tier = 5 - old[1] if old[1] > 0 else 0
             tier = 5 - _sticky(
                 prev_tier,
                 5 - int(sc.value_tier),
                 5
-                - tier_code(spend, cuts.tier_vip * hi, cuts.tier_major * hi, cuts.tier_normal * hi),
+                - tier_code(
+                    spend,
+                    _stricter(cuts.tier_vip, h),
+                    _stricter(cuts.tier_major, h),
+                    _stricter(cuts.tier_normal, h),
+                ),
                 5
-                - tier_code(spend, cuts.tier_vip * lo, cuts.tier_major * lo, cuts.tier_normal * lo),
+                - tier_code(
+                    spend,
+                    _laxer(cuts.tier_vip, h),
+                    _laxer(cuts.tier_major, h),
+                    _laxer(cuts.tier_normal, h),
+                ),
             )
             abcd = _sticky(
-                int(st.seg_abcd),
+                max(old[2], 0),
                 int(sc.abcd_class),
-                abcd_code(spend, cuts.abcd_a * hi, cuts.abcd_b * hi, cuts.abcd_c * hi),
-                abcd_code(spend, cuts.abcd_a * lo, cuts.abcd_b * lo, cuts.abcd_c * lo),
+                abcd_code(
+                    spend,
+                    _stricter(cuts.abcd_a, h),
+                    _stricter(cuts.abcd_b, h),
+                    _stricter(cuts.abcd_c, h),
+                ),
+                abcd_code(
+                    spend, _laxer(cuts.abcd_a, h), _laxer(cuts.abcd_b, h), _laxer(cuts.abcd_c, h)
+                ),
             )
             quad = _sticky_quadrant(
-                int(st.seg_quadrant),
+                max(old[3], 0),
                 sc.freq_per_year,
                 sc.window_avg_spend,
                 cuts.quad_freq_mean,
@@ -154,19 +191,16 @@ def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  #
         new[2] = abcd
         new[3] = quad
         new[4] = int(sc.lifecycle)
-        old[0] = st.seg_rfm
-        old[1] = st.seg_tier
-        old[2] = st.seg_abcd
-        old[3] = st.seg_quadrant
-        old[4] = st.seg_lifecycle
         for s in range(5):
-            if new[s] != old[s] and old[s] != 0:
+            if old[s] >= 0 and new[s] != old[s]:
                 n = _emit(out, n, k, 1, s + 1, 0, old[s], new[s], 0)
-        st.seg_rfm = new[0]
-        st.seg_tier = new[1]
-        st.seg_abcd = new[2]
-        st.seg_quadrant = new[3]
-        st.seg_lifecycle = new[4]
+            elif old[s] < 0 and new[s] == 0:
+                new[s] = -1  # not in the scheme yet (e.g. a prospect's RFM): stay unclassified
+        st.seg_rfm = new[0] + 1
+        st.seg_tier = new[1] + 1
+        st.seg_abcd = new[2] + 1
+        st.seg_quadrant = new[3] + 1
+        st.seg_lifecycle = new[4] + 1
 
         # --- win-back ---
         if st.n_purchases == 0:

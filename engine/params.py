@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["DAY", "ScoringParams", "default_scoring_params"]
+__all__ = ["DAY", "THRESHOLD_FIELDS", "ScoringParams", "default_scoring_params"]
 
 DAY = 86_400
 
@@ -64,22 +64,49 @@ class ScoringParams(NamedTuple):
     # Policy.
     window_months: int  # trailing window for RFM F/M, tiers and the effective flag (12/6/3)
     at_risk_ratio: float  # overdue when silence > ratio x own usual gap
+    at_risk_p_alive: float  # repeat buyers are also at risk once raw P(alive) falls below
     lost_months: int  # lapsed after window_months of silence, lost after lost_months
     clv_horizon_days: float
     clv_annual_discount: float
     risk_threshold: float  # risk_rise win-back when adjusted churn risk crosses this upward
     risk_hysteresis: float  # must fall below threshold - hysteresis to re-arm
     complaint_halflife_days: float
-    complaint_weight: float  # log-odds-like weight per unit of decayed severity
+    complaint_weight: float  # adjustment per unit of decayed open-complaint severity
     unresolved_weight: float  # per unresolved complaint
     visit_weight: float  # risk reduction when the customer visited since the last purchase
     intent_window_days: float  # a visit older than this no longer signals intent
     adjust_max_up: float  # bound on the complaint adjustment
     adjust_max_down: float  # bound on the visit adjustment
-    complaint_alert_severity: int  # complaint win-back at or above this severity (repeat buyers)
+    complaint_alert_severity: int  # complaint win-back at or above this severity (buyers)
     cooldown_min_days: float  # win-back cool-down = own usual gap, clipped to [min, max]
     cooldown_max_days: float
     class_hysteresis: float  # relative margin before a tier/class/quadrant alert flips back
+
+
+# Fields calibrated from history (`custscore fit`); the rest after the model is policy.
+THRESHOLD_FIELDS = (
+    "r_cut1",
+    "r_cut2",
+    "r_cut3",
+    "r_cut4",
+    "f_cut1",
+    "f_cut2",
+    "f_cut3",
+    "f_cut4",
+    "m_cut1",
+    "m_cut2",
+    "m_cut3",
+    "m_cut4",
+    "tier_vip",
+    "tier_major",
+    "tier_normal",
+    "abcd_a",
+    "abcd_b",
+    "abcd_c",
+    "quad_freq_mean",
+    "quad_spend_mean",
+    "mean_gap_days",
+)
 
 
 def default_scoring_params() -> ScoringParams:
@@ -116,6 +143,7 @@ def default_scoring_params() -> ScoringParams:
         mean_gap_days=90.0,
         window_months=12,
         at_risk_ratio=2.0,
+        at_risk_p_alive=0.4,
         lost_months=24,
         clv_horizon_days=365.0,
         clv_annual_discount=0.10,

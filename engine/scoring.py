@@ -136,13 +136,12 @@ def _at_or_after(threshold_s: float) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _risk_crossing(x: int, t_x: float, first: int, adj: float, P: ScoringParams) -> float:
-    """Event time at which churn risk reaches the threshold if complaints never decayed.
+def _p_alive_crossing(x: int, t_x: float, first: int, q: float, P: ScoringParams) -> float:
+    """Event time at which BG/NBD P(alive) falls to ``q`` (NaN if it never does).
 
-    risk(t) = 1 - P(alive)(t) * exp(-adj) rises with t while adj is held; complaint decay
-    only lowers risk, so the true crossing is never earlier than this one.
+    For x >= 1, P(alive) = 1 / (1 + A ((alpha + T) / (alpha + t_x))^(r + x)) with
+    A = a / (b + x - 1) decreases in T, so the crossing has a closed form.
     """
-    q = (1.0 - P.risk_threshold) * math.exp(adj)
     if q <= 0.0 or q >= 1.0 or x < 1:
         return _NAN
     big_a = P.a / (P.b + x - 1.0)
@@ -284,12 +283,21 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     if oldest >= 0:
         due = min(due, month_start(oldest + W))
 
+    # BTYD first: a falling P(alive) is part of "at risk"
+    pa = p_alive(x, t_x, big_t, P.r, P.alpha, P.a, P.b)
+    out.p_alive = pa
+    fading = x >= 1 and pa < P.at_risk_p_alive
+    if x >= 1 and not fading:
+        crossing = _p_alive_crossing(x, t_x, first, P.at_risk_p_alive, P)
+        if crossing == crossing:  # not NaN; one second early stays clear of float rounding
+            due = min(due, max(math.floor(crossing) - 1, clock + 1))
+
     months_since = cb - month_index(last)
     if months_since >= P.lost_months:
         stage = 6
     elif not effective:
         stage = 5
-    elif overdue:
+    elif overdue or fading:
         stage = 4
     elif st.prev_purchase > 0 and month_index(last) - month_index(int(st.prev_purchase)) >= W:
         stage = 7
@@ -304,8 +312,6 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
         due = min(due, last + _at_or_after(overdue_s))
 
     # BTYD: raw P(alive), expected purchases, Gamma-Gamma spend, CLV
-    pa = p_alive(x, t_x, big_t, P.r, P.alpha, P.a, P.b)
-    out.p_alive = pa
     out.expected_purchases_90d = expected_purchases(
         90.0 * DAY / unit, x, t_x, big_t, P.r, P.alpha, P.a, P.b
     )
@@ -331,7 +337,9 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     risk = min(max(risk, 0.0), 1.0)
     out.churn_risk = risk
     if risk < P.risk_threshold and x >= 1:
-        crossing = _risk_crossing(x, t_x, first, adj, P)
+        # held complaints give an upper bound on risk: the true crossing is never earlier
+        q = (1.0 - P.risk_threshold) * math.exp(adj)
+        crossing = _p_alive_crossing(x, t_x, first, q, P)
         if crossing == crossing:  # not NaN
             # one second early keeps the due time on the safe side of float rounding
             due = min(due, max(math.floor(crossing) - 1, clock + 1))

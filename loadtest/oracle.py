@@ -17,7 +17,7 @@ import numpy.typing as npt
 from engine.params import ScoringParams
 from engine.scoring import PopulationCuts
 
-__all__ = ["C_KIND", "P_KIND", "V_KIND", "Ev", "complaint_level", "reference"]
+__all__ = ["C_KIND", "P_KIND", "V_KIND", "Ev", "bgnbd_p_alive", "complaint_level", "reference"]
 
 DAY = 86400
 P_KIND, V_KIND, C_KIND = 1, 2, 3
@@ -43,6 +43,14 @@ def month_of(ts: int) -> int:
 def month_start(k: int) -> int:
     """Epoch second of the first day of month index ``k``."""
     return int(datetime(1970 + k // 12, k % 12 + 1, 1, tzinfo=UTC).timestamp())
+
+
+def bgnbd_p_alive(x: int, last: int, first: int, clock: int, P: ScoringParams) -> float:
+    """DOMAIN.md §5 closed form, in plain floats (x >= 1)."""
+    t_x = (last - first) / P.unit_seconds
+    big_t = (max(clock, last) - first) / P.unit_seconds
+    odds = P.a / (P.b + x - 1) * ((P.alpha + big_t) / (P.alpha + t_x)) ** (P.r + x)
+    return float(1.0 / (1.0 + odds))
 
 
 def complaint_level(events: list[Ev], clock: int, halflife_days: float) -> float:
@@ -149,7 +157,7 @@ def reference(
         stage = 6
     elif not effective:
         stage = 5
-    elif overdue:
+    elif overdue or (x >= 1 and bgnbd_p_alive(x, last, first, clock, P) < P.at_risk_p_alive):
         stage = 4
     elif prev and month_of(last) - month_of(prev) >= W:
         stage = 7

@@ -25,15 +25,20 @@ class ModelBundle:
     cuts: PopulationCuts
 
 
-def load_model(path: str | Path | None) -> ModelBundle:
+def load_model(path: str | Path | None, *, window_months: int | None = None) -> ModelBundle:
     """The model of a params file, or the built-in CDNOW default when ``path`` is None.
 
-    Raises models.params.ParamsError (one line) for a bad file.
+    ``window_months`` overrides the file's trailing window (12 retail, 6 department stores,
+    3 supermarkets); the model version then changes with it. Raises
+    models.params.ParamsError (one line) for a bad file or value.
     """
-    from models.params import default_params, load_params, to_scoring_params
+    from models.params import default_params, from_scoring_params, load_params
 
     params_file = load_params(path) if path is not None else default_params()
-    scoring = to_scoring_params(params_file)
+    if window_months is not None and window_months != params_file.scoring.window_months:
+        overridden = params_file.scoring._replace(window_months=window_months)
+        params_file = from_scoring_params(overridden, params_file.fit)
+    scoring = params_file.scoring
     return ModelBundle(
         scoring=scoring,
         rfm_map=DEFAULT_RFM_MAP,

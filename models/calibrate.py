@@ -77,8 +77,7 @@ def _strictly_increasing(values: list[float], start: float, step: float) -> list
 def calibrate(history: History, params: ScoringParams) -> ScoringParams:
     """``params`` with RFM, tier, A/B/C/D, quadrant and rhythm thresholds from ``history``."""
     scores = history.scores
-    buyers = scores[scores["frequency"] >= 0]
-    buyers = buyers[~np.isnan(buyers["days_since_last_purchase"])]
+    buyers = scores[~np.isnan(scores["days_since_last_purchase"])]  # prospects have NaN
     members = scores[scores["effective"] == 1]
     repeat = scores[scores["frequency"] >= 1]
     if buyers.shape[0] == 0 or members.shape[0] == 0:

@@ -62,8 +62,16 @@ TIME_UNITS: dict[str, float] = {"days": 86_400.0, "weeks": 604_800.0}
 BGNBD_FIELDS = ("r", "alpha", "a", "b")
 GAMMA_GAMMA_FIELDS = ("p", "q", "v")
 _MODEL_FIELDS = ("unit_seconds", *BGNBD_FIELDS, *GAMMA_GAMMA_FIELDS)
-_TOP_KEYS = ("schema", "model_version", "time_unit", "bgnbd", "gamma_gamma", "thresholds",
-             "policy", "fit")
+_TOP_KEYS = (
+    "schema",
+    "model_version",
+    "time_unit",
+    "bgnbd",
+    "gamma_gamma",
+    "thresholds",
+    "policy",
+    "fit",
+)
 _SECTIONS = ("bgnbd", "gamma_gamma", "thresholds", "policy")
 _DEFAULT_FILE = "default_params.json"
 
@@ -150,8 +158,9 @@ def _content(scoring: ScoringParams) -> dict[str, Any]:
 
 
 def _version_of(content: Mapping[str, Any]) -> str:
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                           allow_nan=False)
+    canonical = json.dumps(
+        content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 
@@ -171,23 +180,66 @@ def _check_model_values(scoring: ScoringParams, where: str) -> None:
             f"{where}: gamma_gamma.q must be > 1 (the population mean spend p*v/(q-1) is "
             f"infinite otherwise), got {scoring.q!r}"
         )
+    _check_policy(scoring, where)
 
 
-def from_scoring_params(scoring: ScoringParams,
-                        fit: Mapping[str, Any] | None = None) -> ParamsFile:
+# (field, lowest allowed, highest allowed, lowest is inclusive) for the policy knobs whose
+# out-of-range values would crash or silently mislead the kernels.
+_POLICY_RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    ("window_months", 1, 12, True),  # the ring holds 12 calendar months
+    ("at_risk_ratio", 0, math.inf, False),
+    ("at_risk_p_alive", 0, 1, True),
+    ("clv_horizon_days", 0, math.inf, False),
+    ("clv_annual_discount", 0, math.inf, True),
+    ("risk_threshold", 0, 1, False),
+    ("risk_hysteresis", 0, 1, True),
+    ("complaint_halflife_days", 0, math.inf, False),
+    ("complaint_weight", 0, math.inf, True),
+    ("unresolved_weight", 0, math.inf, True),
+    ("visit_weight", 0, math.inf, True),
+    ("intent_window_days", 0, math.inf, True),
+    ("adjust_max_up", 0, math.inf, True),
+    ("adjust_max_down", 0, math.inf, True),
+    ("complaint_alert_severity", 1, 6, True),  # 6 = never
+    ("cooldown_min_days", 0, math.inf, True),
+    ("class_hysteresis", 0, 1, True),
+    ("mean_gap_days", 0, math.inf, False),
+)
+
+
+def _check_policy(scoring: ScoringParams, where: str) -> None:
+    for name, low, high, inclusive in _POLICY_RANGES:
+        value = getattr(scoring, name)
+        if value > high or value < low or (value == low and not inclusive):
+            bracket = "[" if inclusive else "("
+            raise ParamsError(f"{where}: {name} must be in {bracket}{low}, {high}], got {value!r}")
+    if scoring.lost_months < scoring.window_months:
+        raise ParamsError(
+            f"{where}: lost_months must be >= window_months ({scoring.window_months})"
+        )
+    if scoring.cooldown_max_days < scoring.cooldown_min_days:
+        raise ParamsError(f"{where}: cooldown_max_days must be >= cooldown_min_days")
+    if scoring.risk_hysteresis >= scoring.risk_threshold:
+        raise ParamsError(f"{where}: risk_hysteresis must be below risk_threshold")
+
+
+def from_scoring_params(scoring: ScoringParams, fit: Mapping[str, Any] | None = None) -> ParamsFile:
     """A :class:`ParamsFile` for ``scoring`` with its version computed; validates the values."""
     _unit_name(float(scoring.unit_seconds))
     for name in ScoringParams._fields:
         value = getattr(scoring, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-            value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
         ):
             raise ParamsError(f"scoring params: {name} must be a finite number, got {value!r}")
     _check_model_values(scoring, "scoring params")
     values = {n: _normalise(n, getattr(scoring, n)) for n in ScoringParams._fields}
     normalised = ScoringParams(**values)  # type: ignore[arg-type]
-    return ParamsFile(scoring=normalised, model_version=model_version(normalised),
-                      fit=dict(fit or {}))
+    return ParamsFile(
+        scoring=normalised, model_version=model_version(normalised), fit=dict(fit or {})
+    )
 
 
 def to_scoring_params(params: ParamsFile | Mapping[str, Any]) -> ScoringParams:
@@ -275,8 +327,9 @@ def load_params(path: str | Path) -> ParamsFile:
     return parse_params(obj, name)
 
 
-def save_params(path: str | Path, params: ParamsFile | ScoringParams,
-                fit: Mapping[str, Any] | None = None) -> ParamsFile:
+def save_params(
+    path: str | Path, params: ParamsFile | ScoringParams, fit: Mapping[str, Any] | None = None
+) -> ParamsFile:
     """Write a params file atomically (temp file + rename); returns what was written.
 
     With a :class:`ScoringParams`, the version is computed and ``fit`` stored as metadata;

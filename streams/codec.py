@@ -17,6 +17,7 @@ import msgspec
 
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
 from models.events import EventValueError, amount_to_cents, parse_severity, parse_ts
+from models.scorefile import format_time
 
 __all__ = [
     "COMPLAINT_CATEGORIES",
@@ -212,6 +213,6 @@ def dead_letter_record(
             "offset": offset,
             "key_b64": base64.b64encode(key).decode() if key is not None else None,
             "value_b64": base64.b64encode(value).decode() if value is not None else None,
-            "dead_lettered_at": wall_now,
+            "dead_lettered_at": format_time(int(wall_now)),
         }
     )

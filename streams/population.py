@@ -60,14 +60,7 @@ def sketch_scores(
         entry[0] += 1
         entry[1] += value
     repeat = scores[(scores["frequency"] >= 1)]
-    last = states["last_purchase"].astype(np.int64)
-    prev = states["prev_purchase"].astype(np.int64)
-    window_s = int(window_days * DAY)
-    earlier = (watermark - 2 * window_s, watermark - window_s)
-    churned = int(np.count_nonzero((last > earlier[0]) & (last <= earlier[1])))
-    retained = int(
-        np.count_nonzero((last > earlier[1]) & (prev > earlier[0]) & (prev <= earlier[1]))
-    )
+    churned, retained, undecided = churn_counts(states, watermark, int(window_days * DAY))
     return {
         "watermark": watermark,
         "computed_at": time.time(),
@@ -82,10 +75,34 @@ def sketch_scores(
         "repeat_buyers": int(repeat.shape[0]),
         "churned": churned,
         "retained": retained,
+        "churn_undecided": undecided,
         "tiers": _counts(scores["value_tier"], TIER_NAMES),
         "segments": _counts(scores["rfm_segment"], RFM_SEGMENT_NAMES),
         "lifecycle": _counts(scores["lifecycle"], LIFECYCLE_NAMES),
     }
+
+
+def churn_counts(
+    states: npt.NDArray[np.void], watermark: int, window_s: int
+) -> tuple[int, int, int]:
+    """Members effective at t - W that bought again by t (retained) or not (churned).
+
+    Effective at t - W means a purchase in (t - 2W, t - W]. The record keeps the first, the
+    second-latest and the latest purchase, which decides it for everyone except customers
+    whose first purchase is before t - 2W and whose two latest are both after t - W: they
+    are counted as ``undecided`` (retained if they were members then, else not members).
+    """
+    first = states["first_purchase"].astype(np.int64)
+    last = states["last_purchase"].astype(np.int64)
+    prev = states["prev_purchase"].astype(np.int64)
+    lo, hi = watermark - 2 * window_s, watermark - window_s
+    bought = states["n_purchases"] > 0
+    churned = bought & (last > lo) & (last <= hi)
+    came_back = bought & (last > hi)
+    member_then = ((prev > lo) & (prev <= hi)) | ((first > lo) & (first <= hi))
+    undecided = came_back & ~member_then & (first <= lo) & (prev > hi)
+    retained = came_back & member_then
+    return int(churned.sum()), int(retained.sum()), int(undecided.sum())
 
 
 def _counts(codes: npt.NDArray[np.uint8], names: tuple[str, ...]) -> dict[str, int]:
@@ -198,6 +215,7 @@ class PopulationTracker:
 
         effective = total("effective")
         churned, retained = total("churned"), total("retained")
+        undecided = int(sum(s.get("churn_undecided", 0) for s in sketches))
         repeat = total("repeat_buyers")
         model = self._model
         return {
@@ -208,7 +226,16 @@ class PopulationTracker:
             "customers": total("customers"),
             "buyers": total("buyers"),
             "effective_members": effective,
-            "rolling_churn_rate": churned / (churned + retained) if churned + retained else None,
+            # undecided customers were either retained members or not members: the rate lies
+            # between the two readings
+            "rolling_churn_rate": (
+                churned / (churned + retained + undecided)
+                if churned + retained + undecided
+                else None
+            ),
+            "rolling_churn_rate_max": churned / (churned + retained)
+            if churned + retained
+            else None,
             "repurchase_frequency_per_year": (
                 math.fsum(s["sum_freq_per_year"] for s in sketches) / effective
                 if effective

@@ -269,7 +269,7 @@ class BatchProcessor:
             before,
             rows,
             clock,
-            before_clock or clock,
+            lambda row: before_clock or clock,
             severity,
             commit,
             outbox,
@@ -286,7 +286,7 @@ class BatchProcessor:
         before: npt.NDArray[np.void],
         rows: npt.NDArray[np.int32],
         clock: int,
-        before_clock: int,
+        before_at: Callable[[int], int],
         severity: npt.NDArray[np.uint8],
         commit: Commit,
         outbox: _Outbox,
@@ -301,10 +301,10 @@ class BatchProcessor:
         states["due"][rows] = due
         before_scores: dict[int, np.void] = {}
         alerting = sorted({int(a["index"]) for a in alerts if a["kind"] == KIND_SEGMENT_CHANGE})
-        if alerting:
-            idx = np.array(alerting, dtype=np.int32)
-            old = evaluate(before, before_clock, params, cuts, model.rfm_map, rows[idx])
-            before_scores = {k: old[j] for j, k in enumerate(alerting)}
+        for k in alerting:  # few: evaluate each at its own "before" time
+            one = rows[k : k + 1]
+            old = evaluate(before, before_at(int(one[0])), params, cuts, model.rfm_map, one)
+            before_scores[k] = old[0]
         for a in alerts:
             k = int(a["index"])
             row = int(rows[k])
@@ -374,7 +374,8 @@ class BatchProcessor:
                 states.copy(),
                 present,
                 clock,
-                clock,
+                # just before the due time nothing discrete had changed yet
+                lambda row: max(int(due_before[row]) - 1, 1) if due_before[row] else clock,
                 np.zeros(len(customers), dtype=np.uint8),
                 commit,
                 outbox,

@@ -96,7 +96,9 @@ def _broker_options(settings: Settings) -> dict[str, Any]:
 def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> faust.App:
     """Build the Faust app for ``settings`` (the worker process runs exactly one)."""
     metrics = metrics or build_metrics()
-    bundle: ModelBundle = load_model(settings.params_file)
+    bundle: ModelBundle = load_model(
+        settings.params_file, window_months=settings.effective_window_months
+    )
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",

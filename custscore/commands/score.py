@@ -43,7 +43,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     as_of = parse_as_of(args.as_of)
     try:
-        model = load_model(args.params or settings.params_file)
+        model = load_model(
+            args.params or settings.params_file, window_months=settings.effective_window_months
+        )
     except ParamsError as exc:
         raise CliError(str(exc)) from None
     started = time.perf_counter()

@@ -272,7 +272,7 @@ def test_replaying_the_same_input_gives_the_same_alert_ids(recorded, redis_url: 
         (OUT.segment_change, lambda m: m.pop("alert_id")),
         (OUT.segment_change, lambda m: m.update(extra=1)),
         (OUT.segment_change, lambda m: m.update(scheme="rfm", to="gold")),
-        (OUT.segment_change, lambda m: m.update(scheme="lifecycle", **{"from": "none"})),
+        (OUT.segment_change, lambda m: m.update(scheme="lifecycle", **{"from": "Champions"})),
         (OUT.segment_change, lambda m: m["scores"].update(p_alive="high")),
         (OUT.win_back, lambda m: m.update(reason="bored")),
         (OUT.win_back, lambda m: m.update(churn_risk=None)),
@@ -317,7 +317,7 @@ def expected_enums() -> dict[str, dict[str, list[str]]]:
     segment = {"/properties/scheme": list(SCHEME_NAMES[1:]), **summary}
     for i, code in enumerate(range(1, len(SCHEME_NAMES))):
         names = _SCHEME_VALUES[code]
-        segment[f"/allOf/{i}/then/properties/from"] = list(names[1:])  # never from "none"
+        segment[f"/allOf/{i}/then/properties/from"] = list(names)
         segment[f"/allOf/{i}/then/properties/to"] = list(names)
     actions = sorted({a for row in ACTIONS.values() for a in row.values()})
     return {

@@ -133,7 +133,7 @@ def test_tier_does_not_flap_when_cuts_wobble() -> None:
     cuts = CUTS._replace(tier_vip=spend)
     c = Customer(cuts=cuts)
     c.step(T0, Ev(P_KIND, T0, int(spend * 100)))
-    assert c.states["seg_tier"][0] == 4
+    assert c.states["seg_tier"][0] == 4 + 1  # stored as code + 1
     changes = 0
     for i in range(20):
         wobble = 1.0 + (0.02 if i % 2 else -0.02)  # snapshot refreshes move the cut by 2 %
@@ -144,3 +144,16 @@ def test_tier_does_not_flap_when_cuts_wobble() -> None:
     c.cuts = cuts._replace(tier_vip=spend * 1.10)  # a real move beyond the 5 % margin
     alerts = c.step(T0 + 30 * DAY)
     assert [(a[3], a[4]) for a in alerts if a[1] == SCHEME_TIER] == [(4, 3)]
+
+
+def test_a_lapsed_member_leaving_and_rejoining_the_tiers_is_alerted_both_ways() -> None:
+    c = Customer()
+    c.step(T0, Ev(P_KIND, T0, 5000))
+    left = c.step(T0 + 400 * DAY)  # 13 months of silence: no longer an effective member
+    assert (SCHEME_TIER, 1, 0) in [(a[1], a[3], a[4]) for a in left if a[0] == KIND_SEGMENT_CHANGE]
+    back = c.step(T0 + 401 * DAY, Ev(P_KIND, T0 + 401 * DAY, 5000))
+    assert (SCHEME_TIER, 0, 1) in [(a[1], a[3], a[4]) for a in back if a[0] == KIND_SEGMENT_CHANGE]
+    lifecycle = [(a[3], a[4]) for a in back if a[1] == SCHEME_LIFECYCLE]
+    assert [(LIFECYCLE_NAMES[f], LIFECYCLE_NAMES[t]) for f, t in lifecycle] == [
+        ("lapsed", "won_back")
+    ]

@@ -27,8 +27,7 @@ from models.params import (
 
 
 def test_sections_cover_every_scoring_field_once() -> None:
-    fields = ("unit_seconds", *BGNBD_FIELDS, *GAMMA_GAMMA_FIELDS, *THRESHOLD_FIELDS,
-              *POLICY_FIELDS)
+    fields = ("unit_seconds", *BGNBD_FIELDS, *GAMMA_GAMMA_FIELDS, *THRESHOLD_FIELDS, *POLICY_FIELDS)
     assert sorted(fields) == sorted(ScoringParams._fields)
     assert len(set(fields)) == len(fields)
     assert "r_cut1" in THRESHOLD_FIELDS
@@ -160,6 +159,29 @@ def test_default_params_is_valid_and_published() -> None:
     s = pf.scoring
     # DOMAIN.md section 7: the published CDNOW fit, in weeks
     assert pf.time_unit == "weeks"
-    assert (s.r, s.alpha, s.a, s.b) == pytest.approx((0.242593, 4.413532, 0.792886, 2.425752),
-                                                     abs=1e-4)
+    assert (s.r, s.alpha, s.a, s.b) == pytest.approx(
+        (0.242593, 4.413532, 0.792886, 2.425752), abs=1e-4
+    )
     assert (s.p, s.q, s.v) == pytest.approx((6.2488, 3.7446, 15.4477), abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"window_months": 0}, "window_months must be in [1, 12]"),
+        ({"window_months": 13}, "window_months must be in [1, 12]"),
+        ({"lost_months": 6}, "lost_months must be >= window_months"),
+        ({"risk_hysteresis": 0.7}, "risk_hysteresis must be below risk_threshold"),
+        ({"complaint_halflife_days": 0.0}, "complaint_halflife_days must be in (0"),
+        ({"cooldown_max_days": 1.0}, "cooldown_max_days must be >= cooldown_min_days"),
+        ({"at_risk_p_alive": 1.5}, "at_risk_p_alive must be in [0, 1]"),
+    ],
+)
+def test_policy_values_that_would_break_the_kernels_are_rejected(change, message) -> None:
+    from engine.params import default_scoring_params
+    from models.params import ParamsError, from_scoring_params
+
+    with pytest.raises(ParamsError) as info:
+        from_scoring_params(default_scoring_params()._replace(**change))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)

@@ -126,6 +126,19 @@ def test_silence_win_back_comes_from_the_timer_alone(scenario, recorder) -> None
     assert win["usual_gap_days"] == 10.0
     assert win["days_since_last_purchase"] > 20.0
     assert int(state["last_winback"]) > 0
+    # time-driven segment changes carry the scores from just before their due time
+    timed = [
+        c
+        for c in recorder.on(OUT.segment_change)
+        if c["customer_id"] == "erin"
+        and c["cause"]["type"] == "timer"
+        and c["scheme"] in ("rfm", "lifecycle")
+    ]
+    assert timed
+    for change in timed:
+        field = "rfm_segment" if change["scheme"] == "rfm" else "lifecycle"
+        assert change["before"][field] == change["from"]
+        assert change["scores"][field] == change["to"]
 
 
 def test_a_zombie_cannot_overwrite_newer_state(scenario, redis_url, prefix) -> None:
