@@ -156,13 +156,35 @@ def test_default_params_is_valid_and_published() -> None:
     pf = default_params()
     assert isinstance(pf, ParamsFile)
     assert parse_params(pf.to_json()) == pf
-    s = pf.scoring
-    # DOMAIN.md section 7: the published CDNOW fit, in weeks
     assert pf.time_unit == "weeks"
+    assert pf.fit["n_customers"] == 23_570
+
+
+def test_default_params_are_lifetimes_fit_of_the_cdnow_master_log(tmp_path: Path) -> None:
+    """The packaged default is the MLE on the full CDNOW log as custscore summarises it:
+    lifetimes, fitted on the same (x, t_x, T, m), must find the same parameters."""
+    pytest.importorskip("lifetimes")
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    from custscore.commands.datasets import find_cdnow, write_cdnow_events
+    from engine.segments import DEFAULT_RFM_MAP
+    from models.calibrate import summarize_log
+    from models.events import read_event_csv
+
+    events = tmp_path / "cdnow.csv"
+    write_cdnow_events(find_cdnow(), events)
+    s = default_params().scoring
+    history = summarize_log(read_event_csv(events), s, DEFAULT_RFM_MAP)
+    bg = BetaGeoFitter().fit(history.frequency, history.recency, history.T)
+    lt = bg.params_
     assert (s.r, s.alpha, s.a, s.b) == pytest.approx(
-        (0.242593, 4.413532, 0.792886, 2.425752), abs=1e-4
+        (lt["r"], lt["alpha"], lt["a"], lt["b"]), rel=1e-4
     )
-    assert (s.p, s.q, s.v) == pytest.approx((6.2488, 3.7446, 15.4477), abs=1e-3)
+    repeat = (history.frequency > 0) & (history.monetary_value > 0)
+    gg = GammaGammaFitter().fit(history.frequency[repeat], history.monetary_value[repeat])
+    assert (s.p, s.q, s.v) == pytest.approx(
+        (gg.params_["p"], gg.params_["q"], gg.params_["v"]), rel=1e-3
+    )
 
 
 @pytest.mark.parametrize(
