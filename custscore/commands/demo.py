@@ -39,6 +39,7 @@ from custscore.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
     from custscore.commands.replay import ReplayResult
+    from custscore.stack import EmbeddedStack
 
 __all__ = [
     "AlertSampler",
@@ -124,16 +125,10 @@ class WorkerProcess:
         return self.proc.poll() is None
 
     def last_log_line(self) -> str:
-        """The last non-empty line of the worker's log (for error messages)."""
-        try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, fh.tell() - 8192))
-                lines = fh.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return ""
-        meaningful = [ln.strip() for ln in lines if ln.strip()]
-        return meaningful[-1][:240] if meaningful else ""
+        """The last meaningful line of the worker's log (for error messages)."""
+        from custscore.stack import _last_log_line
+
+        return _last_log_line(self.log_path)
 
     def check_alive(self) -> None:
         """Raise CliError naming the exit code and the log when the worker has exited."""
@@ -457,7 +452,7 @@ class AlertSampler:
 class _Children:
     """What the demo started, so that every exit path can stop it."""
 
-    stack: Any = None
+    stack: EmbeddedStack | None = None
     worker: WorkerProcess | None = None
 
     def stop(self, out: Callable[[str], None]) -> None:
@@ -500,7 +495,6 @@ def _fmt_number(value: Any, spec: str = ",.2f") -> str:
 
 
 def _print_summary(
-    settings: Settings,
     replay: ReplayResult,
     settled: Settled,
     stats: dict[str, Any] | None,
@@ -643,7 +637,7 @@ def run_demo(
             sampler = AlertSampler()
             asyncio.run(read_alerts(settings, expected, enough=sampler))
             samples = sampler.samples
-            _print_summary(settings, replay, settled, stats, samples, watch)
+            _print_summary(replay, settled, stats, samples, watch)
             if keep_running:
                 _say(
                     "\nworker and stack keep running; try `custscore inspect <customer id>` "

@@ -11,7 +11,13 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import generate_latest
 
-from custscore.commands.demo import AlertSampler, WorkerWatch, parse_metrics, settings_env
+from custscore.commands.demo import (
+    AlertSampler,
+    WorkerProcess,
+    WorkerWatch,
+    parse_metrics,
+    settings_env,
+)
 from custscore.errors import CliError
 from custscore.settings import load_settings
 from streams.metrics import WorkerMetrics, build_metrics
@@ -146,3 +152,17 @@ def test_settings_env_round_trips_every_setting() -> None:
     assert env["PATH"] == "/bin" and env["CUSTSCORE_APP_ID"] == "custscore"
     assert env["CUSTSCORE_REDIS_CLUSTER"] == "true" and "CUSTSCORE_REDIS_URL" not in env
     assert load_settings(None, environ=env) == settings
+
+
+def test_a_worker_that_exits_is_reported_with_its_log(tmp_path) -> None:
+    settings = load_settings(None, environ={}, params_file=str(tmp_path / "missing.json"))
+    worker = WorkerProcess.start(settings, tmp_path / "worker.log")
+    try:
+        worker.proc.wait(timeout=120)
+        with pytest.raises(CliError) as caught:
+            WorkerWatch.for_settings(settings, worker).wait_ready(8, timeout_s=5)
+    finally:
+        worker.stop()
+    message = str(caught.value)
+    assert message.startswith(f"the worker exited (code 2); log {tmp_path / 'worker.log'}: ")
+    assert "missing.json" in message and "\n" not in message
