@@ -8,7 +8,8 @@ a cluster, and state moves with its partition.
     <prefix>:{p<p>}:due               sorted set: customer_id scored by due time (epoch s)
     <prefix>:{p<p>}:dd:<day>          set of 8-byte event-id digests, by event day
     <prefix>:{p<p>}:ddays             sorted set of the days that have a dedupe set
-    <prefix>:{p<p>}:pop               hash: this partition's population sketch
+    <prefix>:{p<p>}:pop               this partition's population sketch (JSON)
+    <prefix>:{p<p>}:fg:<digest>       forget marker: event-time cutoff of a forgotten customer
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ class PartitionKeys:
     @property
     def dedupe_days(self) -> str:
         return f"{self.tag}:ddays"
+
+    def forgotten(self, customer_id: str) -> str:
+        """Forget marker: holds the event-time cutoff below which the customer stays erased.
+
+        Named by a digest, so no key or value left behind contains the customer id.
+        """
+        digest = hashlib.blake2b(customer_id.encode("utf-8"), digest_size=10).hexdigest()
+        return f"{self.tag}:fg:{digest}"
 
     @property
     def population(self) -> str:

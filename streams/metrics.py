@@ -22,6 +22,7 @@ class WorkerMetrics:
     duplicates: Counter
     fence_skipped: Counter
     fence_conflicts: Counter
+    forgotten_skipped: Counter
     batch_size: Histogram
     batch_seconds: Histogram
     kernel_seconds: Histogram
@@ -61,6 +62,11 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         fence_conflicts=Counter(
             f"{ns}_fence_conflicts_total",
             "Commits refused because another worker wrote the partition",
+            registry=reg,
+        ),
+        forgotten_skipped=Counter(
+            f"{ns}_forgotten_skipped_total",
+            "Events of forgotten customers at or before their forget cutoff (not applied)",
             registry=reg,
         ),
         batch_size=Histogram(

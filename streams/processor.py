@@ -189,6 +189,7 @@ class BatchProcessor:
         )
         redis_s = time.perf_counter() - t0
         seen = dict(zip([id(m) for m, _ in valid], read.seen, strict=True))
+        cutoff = {c: f for c, f in zip(customers, read.forgotten, strict=True) if f}
         outbox = _Outbox()
         offsets: dict[str, int] = {}
         kept: list[DecodedEvent] = []
@@ -219,12 +220,17 @@ class BatchProcessor:
             if seen[id(msg)] or decoded.event_id in kept_ids:
                 self.metrics.duplicates.inc()
                 continue
+            if decoded.ts <= cutoff.get(decoded.customer_id, 0):
+                self.metrics.forgotten_skipped.inc()  # a replay of a forgotten customer's past
+                continue
             kept_ids.add(decoded.event_id)
             kept.append(decoded)
         new_offsets = {t: o for t, o in offsets.items() if o > read.offsets.get(t, -1)}
         if not new_offsets:
             return  # everything was at or below the fence: a redelivery
-        commit = Commit(partition=partition, generation=read.generation, offsets=new_offsets)
+        commit = Commit(
+            partition=partition, generation=read.generation, offsets=new_offsets, cutoffs=cutoff
+        )
         watermark = read.watermark
         if kept:
             k0 = time.perf_counter()
@@ -361,7 +367,11 @@ class BatchProcessor:
             )
             states = decode_states(read.blobs)
             present = np.flatnonzero(states["first_seen"] > 0).astype(np.int32)
-            commit = Commit(partition=partition, generation=read.generation)
+            commit = Commit(
+                partition=partition,
+                generation=read.generation,
+                cutoffs={c: f for c, f in zip(customers, read.forgotten, strict=True) if f},
+            )
             for i, blob in enumerate(read.blobs):
                 if blob is None:  # forgotten or never written: drop the stale due entry
                     commit.due[customers[i]] = 0

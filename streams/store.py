@@ -29,13 +29,16 @@ __all__ = [
 
 DAY = 86_400
 
-# KEYS: fence, due, ddays, state keys..., dedupe keys...
-# ARGV: expected gen, new gen, n_fence, (field, value)*, n_states, value*, n_due_add,
-#       (score, member)*, n_due_rem, member*, n_dd, (day, n, member*)*
+# KEYS: fence, due, ddays, (state key, forget marker)*, dedupe keys...
+# ARGV: expected gen, new gen, n_fence, (field, value)*,
+#       n_states, (value, cutoff read, due, member)*, n_due_rem, member*,
+#       n_dd, (day, n, member*)*
+# A state whose forget marker changed since the batch read it was forgotten while the
+# batch was in flight: the erasure wins and the state is not written back.
 _COMMIT_LUA = """
 local fence, due, ddays = KEYS[1], KEYS[2], KEYS[3]
 local current = redis.call('HGET', fence, 'gen') or '0'
-if current ~= ARGV[1] then return {0, current} end
+if current ~= ARGV[1] then return {0, current, 0} end
 local a = 3
 local n = tonumber(ARGV[a]); a = a + 1
 redis.call('HSET', fence, 'gen', ARGV[2])
@@ -43,13 +46,22 @@ for i = 1, n do
   redis.call('HSET', fence, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 n = tonumber(ARGV[a]); a = a + 1
+local k = 3
+local kept_erased = 0
 for i = 1, n do
-  redis.call('SET', KEYS[3 + i], ARGV[a]); a = a + 1
-end
-local k = 3 + n
-n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
-  redis.call('ZADD', due, ARGV[a], ARGV[a + 1]); a = a + 2
+  local skey, fkey = KEYS[k + 1], KEYS[k + 2]; k = k + 2
+  local value, seen, when, member = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  a = a + 4
+  if tonumber(redis.call('GET', fkey) or '0') ~= seen then
+    kept_erased = kept_erased + 1
+  else
+    redis.call('SET', skey, value)
+    if tonumber(when) > 0 then
+      redis.call('ZADD', due, when, member)
+    else
+      redis.call('ZREM', due, member)
+    end
+  end
 end
 n = tonumber(ARGV[a]); a = a + 1
 for i = 1, n do
@@ -64,7 +76,20 @@ for i = 1, n do
   end
   redis.call('ZADD', ddays, day, day)
 end
-return {1, ARGV[2]}
+return {1, ARGV[2], kept_erased}
+"""
+
+# Forget: erase state and due entry, and leave a marker (keyed by a digest of the id, so
+# the customer id itself is no longer stored) whose cutoff blocks replays of older events.
+# KEYS: state, due, marker. ARGV: customer, partition watermark. Returns {state, due}.
+_FORGET_LUA = """
+local cutoff = tonumber(ARGV[2])
+local blob = redis.call('GET', KEYS[1])
+local deleted = redis.call('DEL', KEYS[1])
+local unscheduled = redis.call('ZREM', KEYS[2], ARGV[1])
+local old = tonumber(redis.call('GET', KEYS[3]) or '0')
+redis.call('SET', KEYS[3], math.max(cutoff, old))
+return {deleted, unscheduled, blob or false}
 """
 
 
@@ -82,6 +107,7 @@ class PartitionRead:
     watermark: int  # epoch s, 0 = none yet
     generation: int
     seen: list[bool]  # aligned with the requested event ids
+    forgotten: list[int]  # aligned with customers: forget cutoff (epoch s), 0 = not forgotten
 
 
 @dataclass(slots=True)
@@ -93,6 +119,7 @@ class Commit:
     offsets: dict[str, int] = field(default_factory=dict)
     watermark: int | None = None
     states: dict[str, bytes] = field(default_factory=dict)
+    cutoffs: dict[str, int] = field(default_factory=dict)  # customer -> forget cutoff read
     due: dict[str, int] = field(default_factory=dict)  # customer -> due (0 = remove)
     event_ids: list[tuple[str, int]] = field(default_factory=list)  # (event id, event ts)
 
@@ -106,6 +133,8 @@ class StateStore(Protocol):
 
     async def commit(self, commit: Commit) -> int: ...
 
+    async def forget(self, partition: int, customer_id: str) -> tuple[bool, bool, bytes | None]: ...
+
     async def due_customers(self, partition: int, until: int, limit: int) -> list[str]: ...
 
 
@@ -117,6 +146,7 @@ class RedisStateStore:
         self._prefix = prefix
         self._retention_days = dedupe_retention_days
         self._commit_script = client.register_script(_COMMIT_LUA)
+        self._forget_script = client.register_script(_FORGET_LUA)
 
     def keys(self, partition: int) -> PartitionKeys:
         """Key layout of ``partition``."""
@@ -133,11 +163,13 @@ class RedisStateStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             if customers:
                 pipe.mget([keys.state(c) for c in customers])
+                pipe.mget([keys.forgotten(c) for c in customers])
             pipe.hgetall(keys.fence)
             for day, idx in by_day.items():
                 pipe.smismember(keys.dedupe(day), [event_digest(events[i][0]) for i in idx])
             replies = await pipe.execute()
         blobs: list[bytes | None] = replies.pop(0) if customers else []
+        markers: list[bytes | None] = replies.pop(0) if customers else []
         fence: dict[bytes, bytes] = replies.pop(0)
         seen = [False] * len(events)
         for (_, idx), flags in zip(by_day.items(), replies, strict=True):
@@ -151,6 +183,7 @@ class RedisStateStore:
             watermark=int(fence.get(b"wm", 0)),
             generation=int(fence.get(b"gen", 0)),
             seen=seen,
+            forgotten=[int(m) if m is not None else 0 for m in markers],
         )
 
     def _commit_args(self, commit: Commit) -> tuple[list[str], list[Any]]:
@@ -163,14 +196,11 @@ class RedisStateStore:
         key_list = [keys.fence, keys.due, keys.dedupe_days]
         argv: list[Any] = [commit.generation, commit.generation + 1, len(fence_fields) // 2]
         argv += fence_fields
-        key_list += [keys.state(c) for c in commit.states]
         argv.append(len(commit.states))
-        argv += list(commit.states.values())
-        adds = [(d, c) for c, d in commit.due.items() if d > 0]
-        removes = [c for c, d in commit.due.items() if d <= 0]
-        argv.append(len(adds))
-        for d, c in adds:
-            argv += [d, c]
+        for customer, blob in commit.states.items():
+            key_list += [keys.state(customer), keys.forgotten(customer)]
+            argv += [blob, commit.cutoffs.get(customer, 0), commit.due.get(customer, 0), customer]
+        removes = [c for c, d in commit.due.items() if d <= 0 and c not in commit.states]
         argv.append(len(removes))
         argv += removes
         by_day: dict[int, list[bytes]] = {}
@@ -188,12 +218,25 @@ class RedisStateStore:
         Raises FenceConflict if the partition's generation moved since it was read.
         """
         key_list, argv = self._commit_args(commit)
-        ok, gen = await self._commit_script(keys=key_list, args=argv)
+        ok, gen, _kept_erased = await self._commit_script(keys=key_list, args=argv)
         if int(ok) != 1:
             raise FenceConflict(
                 f"partition {commit.partition}: generation {int(gen)} != {commit.generation} read"
             )
         return int(gen)
+
+    async def forget(self, partition: int, customer_id: str) -> tuple[bool, bool, bytes | None]:
+        """Erase a customer's state and due entry and block replays of their past events.
+
+        Returns (state deleted, due entry deleted, the erased state blob or None).
+        """
+        keys = self.keys(partition)
+        watermark, _ = await self.fence(partition)
+        deleted, unscheduled, blob = await self._forget_script(
+            keys=[keys.state(customer_id), keys.due, keys.forgotten(customer_id)],
+            args=[customer_id, watermark],
+        )
+        return bool(deleted), bool(unscheduled), blob if isinstance(blob, bytes) else None
 
     async def due_customers(self, partition: int, until: int, limit: int) -> list[str]:
         """Customers of ``partition`` due at or before ``until`` (earliest first)."""

@@ -1,14 +1,16 @@
 """``custscore forget CUSTOMER_ID``: erase a customer's state and due entry, tombstone their scores.
 
 The state record and the due-index entry live under the customer's partition hash tag, so one
-MULTI/EXEC deletes both atomically (also on Redis Cluster). Then a tombstone (key =
+script deletes both atomically (also on Redis Cluster) and leaves a forget marker, named by a
+digest of the id, holding the partition watermark: replays of the customer's past events are
+skipped, events newer than the cutoff start a new record, and a batch that read the customer
+before the forget cannot write it back. Then a tombstone (key =
 ``customer_id``, null value) goes to the compacted ``customer.scores`` topic, so compaction
 removes the last published scores too. An unknown customer still gets the tombstone (scores may
 have been published by a worker whose state was lost); the report says nothing was stored.
 
 Not erased: de-duplication sets hold 8-byte digests of event ids, not customer data, and expire
-with the retention; alerts already published stay on their (non-compacted) topics. A worker
-that processes new events of the customer afterwards creates a new record.
+with the retention; alerts already published stay on their (non-compacted) topics.
 """
 
 from __future__ import annotations
@@ -78,11 +80,9 @@ async def forget_customer(settings: Settings, customer_id: str) -> ForgetResult:
     async with started_producer(settings) as producer:
         await ensure_topics_or_fail(settings)
         async with open_redis(settings) as client:
-            keys = state_store(client, settings).keys(partition)
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.delete(keys.state(customer_id))
-                pipe.zrem(keys.due, customer_id)
-                deleted, unscheduled = await pipe.execute()
+            deleted, unscheduled, _ = await state_store(client, settings).forget(
+                partition, customer_id
+            )
         meta = await producer.send_and_wait(
             settings.topic_scores, value=None, key=customer_id.encode("utf-8")
         )

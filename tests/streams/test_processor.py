@@ -187,3 +187,56 @@ def test_publish_failure_is_retried_before_anything_is_written(scenario) -> None
     state = scenario(body, publisher=flaky)
     assert int(state["n_purchases"]) == 1
     assert flaky.fail_next == 0 and flaky.on(OUT.scores)
+
+
+def test_forget_erases_everything_and_old_events_do_not_resurrect(scenario, recorder) -> None:
+    feed = Feed()
+
+    async def body(proc: BatchProcessor):
+        redis = proc.store._redis
+        await proc.process([purchase(feed, f"b{i}", "bob", i * 5, 25.0) for i in range(3)])
+        await proc.process([purchase(feed, "x1", "xena", 30, 5.0)])  # watermark: day 30
+        deleted, unscheduled, blob = await proc.store.forget(0, "bob")
+        assert deleted and unscheduled and blob is not None
+        keys = [k async for k in redis.scan_iter(match=f"{proc.store._prefix}:*")]
+        found = [k for k in keys if b"bob" in k]
+        members = await redis.zrange(proc.store.keys(0).due, 0, -1)
+        # a replay of bob's past (re-sent with new ids, so dedupe cannot catch it)
+        await proc.process([purchase(feed, f"r{i}", "bob", i * 5, 25.0) for i in range(3)])
+        after_replay = await redis.get(proc.store.keys(0).state("bob"))
+        # something new from bob after the forget starts a fresh record
+        await proc.process([purchase(feed, "new", "bob", 40, 7.0)])
+        fresh = await stored_state(proc, 0, "bob")
+        return found, members, after_replay, fresh, proc.metrics
+
+    found, members, after_replay, fresh, metrics = scenario(body)
+    assert found == [] and b"bob" not in members
+    assert after_replay is None
+    assert metrics.forgotten_skipped._value.get() == 3
+    assert int(fresh["n_purchases"]) == 1 and int(fresh["gross_cents"]) == 700
+
+
+def test_a_batch_in_flight_cannot_write_back_a_forgotten_customer(scenario) -> None:
+    import asyncio
+
+    feed = Feed()
+
+    async def body(proc: BatchProcessor):
+        await proc.process([purchase(feed, "c1", "cora", 1, 10.0)])
+        real_read = proc.store.read
+        gate = asyncio.Event()
+
+        async def stalled_read(*args, **kwargs):
+            result = await real_read(*args, **kwargs)
+            await gate.wait()
+            return result
+
+        proc.store.read = stalled_read  # type: ignore[method-assign]
+        in_flight = asyncio.ensure_future(proc.process([purchase(feed, "c2", "cora", 2, 10.0)]))
+        await asyncio.sleep(0.05)
+        await proc.store.forget(0, "cora")
+        gate.set()
+        await in_flight
+        return await proc.store._redis.get(proc.store.keys(0).state("cora"))
+
+    assert scenario(body) is None
