@@ -162,8 +162,9 @@ class RedisStateStore:
             by_day.setdefault(ts // DAY, []).append(i)
         async with self._redis.pipeline(transaction=False) as pipe:
             if customers:
-                pipe.mget([keys.state(c) for c in customers])
-                pipe.mget([keys.forgotten(c) for c in customers])
+                # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
+                pipe.execute_command("MGET", *[keys.state(c) for c in customers])
+                pipe.execute_command("MGET", *[keys.forgotten(c) for c in customers])
             pipe.hgetall(keys.fence)
             for day, idx in by_day.items():
                 pipe.smismember(keys.dedupe(day), [event_digest(events[i][0]) for i in idx])

@@ -51,12 +51,27 @@ class FaustPublisher:
         await asyncio.gather(*futures)
 
 
+class _ClusterClient(aioredis.RedisCluster):
+    """Redis Cluster client whose MGET may span slots: one MGET per slot (mget_nonatomic).
+
+    A partition's keys share one slot; only reads over all partitions (population sketches,
+    ``inspect``) cross slots, and they need no atomicity.
+    """
+
+    async def mget(self, keys: Any, *args: Any) -> Any:
+        return await self.mget_nonatomic(keys, *args)
+
+
 def redis_client(settings: Settings) -> aioredis.Redis:
     """An asyncio Redis client from settings (password as a secret)."""
     password = settings.redis_password.get_secret_value() if settings.redis_password else None
     if settings.redis_cluster:
-        return aioredis.RedisCluster.from_url(  # type: ignore[return-value]
-            settings.redis_address, username=settings.redis_username, password=password
+        return _ClusterClient.from_url(  # type: ignore[return-value]
+            settings.redis_address,
+            username=settings.redis_username,
+            password=password,
+            socket_timeout=10,
+            socket_connect_timeout=5,
         )
     return aioredis.Redis.from_url(
         settings.redis_address,
