@@ -37,6 +37,14 @@ class WorkerMetrics:
     swept: Counter
     snapshot_age: Gauge
     state_writes: Counter
+    # population KPIs merged over every partition's sketch (the same on every worker)
+    pop_customers: Gauge
+    pop_effective: Gauge
+    pop_churn_rate: Gauge
+    pop_repurchase_frequency: Gauge
+    pop_value_tier: Gauge
+    pop_rfm_segment: Gauge
+    pop_lifecycle: Gauge
 
 
 def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -125,5 +133,32 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         ),
         state_writes=Counter(
             f"{ns}_state_writes_total", "Customer records written to Redis", registry=reg
+        ),
+        pop_customers=Gauge(
+            f"{ns}_population_customers", "Customers with a state record", registry=reg
+        ),
+        pop_effective=Gauge(
+            f"{ns}_population_effective_members",
+            "Customers with a purchase in the trailing effective window",
+            registry=reg,
+        ),
+        pop_churn_rate=Gauge(
+            f"{ns}_population_churn_rate",
+            "Rolling churn rate of effective members (NaN while undefined; see /stats)",
+            registry=reg,
+        ),
+        pop_repurchase_frequency=Gauge(
+            f"{ns}_population_repurchase_frequency_per_year",
+            "Mean yearly purchase frequency of effective members",
+            registry=reg,
+        ),
+        pop_value_tier=Gauge(
+            f"{ns}_population_value_tier", "Customers by value tier", ["tier"], registry=reg
+        ),
+        pop_rfm_segment=Gauge(
+            f"{ns}_population_rfm_segment", "Customers by RFM segment", ["segment"], registry=reg
+        ),
+        pop_lifecycle=Gauge(
+            f"{ns}_population_lifecycle", "Customers by lifecycle stage", ["stage"], registry=reg
         ),
     )

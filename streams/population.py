@@ -198,6 +198,23 @@ class PopulationTracker:
         if cuts is not None:
             self._model.cuts = cuts
             self._model.cuts_computed_at = time.time()
+        self._set_gauges(await self.stats())
+
+    def _set_gauges(self, stats: dict[str, Any]) -> None:
+        """Export the merged KPIs as Prometheus gauges (every known class, 0 when empty)."""
+        m = self._metrics
+        m.pop_customers.set(stats["customers"])
+        m.pop_effective.set(stats["effective_members"])
+        churn, freq = stats["rolling_churn_rate"], stats["repurchase_frequency_per_year"]
+        m.pop_churn_rate.set(math.nan if churn is None else churn)
+        m.pop_repurchase_frequency.set(math.nan if freq is None else freq)
+        for gauge, names, key in (
+            (m.pop_value_tier, TIER_NAMES, "value_tiers"),
+            (m.pop_rfm_segment, RFM_SEGMENT_NAMES, "rfm_segments"),
+            (m.pop_lifecycle, LIFECYCLE_NAMES, "lifecycle"),
+        ):
+            for name in names:
+                gauge.labels(name).set(stats[key].get(name, 0))
 
     async def stats(self) -> dict[str, Any]:
         """Population KPIs merged over all partitions' sketches."""
