@@ -16,7 +16,7 @@ import asyncio
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -45,6 +45,7 @@ __all__ = [
     "release_offsets",
     "released_until",
     "replay_events",
+    "send_records",
 ]
 
 DEFAULT_BATCH = 5000
@@ -148,11 +149,13 @@ def load_events(path: str | Path) -> EventLog:
         raise CliError(str(exc), exit_code=1) from None
 
 
-async def _send_step(
+async def send_records(
     producer: AIOKafkaProducer,
-    records: list[tuple[str, int, bytes, bytes]],
+    records: Sequence[tuple[str, int, bytes, bytes]],
+    timestamp_ms: int | None = None,
 ) -> list[asyncio.Future[Any]]:
-    """Append one step's records to per-partition record batches and queue them."""
+    """Append (topic, partition, key, value) records to per-partition record batches and
+    queue them; returns the ack futures. ``timestamp_ms`` None = wall time at append."""
     groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
     for topic, partition, key, value in records:
         groups.setdefault((topic, partition), []).append((key, value))
@@ -160,11 +163,11 @@ async def _send_step(
     for (topic, partition), items in groups.items():
         batch = producer.create_batch()
         for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
                 futures.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise CliError(f"event of {len(value)} bytes does not fit a record batch")
+                if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
+                    raise CliError(f"an event of {len(value)} bytes does not fit a record batch")
         if batch.record_count():
             futures.append(await producer.send_batch(batch, topic, partition=partition))
     return futures
@@ -243,7 +246,7 @@ async def replay_events(
                     )
                 )
                 by_type[_TYPE_NAMES[kind]] += 1
-            step = await _send_step(producer, records)
+            step = await send_records(producer, records)
             # One step in flight while the next is built: wait for the previous one's acks.
             await asyncio.gather(*pending)
             pending = step
