@@ -14,7 +14,14 @@ from custscore.commands.demo import settings_env
 from custscore.settings import Settings, load_settings
 from custscore.stack import free_port
 
-__all__ = ["cli_env", "offline_settings", "private_settings", "run_script", "write_events"]
+__all__ = [
+    "cli_env",
+    "custscore_command",
+    "offline_settings",
+    "private_settings",
+    "run_script",
+    "write_events",
+]
 
 EVENT_HEADER = "event_id,type,customer_id,ts,amount,severity\n"
 
@@ -68,14 +75,18 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
+def custscore_command() -> list[str]:
+    """The console script next to this interpreter (``python -m custscore`` without one)."""
+    script = Path(sys.executable).with_name("custscore")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "custscore"]
+
+
 def run_script(
     settings: Settings, *args: str, timeout: float = 300.0
 ) -> subprocess.CompletedProcess[str]:
     """Run ``custscore ARGS`` as users do (console script), with ``settings`` in the env."""
-    script = Path(sys.executable).with_name("custscore")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "custscore"]
     return subprocess.run(
-        [*command, *args],
+        [*custscore_command(), *args],
         env=settings_env(settings),
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -11,23 +11,17 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from streaming_support import write_events
+from streaming_support import custscore_command, write_events
 
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.stack import free_port, process_running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("custscore")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "custscore"]
 
 
 def _env(run_dir: Path, ports: dict[str, int]) -> dict[str, str]:
@@ -98,7 +92,7 @@ def test_demo_prints_the_summary_and_stops_everything(
     write_cdnow_events(find_cdnow(sample=True), events)
     began = time.monotonic()
     result = subprocess.run(
-        [*_command(), "demo", "--events", str(events), "--timeout", "240"],
+        [*custscore_command(), "demo", "--events", str(events), "--timeout", "240"],
         env=_env(tmp_path / "run", ports),
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -136,7 +130,7 @@ def test_ctrl_c_stops_every_child(
 ) -> None:
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [*_command(), "demo", "--events", str(_events(tmp_path / "events.csv"))],
+        [*custscore_command(), "demo", "--events", str(_events(tmp_path / "events.csv"))],
         env=_env(run_dir, ports),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -175,7 +169,7 @@ def test_demo_with_a_taken_web_port_is_one_line(tmp_path: Path, ports: dict[str,
         holder.bind(("127.0.0.1", ports["web"]))
         holder.listen()
         result = subprocess.run(
-            [*_command(), "demo"],
+            [*custscore_command(), "demo"],
             env=_env(tmp_path / "run", ports),
             stdin=subprocess.DEVNULL,
             capture_output=True,
