@@ -9,7 +9,6 @@ names and formats. Floats are written with ``repr`` (round-trip exact); missing 
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,14 @@ from engine.segments import (
     TIER_NAMES,
 )
 
-__all__ = ["SCORE_COLUMNS", "format_time", "read_scores_csv", "score_record", "write_scores_csv"]
+__all__ = [
+    "SCORE_COLUMNS",
+    "format_time",
+    "read_scores_csv",
+    "score_record",
+    "score_records",
+    "write_scores_csv",
+]
 
 _NAMED: Final = {
     "rfm_segment": RFM_SEGMENT_NAMES,
@@ -80,37 +86,45 @@ def format_time(epoch_s: int) -> str | None:
     return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _column_values(name: str, values: npt.NDArray[Any]) -> list[Any]:
+    """One column as JSON-ready values: names, RFC 3339 times, bools, numbers, None."""
+    if name in _NAMED:
+        names = np.asarray(_NAMED[name], dtype=object)
+        return names[values.astype(np.intp)].tolist()  # type: ignore[no-any-return]
+    if name in _TIMES:
+        cache: dict[int, str | None] = {}
+        return [
+            cache[v] if v in cache else cache.setdefault(v, format_time(v)) for v in values.tolist()
+        ]
+    if name in _BOOLS:
+        return [bool(v) for v in values.tolist()]
+    if values.dtype.kind == "f":
+        return [None if v != v else v for v in values.tolist()]  # v != v: NaN
+    return values.tolist()  # type: ignore[no-any-return]
+
+
+def score_records(
+    customer_ids: Sequence[str], scores: npt.NDArray[np.void]
+) -> list[dict[str, Any]]:
+    """Every customer's scores as JSON-ready named values, built column by column."""
+    columns = [list(customer_ids)]
+    columns += [_column_values(name, scores[name]) for name in SCORE_COLUMNS[1:]]
+    return [dict(zip(SCORE_COLUMNS, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
 def score_record(customer_id: str, row: np.void) -> dict[str, Any]:
     """One customer's scores as JSON-ready named values (SCORES_DTYPE row in)."""
-    out: dict[str, Any] = {"customer_id": customer_id}
-    for name in SCORE_COLUMNS[1:]:
-        value = row[name]
-        if name in _NAMED:
-            out[name] = _NAMED[name][int(value)]
-        elif name in _TIMES:
-            out[name] = format_time(int(value))
-        elif name in _BOOLS:
-            out[name] = bool(value)
-        elif isinstance(value, np.floating):
-            number = float(value)
-            out[name] = None if math.isnan(number) else number
-        else:
-            out[name] = int(value)
-    return out
+    return score_records([customer_id], np.asarray([row], dtype=row.dtype))[0]
 
 
-def _column_cells(name: str, values: npt.NDArray[Any]) -> list[str]:
-    """One column as CSV cells, formatted column-wise (same text as ``score_record``)."""
-    if name in _NAMED:
-        return np.asarray(_NAMED[name], dtype=object)[values.astype(np.intp)].tolist()  # type: ignore[no-any-return]
-    if name in _TIMES:
-        cache: dict[int, str] = {}
-        return [cache.setdefault(v, format_time(v) or "") for v in values.tolist()]
-    if name in _BOOLS:
-        return ["1" if v else "0" for v in values.tolist()]
-    if values.dtype.kind == "f":
-        return ["" if v != v else repr(v) for v in values.tolist()]  # v != v: NaN
-    return [str(v) for v in values.tolist()]
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if value is True or value is False:
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def write_scores_csv(
@@ -120,7 +134,9 @@ def write_scores_csv(
     order = np.array(sorted(range(len(customer_ids)), key=customer_ids.__getitem__), dtype=np.intp)
     ordered = scores[order]
     columns = [[customer_ids[i] for i in order.tolist()]]
-    columns += [_column_cells(name, ordered[name]) for name in SCORE_COLUMNS[1:]]
+    columns += [
+        [_cell(v) for v in _column_values(name, ordered[name])] for name in SCORE_COLUMNS[1:]
+    ]
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS)

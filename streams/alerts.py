@@ -10,11 +10,13 @@ same input produces the same ids and downstream can de-duplicate.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from engine.alerts import KIND_SEGMENT_CHANGE, REASON_COMPLAINT, REASON_SILENCE
 from engine.segments import (
@@ -27,9 +29,9 @@ from engine.segments import (
     SCHEME_NAMES,
     TIER_NAMES,
 )
-from models.scorefile import format_time, score_record
+from models.scorefile import format_time, score_record, score_records
 
-__all__ = ["SCHEMA_VERSION", "AlertContext", "alert_id", "build_alert", "build_score_update"]
+__all__ = ["SCHEMA_VERSION", "AlertContext", "alert_id", "build_alert", "build_score_updates"]
 
 SCHEMA_VERSION: Final = 1
 _SCHEME_VALUES: Final = {
@@ -149,14 +151,20 @@ def build_alert(
     return "win_back", _encoder.encode(body)
 
 
-def build_score_update(model_version: str, customer_id: str, as_of: int, row: np.void) -> bytes:
-    """The compacted ``customer.scores`` value for one customer."""
-    return _encoder.encode(
-        {
-            "schema_version": SCHEMA_VERSION,
-            "model_version": model_version,
-            "customer_id": customer_id,
-            "as_of": format_time(as_of),
-            "scores": score_record(customer_id, row),
-        }
-    )
+def build_score_updates(
+    model_version: str, customer_ids: Sequence[str], as_of: int, scores: npt.NDArray[np.void]
+) -> list[bytes]:
+    """The compacted ``customer.scores`` values of several customers (SCORES_DTYPE rows)."""
+    stamp = format_time(as_of)
+    return [
+        _encoder.encode(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "model_version": model_version,
+                "customer_id": record["customer_id"],
+                "as_of": stamp,
+                "scores": record,
+            }
+        )
+        for record in score_records(customer_ids, scores)
+    ]

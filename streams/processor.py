@@ -28,7 +28,7 @@ from engine.params import ScoringParams
 from engine.scoring import PopulationCuts, evaluate
 from engine.segments import REASON_NAMES, SCHEME_NAMES
 from engine.state import MAX_TS, decode_states, new_events
-from streams.alerts import AlertContext, build_alert, build_score_update
+from streams.alerts import AlertContext, build_alert, build_score_updates
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
 from streams.metrics import WorkerMetrics
 from streams.store import Commit, FenceConflict, RedisStateStore
@@ -327,15 +327,10 @@ class BatchProcessor:
             outbox.records.append((topic, customers[row].encode(), body))
             label = (kind, _reason_name(a))
             outbox.counts[label] = outbox.counts.get(label, 0) + 1
-        for k, row in enumerate(rows.tolist()):
-            customer = customers[row]
-            outbox.records.append(
-                (
-                    self.outputs.scores,
-                    customer.encode(),
-                    build_score_update(model.version, customer, clock, scores[k]),
-                )
-            )
+        touched = [customers[row] for row in rows.tolist()]
+        updates = build_score_updates(model.version, touched, clock, scores)
+        for k, (row, customer) in enumerate(zip(rows.tolist(), touched, strict=True)):
+            outbox.records.append((self.outputs.scores, customer.encode(), updates[k]))
             commit.states[customer] = states[row : row + 1].tobytes()
             commit.due[customer] = int(due[k])
         self.metrics.state_writes.inc(len(rows))
