@@ -11,6 +11,7 @@ backoff inside the batch, so nothing is acknowledged before it is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +32,7 @@ from engine.state import MAX_TS, decode_states, new_events
 from streams.alerts import AlertContext, build_alert, build_score_updates
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
 from streams.metrics import WorkerMetrics
-from streams.store import Commit, FenceConflict, RedisStateStore
+from streams.store import Commit, PartitionRead, ReadRequest, RedisStateStore
 
 __all__ = ["BatchProcessor", "Model", "OutputTopics", "Publisher", "RawMessage", "Retry"]
 
@@ -84,6 +85,23 @@ class Retry:
 
     first_s: float = 0.05
     max_s: float = 5.0
+
+
+@dataclass
+class _Plan:
+    """One partition's share of a batch."""
+
+    partition: int
+    items: list[tuple[RawMessage, DecodedEvent | Rejected]]
+
+    def __post_init__(self) -> None:
+        self.valid = [(m, d) for m, d in self.items if isinstance(d, DecodedEvent)]
+        self.customers = list(dict.fromkeys(d.customer_id for _, d in self.valid))
+
+    def request(self) -> ReadRequest:
+        return ReadRequest(
+            self.partition, self.customers, [(d.event_id, d.ts) for _, d in self.valid]
+        )
 
 
 @dataclass
@@ -163,7 +181,11 @@ class BatchProcessor:
     # ------------------------------------------------------------------ batches
 
     async def process(self, messages: Sequence[RawMessage]) -> None:
-        """Apply one consumed batch (any mix of input topics and partitions)."""
+        """Apply one consumed batch (any mix of input topics and partitions).
+
+        All partitions of the batch share one Redis read round trip, one publish (one wait
+        for broker acks) and one commit round trip (a pipeline of per-partition scripts).
+        """
         started = time.perf_counter()
         self.metrics.batch_size.observe(len(messages))
         now = self.wall_clock()
@@ -172,29 +194,40 @@ class BatchProcessor:
             self.metrics.events_in.labels(self.input_topics.get(msg.topic, "unknown")).inc()
             decoded = self.decoder.decode(msg.topic, msg.key, msg.value, now)
             by_partition.setdefault(msg.partition, []).append((msg, decoded))
-        for partition, items in by_partition.items():
-            async with self.lock(partition):
-                await self._process_partition(partition, items, now)
+        partitions = sorted(by_partition)
+        async with contextlib.AsyncExitStack() as held:
+            for partition in partitions:  # one global order: no deadlock with the timer
+                await held.enter_async_context(self.lock(partition))
+            plans = [_Plan(p, by_partition[p]) for p in partitions]
+            t0 = time.perf_counter()
+            reads = await self._retrying(
+                "state read", lambda: self.store.read_many([plan.request() for plan in plans])
+            )
+            redis_s = time.perf_counter() - t0
+            outbox = _Outbox()
+            commits = []
+            k0 = time.perf_counter()
+            for plan, read in zip(plans, reads, strict=True):
+                commit = self._plan_partition(plan, read, outbox, now)
+                if commit is not None:
+                    commits.append(commit)
+            self.metrics.kernel_seconds.observe(time.perf_counter() - k0)
+            await self._publish(outbox)
+            t1 = time.perf_counter()
+            await self._commit(commits)
+            self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    async def _process_partition(
-        self, partition: int, items: list[tuple[RawMessage, DecodedEvent | Rejected]], now: float
-    ) -> None:
-        valid = [(m, d) for m, d in items if isinstance(d, DecodedEvent)]
-        customers = list(dict.fromkeys(d.customer_id for _, d in valid))
-        t0 = time.perf_counter()
-        read = await self._retrying(
-            "state read",
-            lambda: self.store.read(partition, customers, [(d.event_id, d.ts) for _, d in valid]),
-        )
-        redis_s = time.perf_counter() - t0
-        seen = dict(zip([id(m) for m, _ in valid], read.seen, strict=True))
-        cutoff = {c: f for c, f in zip(customers, read.forgotten, strict=True) if f}
-        outbox = _Outbox()
+    def _plan_partition(
+        self, plan: _Plan, read: PartitionRead, outbox: _Outbox, now: float
+    ) -> Commit | None:
+        """Filter one partition's messages, run the kernels; what to publish and commit."""
+        seen = dict(zip([id(m) for m, _ in plan.valid], read.seen, strict=True))
+        cutoff = {c: f for c, f in zip(plan.customers, read.forgotten, strict=True) if f}
         offsets: dict[str, int] = {}
         kept: list[DecodedEvent] = []
         kept_ids: set[str] = set()
-        for msg, decoded in items:
+        for msg, decoded in plan.items:
             offsets[msg.topic] = max(offsets.get(msg.topic, -1), msg.offset)
             if msg.offset <= read.offsets.get(msg.topic, -1):
                 self.metrics.fence_skipped.inc()
@@ -227,23 +260,23 @@ class BatchProcessor:
             kept.append(decoded)
         new_offsets = {t: o for t, o in offsets.items() if o > read.offsets.get(t, -1)}
         if not new_offsets:
-            return  # everything was at or below the fence: a redelivery
+            return None  # everything was at or below the fence: a redelivery
         commit = Commit(
-            partition=partition, generation=read.generation, offsets=new_offsets, cutoffs=cutoff
+            partition=plan.partition,
+            generation=read.generation,
+            offsets=new_offsets,
+            cutoffs=cutoff,
         )
         watermark = read.watermark
         if kept:
-            k0 = time.perf_counter()
             watermark = max(watermark, max(e.ts for e in kept))
             clock = int(now) if self.live_clock else watermark
-            self._apply(customers, read.blobs, kept, clock, read.watermark, commit, outbox, now)
-            self.metrics.kernel_seconds.observe(time.perf_counter() - k0)
+            self._apply(
+                plan.customers, read.blobs, kept, clock, read.watermark, commit, outbox, now
+            )
         commit.watermark = watermark
-        self.metrics.watermark.labels(str(partition)).set(watermark)
-        await self._publish(outbox)
-        t1 = time.perf_counter()
-        await self._commit(commit)
-        self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
+        self.metrics.watermark.labels(str(plan.partition)).set(watermark)
+        return commit
 
     def _apply(
         self,
@@ -335,10 +368,11 @@ class BatchProcessor:
             commit.due[customer] = int(due[k])
         self.metrics.state_writes.inc(len(rows))
 
-    async def _commit(self, commit: Commit) -> None:
-        try:
-            await self._retrying("state commit", lambda: self.store.commit(commit))
-        except FenceConflict as exc:
+    async def _commit(self, commits: list[Commit]) -> None:
+        if not commits:
+            return
+        refused = await self._retrying("state commit", lambda: self.store.commit_many(commits))
+        for exc in refused:
             # another worker owns this partition now; its writes win, ours are dropped
             self.metrics.fence_conflicts.inc()
             log.warning("commit refused: %s", exc)
@@ -391,7 +425,7 @@ class BatchProcessor:
                 ),
             )
             await self._publish(outbox)
-            await self._commit(commit)
+            await self._commit([commit])
             self.metrics.swept.inc(len(present))
             return len(present)
 

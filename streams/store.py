@@ -10,8 +10,9 @@ tag, so this works on Redis Cluster.
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +24,7 @@ __all__ = [
     "Commit",
     "FenceConflict",
     "PartitionRead",
+    "ReadRequest",
     "RedisStateStore",
     "StateStore",
 ]
@@ -30,7 +32,7 @@ __all__ = [
 DAY = 86_400
 
 # KEYS: fence, due, ddays, (state key, forget marker)*, dedupe keys...
-# ARGV: expected gen, new gen, n_fence, (field, value)*,
+# ARGV: expected gen, new gen, commit token, n_fence, (field, value)*,
 #       n_states, (value, cutoff read, due, member)*, n_due_rem, member*,
 #       n_dd, (day, n, member*)*
 # A state whose forget marker changed since the batch read it was forgotten while the
@@ -38,23 +40,20 @@ DAY = 86_400
 _COMMIT_LUA = """
 local fence, due, ddays = KEYS[1], KEYS[2], KEYS[3]
 local current = redis.call('HGET', fence, 'gen') or '0'
-if current ~= ARGV[1] then return {0, current, 0} end
-local a = 3
+if current ~= ARGV[1] then return {0, current, redis.call('HGET', fence, 'tok') or ''} end
+local a = 4
 local n = tonumber(ARGV[a]); a = a + 1
-redis.call('HSET', fence, 'gen', ARGV[2])
+redis.call('HSET', fence, 'gen', ARGV[2], 'tok', ARGV[3])
 for i = 1, n do
   redis.call('HSET', fence, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 n = tonumber(ARGV[a]); a = a + 1
 local k = 3
-local kept_erased = 0
 for i = 1, n do
   local skey, fkey = KEYS[k + 1], KEYS[k + 2]; k = k + 2
   local value, seen, when, member = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
   a = a + 4
-  if tonumber(redis.call('GET', fkey) or '0') ~= seen then
-    kept_erased = kept_erased + 1
-  else
+  if tonumber(redis.call('GET', fkey) or '0') == seen then
     redis.call('SET', skey, value)
     if tonumber(when) > 0 then
       redis.call('ZADD', due, when, member)
@@ -76,7 +75,7 @@ for i = 1, n do
   end
   redis.call('ZADD', ddays, day, day)
 end
-return {1, ARGV[2], kept_erased}
+return {1, ARGV[2], ARGV[3]}
 """
 
 # Forget: erase state and due entry, and leave a marker (keyed by a digest of the id, so
@@ -95,6 +94,15 @@ return {deleted, unscheduled, blob or false}
 
 class FenceConflict(RuntimeError):
     """The partition was written by someone else since it was read (we lost it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """One partition's share of a batch read."""
+
+    partition: int
+    customers: Sequence[str]
+    events: Sequence[tuple[str, int]]  # (event id, event ts)
 
 
 @dataclass(slots=True)
@@ -122,6 +130,8 @@ class Commit:
     cutoffs: dict[str, int] = field(default_factory=dict)  # customer -> forget cutoff read
     due: dict[str, int] = field(default_factory=dict)  # customer -> due (0 = remove)
     event_ids: list[tuple[str, int]] = field(default_factory=list)  # (event id, event ts)
+    # identifies this commit across retries: a retry after a lost reply finds its own token
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 class StateStore(Protocol):
@@ -132,6 +142,10 @@ class StateStore(Protocol):
     ) -> PartitionRead: ...
 
     async def commit(self, commit: Commit) -> int: ...
+
+    async def read_many(self, requests: Sequence[ReadRequest]) -> list[PartitionRead]: ...
+
+    async def commit_many(self, commits: Sequence[Commit]) -> list[FenceConflict]: ...
 
     async def forget(self, partition: int, customer_id: str) -> tuple[bool, bool, bytes | None]: ...
 
@@ -156,29 +170,46 @@ class RedisStateStore:
         self, partition: int, customers: Sequence[str], events: Sequence[tuple[str, int]]
     ) -> PartitionRead:
         """States of ``customers``, the fence, and which (event id, ts) were applied before."""
-        keys = self.keys(partition)
-        by_day: dict[int, list[int]] = {}
-        for i, (_, ts) in enumerate(events):
-            by_day.setdefault(ts // DAY, []).append(i)
+        return (await self.read_many([ReadRequest(partition, customers, events)]))[0]
+
+    async def read_many(self, requests: Sequence[ReadRequest]) -> list[PartitionRead]:
+        """Several partitions' reads in one round trip (one pipeline)."""
+        layouts: list[list[tuple[int, list[int]]]] = []
         async with self._redis.pipeline(transaction=False) as pipe:
-            if customers:
-                # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
-                pipe.execute_command("MGET", *[keys.state(c) for c in customers])
-                pipe.execute_command("MGET", *[keys.forgotten(c) for c in customers])
-            pipe.hgetall(keys.fence)
-            for day, idx in by_day.items():
-                pipe.smismember(keys.dedupe(day), [event_digest(events[i][0]) for i in idx])
-            replies = await pipe.execute()
-        blobs: list[bytes | None] = replies.pop(0) if customers else []
-        markers: list[bytes | None] = replies.pop(0) if customers else []
-        fence: dict[bytes, bytes] = replies.pop(0)
-        seen = [False] * len(events)
-        for (_, idx), flags in zip(by_day.items(), replies, strict=True):
-            for i, hit in zip(idx, flags, strict=True):
+            for req in requests:
+                keys = self.keys(req.partition)
+                by_day: dict[int, list[int]] = {}
+                for i, (_, ts) in enumerate(req.events):
+                    by_day.setdefault(ts // DAY, []).append(i)
+                if req.customers:
+                    # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
+                    pipe.execute_command("MGET", *[keys.state(c) for c in req.customers])
+                    pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
+                pipe.hgetall(keys.fence)
+                for day, idx in by_day.items():
+                    digests = [event_digest(req.events[i][0]) for i in idx]
+                    pipe.smismember(keys.dedupe(day), digests)
+                layouts.append(list(by_day.items()))
+            replies = iter(await pipe.execute())
+        return [
+            self._parse_read(req, layout, replies)
+            for req, layout in zip(requests, layouts, strict=True)
+        ]
+
+    @staticmethod
+    def _parse_read(
+        req: ReadRequest, layout: list[tuple[int, list[int]]], replies: Iterator[Any]
+    ) -> PartitionRead:
+        blobs: list[bytes | None] = next(replies) if req.customers else []
+        markers: list[bytes | None] = next(replies) if req.customers else []
+        fence: dict[bytes, bytes] = next(replies)
+        seen = [False] * len(req.events)
+        for _, idx in layout:
+            for i, hit in zip(idx, next(replies), strict=True):
                 seen[i] = bool(hit)
-        offsets = {k.decode(): int(v) for k, v in fence.items() if k not in (b"wm", b"gen")}
+        offsets = {k.decode(): int(v) for k, v in fence.items() if k not in (b"wm", b"gen", b"tok")}
         return PartitionRead(
-            partition=partition,
+            partition=req.partition,
             blobs=blobs,
             offsets=offsets,
             watermark=int(fence.get(b"wm", 0)),
@@ -195,7 +226,12 @@ class RedisStateStore:
         if commit.watermark is not None:
             fence_fields += ["wm", commit.watermark]
         key_list = [keys.fence, keys.due, keys.dedupe_days]
-        argv: list[Any] = [commit.generation, commit.generation + 1, len(fence_fields) // 2]
+        argv: list[Any] = [
+            commit.generation,
+            commit.generation + 1,
+            commit.token,
+            len(fence_fields) // 2,
+        ]
         argv += fence_fields
         argv.append(len(commit.states))
         for customer, blob in commit.states.items():
@@ -218,13 +254,33 @@ class RedisStateStore:
 
         Raises FenceConflict if the partition's generation moved since it was read.
         """
-        key_list, argv = self._commit_args(commit)
-        ok, gen, _kept_erased = await self._commit_script(keys=key_list, args=argv)
-        if int(ok) != 1:
-            raise FenceConflict(
-                f"partition {commit.partition}: generation {int(gen)} != {commit.generation} read"
-            )
-        return int(gen)
+        refused = await self.commit_many([commit])
+        if refused:
+            raise refused[0]
+        return commit.generation + 1
+
+    async def commit_many(self, commits: Sequence[Commit]) -> list[FenceConflict]:
+        """Each partition's commit atomically, all in one round trip; the refused ones.
+
+        Every commit carries a random token that the script stores with the generation, so
+        a commit retried after a lost reply recognises its own earlier success instead of
+        taking it for another worker's write.
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for commit in commits:
+                key_list, argv = self._commit_args(commit)
+                await self._commit_script(keys=key_list, args=argv, client=pipe)
+            replies = await pipe.execute()
+        refused = []
+        for commit, (ok, gen, current) in zip(commits, replies, strict=True):
+            if int(ok) != 1 and _text(current) != commit.token:
+                refused.append(
+                    FenceConflict(
+                        f"partition {commit.partition}: generation {int(gen)} != "
+                        f"{commit.generation} read"
+                    )
+                )
+        return refused
 
     async def forget(self, partition: int, customer_id: str) -> tuple[bool, bool, bytes | None]:
         """Erase a customer's state and due entry and block replays of their past events.

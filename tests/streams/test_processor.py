@@ -150,7 +150,7 @@ def test_a_zombie_cannot_overwrite_newer_state(scenario, redis_url, prefix) -> N
         from tests.streams.conftest import make_processor
 
         zombie = make_processor(redis_url, prefix, RecordingPublisher())
-        read_zombie = zombie.store.read
+        read_zombie = zombie.store.read_many
         gate = __import__("asyncio").Event()
 
         async def slow_read(*args, **kwargs):
@@ -158,7 +158,7 @@ def test_a_zombie_cannot_overwrite_newer_state(scenario, redis_url, prefix) -> N
             await gate.wait()  # the zombie stalls after reading (GC pause, SIGSTOP...)
             return result
 
-        zombie.store.read = slow_read  # type: ignore[method-assign]
+        zombie.store.read_many = slow_read  # type: ignore[method-assign]
         import asyncio
 
         stalled = asyncio.ensure_future(zombie.process(old_batch + new_batch))
@@ -223,7 +223,7 @@ def test_a_batch_in_flight_cannot_write_back_a_forgotten_customer(scenario) -> N
 
     async def body(proc: BatchProcessor):
         await proc.process([purchase(feed, "c1", "cora", 1, 10.0)])
-        real_read = proc.store.read
+        real_read = proc.store.read_many
         gate = asyncio.Event()
 
         async def stalled_read(*args, **kwargs):
@@ -231,7 +231,7 @@ def test_a_batch_in_flight_cannot_write_back_a_forgotten_customer(scenario) -> N
             await gate.wait()
             return result
 
-        proc.store.read = stalled_read  # type: ignore[method-assign]
+        proc.store.read_many = stalled_read  # type: ignore[method-assign]
         in_flight = asyncio.ensure_future(proc.process([purchase(feed, "c2", "cora", 2, 10.0)]))
         await asyncio.sleep(0.05)
         await proc.store.forget(0, "cora")
@@ -240,3 +240,21 @@ def test_a_batch_in_flight_cannot_write_back_a_forgotten_customer(scenario) -> N
         return await proc.store._redis.get(proc.store.keys(0).state("cora"))
 
     assert scenario(body) is None
+
+
+def test_a_commit_retried_after_a_lost_reply_is_not_taken_for_a_zombie(scenario) -> None:
+    from streams.store import Commit
+
+    async def body(proc: BatchProcessor):
+        store = proc.store
+        commit = Commit(partition=3, generation=0, offsets={"customer.purchase": 7}, watermark=5)
+        assert await store.commit_many([commit]) == []  # applied, but say the reply was lost
+        again = await store.commit_many([commit])  # the retry of the very same commit
+        other = Commit(partition=3, generation=0, offsets={"customer.purchase": 9})
+        stale = await store.commit_many([other])  # a different writer with the old generation
+        return again, stale, await store.fence(3)
+
+    again, stale, fence = scenario(body)
+    assert again == []
+    assert len(stale) == 1 and "generation 1 != 0" in str(stale[0])
+    assert fence == (5, 1)
