@@ -10,6 +10,7 @@ tag, so this works on Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -157,6 +158,7 @@ class RedisStateStore:
 
     def __init__(self, client: aioredis.Redis, *, prefix: str, dedupe_retention_days: int) -> None:
         self._redis = client
+        self._cluster = isinstance(client, aioredis.RedisCluster)
         self._prefix = prefix
         self._retention_days = dedupe_retention_days
         self._commit_script = client.register_script(_COMMIT_LUA)
@@ -266,11 +268,21 @@ class RedisStateStore:
         a commit retried after a lost reply recognises its own earlier success instead of
         taking it for another worker's write.
         """
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for commit in commits:
-                key_list, argv = self._commit_args(commit)
-                await self._commit_script(keys=key_list, args=argv, client=pipe)
-            replies = await pipe.execute()
+        if self._cluster:
+            # cluster pipelines refuse EVALSHA: the scripts go out concurrently instead, each
+            # to the node of its partition's slot (the Script loads itself there if needed)
+            replies = await asyncio.gather(
+                *(
+                    self._commit_script(keys=key_list, args=argv)
+                    for key_list, argv in map(self._commit_args, commits)
+                )
+            )
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for commit in commits:
+                    key_list, argv = self._commit_args(commit)
+                    await self._commit_script(keys=key_list, args=argv, client=pipe)
+                replies = await pipe.execute()
         refused = []
         for commit, (ok, gen, current) in zip(commits, replies, strict=True):
             if int(ok) != 1 and _text(current) != commit.token:
