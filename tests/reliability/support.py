@@ -1,0 +1,340 @@
+"""Fault-test harness: worker processes that can be killed, paused and restarted; progress and
+completion judged from the applied-offset fences in Redis (never from broker end offsets).
+
+A replay of a fresh topic set gives every (input topic, partition) offsets 0..n-1, and the log
+tells how many events went to each, so "everything applied" is exact: every fence in Redis equals
+n-1. The same fences summed give "events applied so far", which is where the seeded kill points
+are placed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from custscore.commands.demo import MetricsSample, WorkerWatch, settings_env
+from custscore.settings import Settings
+from custscore.stack import free_port
+from models.events import EventLog
+from models.scorefile import read_scores_csv
+from streams.keys import PartitionKeys, partition_for
+
+__all__ = [
+    "FAULT_ENV",
+    "Worker",
+    "applied",
+    "cdnow_subset",
+    "compare_scores",
+    "expected_fences",
+    "read_alert_ids",
+    "wait_applied",
+    "wait_quiet",
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+# Faust reads these from the environment (see docs/reliability.md): a short session timeout
+# lets a dead or paused member be evicted in seconds instead of Faust's default 60 s.
+FAULT_ENV = {
+    "BROKER_SESSION_TIMEOUT": "6",
+    "BROKER_HEARTBEAT_INTERVAL": "1",
+    "BROKER_REBALANCE_TIMEOUT": "20",
+}
+_TYPE_TOPIC = {1: "purchase", 2: "visit", 3: "complaint"}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def cdnow_subset(src: Path, out: Path, customers: int, seed: int) -> Path:
+    """A seeded sample of ``customers`` CDNOW customers with every event of theirs."""
+    with src.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    header, body = rows[0], rows[1:]
+    ids = sorted({r[2] for r in body})
+    keep = set(random.Random(seed).sample(ids, min(customers, len(ids))))
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(r for r in body if r[2] in keep)
+    return out
+
+
+def expected_fences(settings: Settings, log: EventLog) -> dict[tuple[str, int], int]:
+    """(input topic, partition) -> last offset once ``log`` was replayed to fresh topics."""
+    topic = {
+        1: settings.topic_purchase,
+        2: settings.topic_visit,
+        3: settings.topic_complaint,
+    }
+    counts: Counter[tuple[str, int]] = Counter()
+    parts = [partition_for(c, settings.partitions) for c in log.customer_ids]
+    for kind, row in zip(log.events["kind"].tolist(), log.events["row"].tolist(), strict=True):
+        counts[(topic[kind], parts[row])] += 1
+    return {tp: n - 1 for tp, n in counts.items()}
+
+
+def fences(client: redis.Redis, settings: Settings) -> dict[tuple[str, int], int]:
+    """Every applied-offset fence in Redis: (topic, partition) -> offset."""
+    inputs = {settings.topic_purchase, settings.topic_visit, settings.topic_complaint}
+    out: dict[tuple[str, int], int] = {}
+    for p in range(settings.partitions):
+        raw = client.hgetall(PartitionKeys(settings.redis_key_prefix, p).fence)
+        for k, v in raw.items():
+            name = k.decode()
+            if name in inputs:  # the hash also holds wm, gen and whatever else the store keeps
+                out[(name, p)] = int(v)
+    return out
+
+
+def applied(client: redis.Redis, settings: Settings) -> int:
+    """Events at or below the fences (= applied exactly once, dead letters included)."""
+    return sum(o + 1 for o in fences(client, settings).values())
+
+
+def wait_applied(
+    client: redis.Redis,
+    settings: Settings,
+    expected: dict[tuple[str, int], int],
+    timeout_s: float,
+    workers: list[Worker] = (),  # type: ignore[assignment]
+) -> float:
+    """Wait until every fence equals ``expected``; returns seconds waited."""
+    began = time.monotonic()
+    while True:
+        got = fences(client, settings)
+        if all(got.get(tp, -1) >= off for tp, off in expected.items()):
+            assert all(got.get(tp, -1) == off for tp, off in expected.items()), got
+            return time.monotonic() - began
+        for w in workers:
+            if w.expected_alive and not w.running():
+                raise AssertionError(f"worker {w.name} died: {w.tail()}")
+        if time.monotonic() - began > timeout_s:
+            missing = {
+                tp: (got.get(tp, -1), off) for tp, off in expected.items() if got.get(tp, -1) < off
+            }
+            logs = "\n".join(f"--- {w.name}\n{w.tail()}" for w in workers)
+            raise AssertionError(f"not applied within {timeout_s:g} s: {missing}\n{logs}")
+        time.sleep(0.2)
+
+
+def wait_quiet(workers: list[Worker], quiet_s: float = 2.0, timeout_s: float = 60.0) -> None:
+    """Wait until no live worker has a batch in flight and state writes stopped moving."""
+    began = time.monotonic()
+    last: tuple[int, ...] | None = None
+    since = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        samples = [w.metrics() for w in workers if w.running()]
+        key = tuple(s.state_writes if s else -1 for s in samples)
+        idle = all(s is not None and s.idle for s in samples)
+        if key != last or not idle:
+            last, since = key, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(0.2)
+    raise AssertionError("workers did not settle")
+
+
+def compare_scores(a: Path, b: Path) -> list[str]:
+    """Cells that differ between two scores CSVs (exact string comparison)."""
+    left, right = read_scores_csv(a), read_scores_csv(b)
+    out: list[str] = []
+    if left.keys() != right.keys():
+        out.append(f"customers differ: {len(left.keys() ^ right.keys())} only on one side")
+    for customer in left.keys() & right.keys():
+        for column, cell in left[customer].items():
+            if right[customer].get(column) != cell:
+                out.append(f"{customer}.{column}: {cell!r} != {right[customer].get(column)!r}")
+    return out
+
+
+async def _read_alerts(settings: Settings, idle_polls: int) -> dict[str, list[dict[str, Any]]]:
+    import json
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from custscore.commands._streaming import kafka_options
+
+    topics = [settings.topic_segment_change, settings.topic_win_back]
+    consumer = AIOKafkaConsumer(
+        **kafka_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    out: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
+    try:
+        consumer.assign([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
+        await consumer.seek_to_beginning()
+        empty = 0
+        while empty < idle_polls:
+            got = await consumer.getmany(timeout_ms=1000, max_records=20_000)
+            n = 0
+            for tp, records in got.items():
+                for r in records:
+                    if r.value is not None:
+                        out[tp.topic].append(json.loads(r.value))
+                        n += 1
+            empty = 0 if n else empty + 1
+    finally:
+        await consumer.stop()
+    return out
+
+
+def read_alert_ids(settings: Settings, idle_polls: int = 4) -> dict[str, list[dict[str, Any]]]:
+    """Every alert on the two alert topics, read from the beginning until ``idle_polls``
+    consecutive one-second polls bring nothing (call it once the workers are quiet)."""
+    from fixtures.stack import run_async
+
+    return run_async(_read_alerts(settings, idle_polls))
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@dataclass
+class Worker:
+    """``python -m custscore worker`` in its own process group, with its own web port."""
+
+    name: str
+    settings: Settings
+    log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    loglevel: str = "info"
+    proc: subprocess.Popen[bytes] | None = None
+    expected_alive: bool = True
+
+    def __post_init__(self) -> None:
+        self.settings = self.settings.model_copy(update={"web_port": free_port()})
+        self.watch = WorkerWatch.for_settings(self.settings)
+
+    def start(self) -> Worker:
+        from custscore.stack import _pdeathsig_preexec
+
+        env = settings_env(self.settings)
+        env.update(FAULT_ENV)
+        env.update(self.extra_env)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "custscore",
+                    "worker",
+                    "--no-create-topics",
+                    "--loglevel",
+                    self.loglevel,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_pdeathsig_preexec(),
+            )
+        self.expected_alive = True
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            self.expected_alive = False
+        os.killpg(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and reap it."""
+        self.signal(signal.SIGKILL)
+        assert self.proc is not None
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.expected_alive = False
+        if self.proc is None:
+            return
+        for sig, wait_s in ((signal.SIGCONT, 0), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(wait_s) if wait_s else None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+    def metrics(self) -> MetricsSample | None:
+        return self.watch.metrics()
+
+    def metric(self, name: str) -> float:
+        """Sum of every sample of one metric family line prefix (0 when absent)."""
+        reply = self.watch.get("/metrics")
+        if reply is None:
+            return float("nan")
+        total = 0.0
+        for line in reply[1].decode().splitlines():
+            if line.startswith(name) and (len(line) == len(name) or line[len(name)] in " {"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def owned(self) -> list[int]:
+        health = self.watch.json("/healthz")
+        return list(health.get("partitions", ())) if health else []
+
+    def wait_owns(self, n: int, timeout_s: float = 120.0) -> float:
+        """Wait until it owns at least ``n`` partitions; seconds taken."""
+        began = time.monotonic()
+        while len(self.owned()) < n:
+            if not self.running():
+                raise AssertionError(f"worker {self.name} exited: {self.tail()}")
+            if time.monotonic() - began > timeout_s:
+                raise AssertionError(f"worker {self.name} owns {self.owned()} after {timeout_s} s")
+            time.sleep(0.2)
+        return time.monotonic() - began
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def wait_until(pred: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> float:
+    began = time.monotonic()
+    while not pred():
+        if time.monotonic() - began > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(poll_s)
+    return time.monotonic() - began
+
+
+def run_coro(coro: Any) -> Any:
+    from fixtures.stack import run_async
+
+    return run_async(coro)
+
+
+_ = asyncio  # re-exported for tests that build coroutines
