@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -199,23 +200,30 @@ class BatchProcessor:
             for partition in partitions:  # one global order: no deadlock with the timer
                 await held.enter_async_context(self.lock(partition))
             plans = [_Plan(p, by_partition[p]) for p in partitions]
-            t0 = time.perf_counter()
-            reads = await self._retrying(
-                "state read", lambda: self.store.read_many([plan.request() for plan in plans])
-            )
-            redis_s = time.perf_counter() - t0
-            outbox = _Outbox()
-            commits = []
-            k0 = time.perf_counter()
-            for plan, read in zip(plans, reads, strict=True):
-                commit = self._plan_partition(plan, read, outbox, now)
-                if commit is not None:
-                    commits.append(commit)
-            self.metrics.kernel_seconds.observe(time.perf_counter() - k0)
-            await self._publish(outbox)
-            t1 = time.perf_counter()
-            await self._commit(commits)
-            self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
+            while plans:
+                t0 = time.perf_counter()
+                requests = [plan.request() for plan in plans]
+                reads = await self._retrying(
+                    "state read", functools.partial(self.store.read_many, requests)
+                )
+                redis_s = time.perf_counter() - t0
+                outbox = _Outbox()
+                commits = []
+                k0 = time.perf_counter()
+                for plan, read in zip(plans, reads, strict=True):
+                    commit = self._plan_partition(plan, read, outbox, now)
+                    if commit is not None:
+                        commits.append(commit)
+                self.metrics.kernel_seconds.observe(time.perf_counter() - k0)
+                await self._publish(outbox)
+                t1 = time.perf_counter()
+                refused = await self._commit(commits)
+                self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
+                # A refused partition was written by another worker since our read (it took
+                # the partition over, or we are the zombie). Dropping our share would lose it:
+                # the agent acks the batch next, and a later commit moves the fence past it.
+                # Re-read and redo it instead; the fence skips what the other writer applied.
+                plans = [plan for plan in plans if plan.partition in refused]
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     def _plan_partition(
@@ -368,14 +376,16 @@ class BatchProcessor:
             commit.due[customer] = int(due[k])
         self.metrics.state_writes.inc(len(rows))
 
-    async def _commit(self, commits: list[Commit]) -> None:
+    async def _commit(self, commits: list[Commit]) -> set[int]:
+        """Commit; the partitions whose commit was refused (nothing of theirs was written)."""
         if not commits:
-            return
+            return set()
         refused = await self._retrying("state commit", lambda: self.store.commit_many(commits))
         for exc in refused:
-            # another worker owns this partition now; its writes win, ours are dropped
+            # another worker wrote this partition since we read it: its writes stand
             self.metrics.fence_conflicts.inc()
             log.warning("commit refused: %s", exc)
+        return {exc.partition for exc in refused}
 
     # ------------------------------------------------------------------ timer
 
@@ -425,6 +435,7 @@ class BatchProcessor:
                 ),
             )
             await self._publish(outbox)
+            # refused: another writer has the partition; its own sweep re-scores these
             await self._commit([commit])
             self.metrics.swept.inc(len(present))
             return len(present)

@@ -96,6 +96,10 @@ return {deleted, unscheduled, blob or false}
 class FenceConflict(RuntimeError):
     """The partition was written by someone else since it was read (we lost it)."""
 
+    def __init__(self, message: str, partition: int = -1) -> None:
+        super().__init__(message)
+        self.partition = partition
+
 
 @dataclass(frozen=True, slots=True)
 class ReadRequest:
@@ -289,7 +293,8 @@ class RedisStateStore:
                 refused.append(
                     FenceConflict(
                         f"partition {commit.partition}: generation {int(gen)} != "
-                        f"{commit.generation} read"
+                        f"{commit.generation} read",
+                        commit.partition,
                     )
                 )
         return refused
