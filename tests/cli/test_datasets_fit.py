@@ -93,7 +93,10 @@ def test_fit_summary_without_monetary_keeps_default_spend(
     assert main(["fit", str(src), "--out", str(out), "--time-unit", "weeks"]) == 0
     assert "no monetary_value column" in capsys.readouterr().out
     obj = json.loads(out.read_text())
-    assert obj["gamma_gamma"] == {"p": 6.2488, "q": 3.7446, "v": 15.4477}
+    from models.params import default_params
+
+    built_in = default_params().scoring
+    assert obj["gamma_gamma"] == {"p": built_in.p, "q": built_in.q, "v": built_in.v}
     assert obj["fit"]["gamma_gamma"] == "default"
 
 
