@@ -3,6 +3,8 @@
 #   make demo    embedded broker + Valkey + worker + CDNOW replay
 #   make test    the whole test suite (fails when no test ran: pytest exit code 5)
 #   make lint    ruff check + mypy (strict)
+#   make faults  crash / rebalance / zombie / Redis / broker / bad-input / security tests (also in make test)
+#   make soak    10-minute soak at half the measured maximum rate (SOAK_ARGS="--minutes 2")
 #   make bench   benchmarks (`custscore bench` once it exists, else the benchmark-marked tests)
 
 SHELL := /bin/bash
@@ -16,8 +18,9 @@ STAMP       := $(VENV)/.installed
 LINT_PATHS  := custscore engine models streams loadtest tests
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
+SOAK_ARGS   ?=
 
-.PHONY: help venv demo test lint format bench stack-up stack-down stack-status clean distclean
+.PHONY: help venv demo test faults soak lint format bench stack-up stack-down stack-status clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -38,6 +41,12 @@ demo: $(STAMP) ## embedded stack, worker, CDNOW replay and summary (Ctrl-C stops
 
 test: $(STAMP) ## run the test suite; no collected test (exit code 5) is a failure
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+faults: $(STAMP) ## fault-injection, bad-input and security tests only (tests/reliability)
+	$(PY) -m pytest -p no:cacheprovider tests/reliability $(PYTEST_ARGS)
+
+soak: $(STAMP) ## soak: worker RSS, Redis memory and lag at half the max rate (SOAK_ARGS=...)
+	$(PY) -m loadtest.soak $(SOAK_ARGS)
 
 lint: $(STAMP) ## ruff check and mypy --strict (configured in pyproject.toml)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
