@@ -18,6 +18,8 @@ import faust
 import numpy as np
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from custscore.settings import Settings
 from engine.scoring import evaluate
@@ -219,11 +221,19 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> f
     @app.timer(interval=settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def refresh_population() -> None:
         owned = owned_partitions()
-        await population.refresh(owned)
-        for partition in owned:
-            metrics.due_index_size.labels(str(partition)).set(await store.due_size(partition))
-            watermark, _ = await store.fence(partition)
-            await store.expire_dedupe(partition, watermark)
+        try:
+            await population.refresh(owned)
+            for partition in owned:
+                size = await store.due_size(partition)
+                metrics.due_index_size.labels(str(partition)).set(size)
+                watermark, _ = await store.fence(partition)
+                await store.expire_dedupe(partition, watermark)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # An exception out of a Faust timer crashes the whole app: a Redis outage must
+            # not. Nothing here is urgent; the next interval tries again.
+            metrics.redis_errors.inc()
+            metrics.redis_up.set(0)
+            log.warning("population refresh skipped: Redis unavailable (%s)", type(exc).__name__)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
