@@ -265,6 +265,12 @@ class Worker:
         health = self.json("/healthz")
         return None if health is None else list(health["partitions"])
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far."""
+        raw = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = raw[raw.rfind(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mib(self) -> float | None:
         """Peak resident memory of the worker process (VmHWM), MiB."""
         with contextlib.suppress(OSError):
