@@ -91,7 +91,13 @@ class StreamSpec:
         """A spec with the BG/NBD + Gamma-Gamma parameters and time unit of ``params``."""
         s = params.scoring
         values: dict[str, Any] = {
-            "r": s.r, "alpha": s.alpha, "a": s.a, "b": s.b, "p": s.p, "q": s.q, "v": s.v,
+            "r": s.r,
+            "alpha": s.alpha,
+            "a": s.a,
+            "b": s.b,
+            "p": s.p,
+            "q": s.q,
+            "v": s.v,
             "unit_seconds": s.unit_seconds,
         }
         values.update(overrides)
@@ -118,8 +124,10 @@ class StreamSpec:
 
     def expected_events(self) -> float:
         """Rough expected event count (purchases by the model, visits and complaints by rate)."""
-        mean_active = min(self.horizon - self.acquisition / 2, self.b / max(self.a - 1, 1e-9)
-                          * self.alpha / self.r if self.a > 1 else self.horizon)
+        mean_active = min(
+            self.horizon - self.acquisition / 2,
+            self.b / max(self.a - 1, 1e-9) * self.alpha / self.r if self.a > 1 else self.horizon,
+        )
         purchases = self.customers * (1 + self.r / self.alpha * mean_active)
         other = self.customers * (self.visit_rate + self.complaint_rate) * mean_active
         return purchases + other
@@ -355,9 +363,7 @@ def write_csv(
     return stats
 
 
-def encode_slice(
-    spec: StreamSpec, sl: EventSlice
-) -> list[tuple[int, str, bytes, bytes]]:
+def encode_slice(spec: StreamSpec, sl: EventSlice) -> list[tuple[int, str, bytes, bytes]]:
     """(kind, event id, key, JSON value) of every event in a slice (the input-topic format)."""
     ids = _event_ids(spec, sl)
     prefix = spec.id_prefix
@@ -393,7 +399,7 @@ async def produce_stream(
 ) -> GenerationStats:
     """Generate ``spec`` straight to the input topics (acks=all), slice by slice."""
     from custscore.commands._streaming import ensure_topics_or_fail, started_producer
-    from loadtest.producer import send_records
+    from custscore.commands.replay import send_records
     from streams.keys import partition_for
 
     topics = {
@@ -432,25 +438,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customers", type=int, default=10_000, help="customers (default 10,000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--params", type=Path, default=None,
+        "--params",
+        type=Path,
+        default=None,
         help="params JSON with the generating BG/NBD + Gamma-Gamma parameters "
         "(default: the built-in CDNOW fit, in weeks)",
     )
-    parser.add_argument("--acquisition", type=float, default=12.0,
-                        help="first purchases spread over this many time units (default 12)")
-    parser.add_argument("--horizon", type=float, default=78.0,
-                        help="observation length in time units (default 78)")
-    parser.add_argument("--visit-rate", type=float, default=0.0,
-                        help="visits per active customer per time unit (default 0)")
-    parser.add_argument("--complaint-rate", type=float, default=0.0,
-                        help="complaints per active customer per time unit (default 0)")
-    parser.add_argument("--start", default="1997-01-01",
-                        help="calendar date of time 0 (UTC, default 1997-01-01)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="event CSV to write ('-' for stdout)")
-    parser.add_argument("--kafka", action="store_true",
-                        help="produce to the input topics instead of writing a file "
-                        "(broker and topics from CUSTSCORE_* settings)")
+    parser.add_argument(
+        "--acquisition",
+        type=float,
+        default=12.0,
+        help="first purchases spread over this many time units (default 12)",
+    )
+    parser.add_argument(
+        "--horizon", type=float, default=78.0, help="observation length in time units (default 78)"
+    )
+    parser.add_argument(
+        "--visit-rate",
+        type=float,
+        default=0.0,
+        help="visits per active customer per time unit (default 0)",
+    )
+    parser.add_argument(
+        "--complaint-rate",
+        type=float,
+        default=0.0,
+        help="complaints per active customer per time unit (default 0)",
+    )
+    parser.add_argument(
+        "--start", default="1997-01-01", help="calendar date of time 0 (UTC, default 1997-01-01)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="event CSV to write ('-' for stdout)"
+    )
+    parser.add_argument(
+        "--kafka",
+        action="store_true",
+        help="produce to the input topics instead of writing a file "
+        "(broker and topics from CUSTSCORE_* settings)",
+    )
 
 
 def spec_from_args(args: argparse.Namespace) -> StreamSpec:

@@ -20,12 +20,10 @@ import numpy.typing as npt
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
 
 if TYPE_CHECKING:
-    from aiokafka import AIOKafkaProducer
-
     from custscore.settings import Settings
     from loadtest.generate import StreamSpec
 
-__all__ = ["ProduceResult", "Stream", "produce", "send_records"]
+__all__ = ["ProduceResult", "Stream", "produce"]
 
 _STEP = 2000  # records per producer step at max speed
 
@@ -47,7 +45,10 @@ class Stream:
 
     @classmethod
     def from_records(
-        cls, name: str, records: Sequence[tuple[int, str, bytes, bytes]], customers: int,
+        cls,
+        name: str,
+        records: Sequence[tuple[int, str, bytes, bytes]],
+        customers: int,
         source: str = "",
     ) -> Stream:
         return cls(
@@ -73,7 +74,9 @@ class Stream:
                 break
         customers = len({r[2] for r in records})
         return cls.from_records(
-            f"synthetic {spec.customers:,} customers (seed {spec.seed})", records, customers,
+            f"synthetic {spec.customers:,} customers (seed {spec.seed})",
+            records,
+            customers,
             source=f"loadtest.generate customers={spec.customers} seed={spec.seed} "
             f"visit_rate={spec.visit_rate} complaint_rate={spec.complaint_rate}",
         )
@@ -91,9 +94,7 @@ class Stream:
                 kind,
                 log.event_ids[k],
                 log.customer_ids[row].encode(),
-                encode_event(
-                    kind, log.event_ids[k], log.customer_ids[row], ts, cents, sev, res
-                ),
+                encode_event(kind, log.event_ids[k], log.customer_ids[row], ts, cents, sev, res),
             )
             for k, (row, kind, sev, res, ts, cents) in enumerate(ev.tolist())
         ]
@@ -128,29 +129,6 @@ class ProduceResult:
         return self.produced / self.seconds
 
 
-async def send_records(
-    producer: AIOKafkaProducer,
-    records: Sequence[tuple[str, int, bytes, bytes]],
-    timestamp_ms: int | None = None,
-) -> list[asyncio.Future[Any]]:
-    """Append records to per-partition batches and queue them; returns the ack futures."""
-    groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
-    for topic, partition, key, value in records:
-        groups.setdefault((topic, partition), []).append((key, value))
-    futures: list[asyncio.Future[Any]] = []
-    for (topic, partition), items in groups.items():
-        batch = producer.create_batch()
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
-                    raise ValueError(f"a record of {len(value)} bytes does not fit a batch")
-        if batch.record_count():
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return futures
-
-
 async def produce(
     settings: Settings,
     stream: Stream,
@@ -165,6 +143,7 @@ async def produce(
     while the next is built). Paced mode sends every 10 ms the events due by then.
     """
     from custscore.commands._streaming import started_producer
+    from custscore.commands.replay import send_records
     from streams.keys import partition_for
 
     topics = {

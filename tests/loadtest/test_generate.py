@@ -57,14 +57,10 @@ def test_fit_recovers_generating_parameters(tmp_path: Path) -> None:
 
     h = summarize_log(read_event_csv(events), fitted, DEFAULT_RFM_MAP)
     bg = np.array([fitted.r, fitted.alpha, fitted.a, fitted.b])
-    se_bg = _log_se(
-        lambda t: bgnbd_loglik(*t, h.frequency, h.recency, h.T), bg
-    )
+    se_bg = _log_se(lambda t: bgnbd_loglik(*t, h.frequency, h.recency, h.T), bg)
     rep = (h.frequency > 0) & (h.monetary_value > 0)
     gg = np.array([fitted.p, fitted.q, fitted.v])
-    se_gg = _log_se(
-        lambda t: gamma_gamma_loglik(*t, h.frequency[rep], h.monetary_value[rep]), gg
-    )
+    se_gg = _log_se(lambda t: gamma_gamma_loglik(*t, h.frequency[rep], h.monetary_value[rep]), gg)
     true_bg = np.array([truth.r, truth.alpha, truth.a, truth.b])
     true_gg = np.array([truth.p, truth.q, truth.v])
     z_bg = np.abs(np.log(bg / true_bg)) / se_bg
@@ -110,8 +106,14 @@ def test_stream_is_ordered_seeded_and_unique(tmp_path: Path) -> None:
 def test_visit_and_complaint_rates() -> None:
     """Without dropout every customer stays active: counts match rate x active time."""
     spec = StreamSpec(
-        customers=4000, seed=11, a=1e-4, b=50.0, visit_rate=0.4, complaint_rate=0.05,
-        horizon=20.0, acquisition=10.0,
+        customers=4000,
+        seed=11,
+        a=1e-4,
+        b=50.0,
+        visit_rate=0.4,
+        complaint_rate=0.05,
+        horizon=20.0,
+        acquisition=10.0,
     )
     n = {KIND_PURCHASE: 0, KIND_VISIT: 0, KIND_COMPLAINT: 0}
     for s in generate(spec):
@@ -133,8 +135,11 @@ def test_messages_match_the_input_contract() -> None:
 
     spec = StreamSpec(customers=200, seed=1, visit_rate=1.0, complaint_rate=0.2)
     decoder = EventDecoder(
-        purchase_topic="p", visit_topic="v", complaint_topic="c",
-        max_payload_bytes=65536, max_future_skew_s=86400,
+        purchase_topic="p",
+        visit_topic="v",
+        complaint_topic="c",
+        max_payload_bytes=65536,
+        max_future_skew_s=86400,
     )
     topic = {KIND_PURCHASE: "p", KIND_VISIT: "v", KIND_COMPLAINT: "c"}
     seen = set()

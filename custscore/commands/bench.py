@@ -1,0 +1,192 @@
+"""``custscore bench``: the load test and benchmark report (loadtest/).
+
+    custscore bench [--quick]            run every phase, write docs/bench/ and BENCHMARKS.md
+    custscore bench generate ...         synthetic BG/NBD + Gamma-Gamma event stream
+    custscore bench report               rebuild the BENCHMARKS.md section and plots from results
+    custscore bench memory --customers N Redis bytes per customer at scale
+
+The full run (``make bench``) starts its own embedded broker and Valkey on free ports, so it
+never touches a stack you have running. See loadtest/bench.py for what each phase measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from custscore.errors import CliError
+from custscore.settings import Settings
+
+__all__ = ["register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    _run_options(parser)
+    parser.set_defaults(handler=_run)
+    sub = parser.add_subparsers(dest="bench_command", metavar="SUBCOMMAND")
+    gen = sub.add_parser("generate", help="synthetic event stream (CSV or Kafka)")
+    from loadtest.generate import add_arguments
+
+    add_arguments(gen)
+    gen.set_defaults(handler=_generate)
+    rep = sub.add_parser("report", help="rebuild the BENCHMARKS.md section and plots")
+    rep.add_argument("--results", type=Path, default=Path("docs/bench/results.json"))
+    rep.add_argument("--out-dir", type=Path, default=Path("docs/bench"))
+    rep.add_argument("--markdown", type=Path, default=Path("BENCHMARKS.md"))
+    rep.set_defaults(handler=_report)
+    mem = sub.add_parser("memory", help="Redis bytes per customer at scale (own embedded stack)")
+    mem.add_argument("--customers", type=int, default=1_000_000)
+    mem.add_argument("--visit-rate", type=float, default=0.0)
+    mem.add_argument("--partitions", type=int, default=8)
+    mem.add_argument("--out", type=Path, default=Path("docs/bench/memory.json"))
+    mem.set_defaults(handler=_memory)
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small smoke run (CI, < 2 min): 12,000 events, 4 partitions, no live phase, "
+        "5 s paced phase, no profile; writes no markdown unless --markdown is given",
+    )
+    parser.add_argument(
+        "--source",
+        default="synthetic",
+        help="'synthetic' (default), 'cdnow' (the CDNOW master log) or an event CSV path",
+    )
+    parser.add_argument("--customers", type=int, default=None, help="synthetic customers")
+    parser.add_argument("--visit-rate", type=float, default=None, help="synthetic visits/week")
+    parser.add_argument("--events", type=int, default=None, help="events taken from the stream")
+    parser.add_argument(
+        "--naive-events",
+        type=int,
+        default=None,
+        help="the naive baseline drains only this many (it is slow)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes per system")
+    parser.add_argument("--partitions", type=int, default=None)
+    parser.add_argument(
+        "--systems",
+        default=None,
+        help="comma-separated subset of raw,faust,custscore,naive (default: all)",
+    )
+    parser.add_argument("--no-live", action="store_true", help="skip the live end-to-end phase")
+    parser.add_argument("--paced-seconds", type=float, default=None, help="0 skips latency")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy phase")
+    parser.add_argument("--profile-seconds", type=float, default=None)
+    parser.add_argument(
+        "--profile-systems",
+        default=None,
+        help="comma-separated systems to profile (default: custscore)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="worker setting for every run, e.g. --set batch_size=2000 (repeatable)",
+    )
+    parser.add_argument("--out-dir", type=Path, default=None, help="plots and results.json")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="file whose load-test section is regenerated (default BENCHMARKS.md; "
+        "--quick writes none unless given)",
+    )
+    parser.add_argument("--keep-run-dir", action="store_true", help="keep worker logs")
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from loadtest.bench import BenchConfig, run_bench
+
+    overrides: dict[str, object] = {"workers": args.workers, "source": args.source}
+    for name, value in (
+        ("customers", args.customers),
+        ("visit_rate", args.visit_rate),
+        ("limit", args.events),
+        ("naive_limit", args.naive_events),
+        ("partitions", args.partitions),
+        ("paced_seconds", args.paced_seconds),
+        ("profile_seconds", args.profile_seconds),
+    ):
+        if value is not None:
+            overrides[name] = value
+    if args.systems:
+        systems = tuple(s.strip() for s in args.systems.split(",") if s.strip())
+        unknown = sorted(set(systems) - {"raw", "faust", "custscore", "naive"})
+        if unknown:
+            raise CliError(f"unknown system(s): {', '.join(unknown)}")
+        overrides["systems"] = systems
+    if args.profile_systems:
+        overrides["profile_systems"] = tuple(
+            s.strip() for s in args.profile_systems.split(",") if s.strip()
+        )
+    if args.no_live:
+        overrides["live"] = False
+    if args.no_profile:
+        overrides["profile"] = False
+    worker_settings: dict[str, str] = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or name.strip().lower() not in Settings.model_fields:
+            raise CliError(f"--set needs FIELD=VALUE with a settings field, not {item!r}")
+        worker_settings[name.strip().lower()] = value
+    overrides["worker_settings"] = worker_settings
+    if args.keep_run_dir:
+        overrides["keep_run_dir"] = True
+    if args.workers < 1:
+        raise CliError("--workers must be >= 1")
+    if args.quick:
+        out_dir = args.out_dir or Path(".custscore/bench-quick")
+        config = BenchConfig.quick_config(out_dir=out_dir, **overrides)
+    else:
+        config = BenchConfig(out_dir=args.out_dir or Path("docs/bench"), **overrides)  # type: ignore[arg-type]
+    doc = run_bench(config, say=lambda text: print(text, flush=True))
+    markdown = (
+        args.markdown
+        if args.markdown is not None
+        else (None if args.quick else Path("BENCHMARKS.md"))
+    )
+    from loadtest.report import write_report
+
+    written = write_report(doc, config.out_dir, markdown, command=_command_line())
+    for path in written:
+        print(f"wrote     {path}")
+    return 0
+
+
+def _command_line() -> str:
+    argv = sys.argv[1:]
+    return "custscore " + " ".join(argv) if argv else "custscore bench"
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from loadtest.generate import run
+
+    try:
+        return run(args, settings)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from loadtest.report import write_report
+
+    try:
+        doc = json.loads(args.results.read_text())
+    except FileNotFoundError:
+        raise CliError(f"results not found: {args.results} (run `custscore bench` first)") from None
+    for path in write_report(doc, args.out_dir, args.markdown, command=None):
+        print(f"wrote {path}")
+    return 0
+
+
+def _memory(args: argparse.Namespace, settings: Settings) -> int:
+    from loadtest.memory_scale import run_memory
+
+    run_memory(args.customers, args.visit_rate, args.partitions, args.out)
+    return 0

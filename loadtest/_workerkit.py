@@ -1,0 +1,149 @@
+"""Shared pieces of the baseline workers: settings, a Faust app configured like custscore's,
+and the counters the benchmark reads.
+
+Every baseline exposes ``/metrics`` with the same counter names the custscore worker uses for
+what the benchmark watches (``custscore_events_in_total``, ``custscore_state_writes_total``,
+``custscore_batch_size_count`` / ``custscore_batch_seconds_count``) and ``/healthz`` with the
+owned partitions, so one watcher (custscore.commands.demo.WorkerWatch) drives all of them.
+Counters are plain integers here: a baseline must not pay for Prometheus client calls per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from custscore.settings import Settings, load_settings
+
+__all__ = [
+    "FAUST_CONF_KEYS",
+    "Counters",
+    "faust_app_like_custscore",
+    "serve_http",
+    "settings_from_env",
+]
+
+# Consumer / producer / stream knobs copied from the custscore app, so a baseline consumes
+# exactly as custscore does, even after those settings are tuned in streams/worker.py.
+FAUST_CONF_KEYS = (
+    "broker_commit_every",
+    "broker_commit_interval",
+    "broker_max_poll_records",
+    "broker_max_poll_interval",
+    "broker_session_timeout",
+    "broker_heartbeat_interval",
+    "broker_rebalance_timeout",
+    "broker_request_timeout",
+    "broker_check_crcs",
+    "consumer_max_fetch_size",
+    "consumer_auto_offset_reset",
+    "stream_buffer_maxsize",
+    "stream_wait_empty",
+    "stream_processing_timeout",
+    "producer_acks",
+    "producer_linger",
+    "producer_max_batch_size",
+    "producer_max_request_size",
+    "topic_partitions",
+    "topic_allow_declare",
+    "topic_disable_leader",
+    "value_serializer",
+    "key_serializer",
+    "store",
+    "web_in_thread",
+)
+
+
+def settings_from_env() -> Settings:
+    """The worker's settings from CUSTSCORE_* variables (as ``custscore worker`` reads them)."""
+    return load_settings()
+
+
+@dataclass
+class Counters:
+    """What a baseline counts; rendered as Prometheus text with custscore's metric names."""
+
+    events_in: dict[str, int] = field(default_factory=dict)  # type -> messages
+    state_writes: int = 0
+    batches_started: int = 0
+    batches_done: int = 0
+    alerts: int = 0
+
+    def render(self) -> str:
+        lines = ["# TYPE custscore_events_in_total counter"]
+        for kind, n in sorted(self.events_in.items()):
+            lines.append(f'custscore_events_in_total{{type="{kind}"}} {n}')
+        lines += [
+            "# TYPE custscore_state_writes_total counter",
+            f"custscore_state_writes_total {self.state_writes}",
+            "# TYPE custscore_batch_size histogram",
+            f"custscore_batch_size_count {self.batches_started}",
+            "# TYPE custscore_batch_seconds histogram",
+            f"custscore_batch_seconds_count {self.batches_done}",
+            "# TYPE custscore_bench_alerts_total counter",
+            f"custscore_bench_alerts_total {self.alerts}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def faust_app_like_custscore(settings: Settings, app_id: str) -> Any:
+    """A Faust app with the consumer, producer and stream settings of the custscore worker."""
+    import faust
+
+    from streams.worker import create_app
+
+    reference = create_app(settings)
+    conf = {key: getattr(reference.conf, key) for key in FAUST_CONF_KEYS}
+    return faust.App(
+        app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        **conf,
+    )
+
+
+def add_views(app: Any, counters: Counters, partitions: Callable[[], list[int]]) -> None:
+    """``/metrics`` and ``/healthz`` on a Faust app."""
+
+    @app.page("/metrics")  # type: ignore[untyped-decorator]
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.bytes(counters.render().encode(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/healthz")  # type: ignore[untyped-decorator]
+    async def health_view(web: Any, request: Any) -> Any:
+        return web.json({"partitions": partitions()})
+
+
+async def serve_http(
+    host: str, port: int, counters: Counters, partitions: Callable[[], list[int]]
+) -> asyncio.Server:
+    """A minimal HTTP/1.0 server for ``/metrics`` and ``/healthz`` (the raw-aiokafka worker)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+            path = request.split(b" ", 2)[1].decode() if request.count(b" ") >= 2 else "/"
+            if path.startswith("/metrics"):
+                body, ctype, status = counters.render().encode(), "text/plain", "200 OK"
+            elif path.startswith("/healthz"):
+                body = json.dumps({"partitions": partitions()}).encode()
+                ctype, status = "application/json", "200 OK"
+            else:
+                body, ctype, status = b"not found", "text/plain", "404 Not Found"
+            writer.write(
+                f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)
