@@ -135,8 +135,7 @@ def _layout_hash(
     """Bytes per customer of the records as HSET buckets (see the module doc)."""
     from streams.keys import partition_for
 
-    r.execute_command("FLUSHDB", "SYNC")
-    r.execute_command("MEMORY", "PURGE")
+    original = r.config_get("hash-max-listpack-*")
     if tuned:
         r.config_set("hash-max-listpack-value", 256)
         r.config_set("hash-max-listpack-entries", 1024)
@@ -154,18 +153,20 @@ def _layout_hash(
             pipe.execute()
     pipe.execute()
     after = int(r.info("memory")["used_memory"])
-    sample = r.execute_command("RANDOMKEY")
-    encoding = r.object("encoding", sample) if sample else b"?"
-    if tuned:
-        r.config_set("hash-max-listpack-value", 64)
-        r.config_set("hash-max-listpack-entries", 128)
+    encoding = r.object(
+        "encoding",
+        f"h:{{p{partition_for(ids[0], partitions)}}}:s:{zlib.crc32(ids[0].encode()) % buckets}",
+    )
+    limits = r.config_get("hash-max-listpack-*")
+    for key, value in original.items():
+        r.config_set(key, value)
     r.execute_command("FLUSHDB", "SYNC")
-    r.execute_command("MEMORY", "PURGE")
     return {
         "bytes_per_customer": (after - before) / n,
         "vs_record": (after - before) / n / record,
         "buckets_per_partition": buckets,
         "encoding": encoding.decode() if isinstance(encoding, bytes) else str(encoding),
+        "config": {str(k): str(v) for k, v in limits.items()},
     }
 
 
@@ -200,7 +201,7 @@ def run_memory(
             redis_key_prefix="cs",
         )
         spec = StreamSpec.from_params(default_params(), customers, seed=seed, visit_rate=visit_rate)
-        r = redis.Redis.from_url(settings.redis_address)
+        r = redis.Redis.from_url(settings.redis_address, socket_timeout=600)
         before = int(r.info("memory")["used_memory"])
         filled = asyncio.run(_fill(settings, spec, _say))
         after = int(r.info("memory")["used_memory"])
@@ -217,9 +218,11 @@ def run_memory(
             f"{layout['used_delta_per_customer']:.0f} B per customer"
         )
         alternatives = {}
+        # in database 1, so the custscore layout in database 0 stays as measured
+        alt = redis.Redis.from_url(settings.redis_address, db=1, socket_timeout=600)
         for tuned in (False, True):
             name = "hash buckets, listpack-value 256" if tuned else "hash buckets, defaults"
-            alternatives[name] = _layout_hash(r, ids, states, partitions, tuned)
+            alternatives[name] = _layout_hash(alt, ids, states, partitions, tuned)
             _say(
                 f"memory    {name}: {alternatives[name]['bytes_per_customer']:.0f} B per "
                 f"customer ({alternatives[name]['vs_record']:.2f}x), "
@@ -237,6 +240,7 @@ def run_memory(
             "allocator": r.info("memory").get("mem_allocator"),
         }
         r.close()
+        alt.close()
     finally:
         stack.stop()
     out.parent.mkdir(parents=True, exist_ok=True)
