@@ -181,42 +181,45 @@ def write_plots(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         fig.savefig(paths["latency"])
         plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
-    lag_runs: list[tuple[dict[str, Any] | None, str]] = [
-        (_one(doc, "drain", "custscore"), "-"),
-        (live, "--"),
-        (paced, ":"),
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=110)
+    panels: list[tuple[Any, list[tuple[dict[str, Any] | None, str]], str]] = [
+        (axes[0], [(_one(doc, "drain", "custscore"), "-")], "drain of the preloaded stream"),
+        (axes[1], [(live, "--"), (paced, ":")], "live (max speed) and paced (half max rate)"),
     ]
-    for lrun, style in lag_runs:
-        if not lrun:
-            continue
-        t, _, _, lag = _series(lrun)
-        keep = t >= 0
-        ax.plot(
-            t[keep],
-            lag[keep],
-            ls=style,
-            lw=1.6,
-            color=colors["custscore"],
-            label=f"custscore {lrun['mode']}: produced - consumed",
-        )
-        metric = np.array(
-            [s["lag_metric"] if s["lag_metric"] is not None else np.nan for s in lrun["samples"]]
-        )
-        if np.isfinite(metric).any():
+    for ax, lag_runs, title in panels:
+        for lrun, style in lag_runs:
+            if not lrun:
+                continue
+            t, _, _, lag = _series(lrun)
+            keep = t >= 0
             ax.plot(
                 t[keep],
-                metric[keep],
+                lag[keep],
                 ls=style,
-                lw=1.0,
-                color="#ff7f0e",
-                label=f"custscore {lrun['mode']}: custscore_consumer_lag (metric)",
+                lw=1.6,
+                color=colors["custscore"],
+                label=f"{lrun['mode']}: produced - consumed (harness)",
             )
-    ax.set_xlabel("seconds since the run's first event (drain) or first produce")
-    ax.set_ylabel("messages behind")
-    ax.set_title("Consumer lag over time")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+            metric = np.array(
+                [
+                    s["lag_metric"] if s["lag_metric"] is not None else np.nan
+                    for s in lrun["samples"]
+                ]
+            )
+            if np.isfinite(metric).any():
+                ax.plot(
+                    t[keep],
+                    metric[keep],
+                    ls=style,
+                    lw=1.0,
+                    color="#ff7f0e",
+                    label=f"{lrun['mode']}: custscore_consumer_lag (worker metric)",
+                )
+        ax.set_xlabel("seconds since the first event (drain) or first produce")
+        ax.set_ylabel("messages behind")
+        ax.set_title(f"custscore consumer lag: {title}", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     paths["lag"] = out_dir / "lag.png"
     fig.savefig(paths["lag"])
