@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,18 @@ class Counters:
     batches_started: int = 0
     batches_done: int = 0
     alerts: int = 0
+    first_at: float = 0.0  # wall time the first event was counted
+    last_at: float = 0.0  # wall time the last state write (or event, for pass-throughs) ended
+
+    def done(self, events: int, writes: int) -> None:
+        """Count ``events`` consumed and ``writes`` written by one batch, with the times."""
+        now = time.time()
+        if not self.first_at and events:
+            self.first_at = now
+        self.events_in["all"] = self.events_in.get("all", 0) + events
+        self.state_writes += writes
+        if writes or events:
+            self.last_at = now
 
     def render(self) -> str:
         lines = ["# TYPE custscore_events_in_total counter"]
@@ -85,6 +98,10 @@ class Counters:
             f"custscore_batch_seconds_count {self.batches_done}",
             "# TYPE custscore_bench_alerts_total counter",
             f"custscore_bench_alerts_total {self.alerts}",
+            "# TYPE custscore_bench_first_event_time gauge",
+            f"custscore_bench_first_event_time {self.first_at:.6f}",
+            "# TYPE custscore_bench_last_write_time gauge",
+            f"custscore_bench_last_write_time {self.last_at:.6f}",
         ]
         return "\n".join(lines) + "\n"
 

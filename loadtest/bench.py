@@ -151,6 +151,8 @@ class Sample:
     kernel_s: float = 0.0
     redis_s: float = 0.0
     batches: int = 0
+    first_at: float = 0.0  # baselines: exact wall times of their first event / last write
+    last_at: float = 0.0
 
 
 @dataclass
@@ -330,6 +332,8 @@ def _metric_values(text: str) -> dict[str, float]:
         "custscore_kernel_seconds_sum",
         "custscore_redis_seconds_sum",
         "custscore_batch_size_sum",
+        "custscore_bench_first_event_time",
+        "custscore_bench_last_write_time",
     )
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -395,6 +399,7 @@ class Poller:
     def sample(self) -> Sample:
         events = writes = alerts = batches = 0
         batch_s = kernel_s = redis_s = 0.0
+        first_at = last_at = 0.0
         busy = False
         lag: float | None = None
         cpu = wait = 0.0
@@ -412,6 +417,10 @@ class Poller:
                 busy |= v.get("custscore_batch_size_count", 0) != v.get(
                     "custscore_batch_seconds_count", 0
                 )
+                f_at = v.get("custscore_bench_first_event_time", 0.0)
+                if f_at:
+                    first_at = min(first_at, f_at) if first_at else f_at
+                last_at = max(last_at, v.get("custscore_bench_last_write_time", 0.0))
                 batch_s += v.get("custscore_batch_seconds_sum", 0.0)
                 kernel_s += v.get("custscore_kernel_seconds_sum", 0.0)
                 redis_s += v.get("custscore_redis_seconds_sum", 0.0)
@@ -437,6 +446,8 @@ class Poller:
             kernel_s=kernel_s,
             redis_s=redis_s,
             batches=batches,
+            first_at=first_at,
+            last_at=last_at,
         )
 
 
@@ -446,6 +457,8 @@ def window_bounds(samples: list[Sample], start: float | None) -> tuple[float, fl
     Counters are polled, so each bound lies between two polls; it is placed inside that
     interval by the rate of the neighbouring interval (and never outside it).
     """
+    if samples[-1].first_at and samples[-1].last_at:  # the worker timed itself exactly
+        return (start if start is not None else samples[-1].first_at), samples[-1].last_at
     final = samples[-1].state_writes
     k = next(i for i, s in enumerate(samples) if s.state_writes >= final)
     last = samples[k].t

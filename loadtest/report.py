@@ -574,12 +574,12 @@ def _method(doc: dict[str, Any]) -> list[str]:
     return [
         "### How it is measured",
         "",
-        "- **Drain throughput** = events / (last state write − first consumption), both read "
-        f"from each worker's `/metrics` every {cfg['poll_s']:g} s "
-        "(`custscore_events_in_total`, `custscore_state_writes_total`; the baselines export the "
-        "same names) and placed inside their poll interval by the neighbouring rate. The "
-        "group join is not in the window. Worker CPU and RSS by psutil; run-queue wait from "
-        "`/proc/<pid>/schedstat`.",
+        "- **Drain throughput** = events / (last state write − first consumption). The "
+        "baselines record both instants themselves and export them; for custscore they come "
+        f"from its `/metrics` polled every {cfg['poll_s']:g} s "
+        "(`custscore_events_in_total`, `custscore_state_writes_total`), each placed inside its "
+        "poll interval by the neighbouring rate. The group join is not in the window. Worker "
+        "CPU and RSS by psutil; run-queue wait from `/proc/<pid>/schedstat`.",
         "- **Live end to end** = events / (last state write − first produce), the worker "
         "joined before the first produce.",
         "- **Latency**: alerts carry no ingest timestamp, so it is measured from the input "

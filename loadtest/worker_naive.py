@@ -181,7 +181,7 @@ def build_app(settings: Any) -> Any:
         async for event in stream.events():
             counters.batches_started += 1
             kind = kinds.get(event.message.topic, "unknown")
-            counters.events_in[kind] = counters.events_in.get(kind, 0) + 1
+            counters.done(1, 0)
             try:
                 body = json.loads(event.value)
                 customer = str(body["customer_id"])
@@ -200,7 +200,7 @@ def build_app(settings: Any) -> Any:
             scores = scorer.score(state, watermark)
             state["seg"], state["tier"] = scores["rfm_segment"], scores["value_tier"]
             await redis.set(key, json.dumps(state))
-            counters.state_writes += 1
+            counters.done(0, 1)
             await scores_topic.send(
                 key=customer.encode(),
                 value=json.dumps({"customer_id": customer, "as_of": watermark, **scores}).encode(),

@@ -41,8 +41,7 @@ def build_app(settings: Any) -> Any:
         batches = stream.take_events(settings.batch_size, within=settings.batch_within_s)
         async for events in batches:
             counters.batches_started += 1
-            counters.events_in["all"] = counters.events_in.get("all", 0) + len(events)
-            counters.state_writes += len(events)
+            counters.done(len(events), len(events))
             counters.batches_done += 1
 
     add_views(app, counters, owned)

@@ -58,8 +58,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             n = 0
             for records in batches.values():
                 n += len(records)
-            counters.events_in["all"] = counters.events_in.get("all", 0) + n
-            counters.state_writes += n
+            counters.done(n, n)
             counters.batches_done += 1
     finally:
         await consumer.stop()
