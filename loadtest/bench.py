@@ -1088,6 +1088,6 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
     }
     out = config.results or (config.out_dir / "results.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    out.write_text(json.dumps(doc, separators=(",", ":"), default=float) + "\n")
     say(f"results   {out} ({doc['seconds']:.0f} s)")
     return doc
