@@ -177,7 +177,7 @@ def run_soak(
     seed: int = 7,
     say: Any = print,
 ) -> SoakReport:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
     import redis
 
     from custscore.commands.demo import WorkerProcess, WorkerWatch

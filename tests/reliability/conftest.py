@@ -32,7 +32,7 @@ from reliability.support import (
 from streams.topics import ensure_topics
 
 # Subset size and seed (docs/reliability.md says why a subset): override for a longer run.
-SUBSET_CUSTOMERS = int(os.environ.get("CUSTSCORE_FAULTS_CUSTOMERS", "3000"))
+SUBSET_CUSTOMERS = int(os.environ.get("CUSTSCORE_FAULTS_CUSTOMERS", "1500"))
 SEED = int(os.environ.get("CUSTSCORE_FAULTS_SEED", "20240707"))
 APPLY_TIMEOUT_S = 600.0
 

@@ -5,15 +5,16 @@ Progress is the number of events applied in Redis (sum of the applied-offset fen
 point "at 41 % of the events" lands at the same place of the stream on every run, whatever the
 machine's speed; where inside a batch it lands is timing.
 
-Every run must end with an export equal, cell for cell, to the clean run's export (and to
-``custscore score`` on the same CSV). Alert ids: every win-back id of the clean run must be
-emitted again; segment-change ids are counted and reported (their anchor is the newest event of
-the customer in the batch, so a different batch split gives a different id; see
-docs/reliability.md).
+Every run must end with an export equal, cell for cell, to the clean run's export and to
+``custscore score`` on the same CSV. Alerts: the last segment change published for each
+(customer, scheme) must be the segment the committed state recorded (at least once, judged
+against the run's own state). Alert ids of the clean run that never reappear are counted and
+printed, not asserted: they depend on batch boundaries (docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -152,14 +153,20 @@ def test_rebalance_one_killed_another_started(
         c = Worker("c", settings, tmp_path / "c.log").start()
         workers.append(c)
         run = finish(settings, subset, workers, tmp_path, began, client)
+        conflicts = b.metric("custscore_fence_conflicts_total") + c.metric(
+            "custscore_fence_conflicts_total"
+        )
         print(
-            f"\nrebalance: a owned {owned[0]}, b {owned[1]}; killed a at {kill_at}, "
+            f"\nrebalance: {conflicts:.0f} fence conflicts; a owned {owned[0]}, b {owned[1]}; "
+            f"killed a at {kill_at}, "
             f"started c at {start_at}; c owns {c.owned()} b owns {b.owned()}"
         )
     finally:
         for w in workers:
             w.stop()
-    check_against_clean(run, clean_run, subset, "rebalance", client)
+    # a batch of B in flight while its partition moves to C can be refused (and redone): its
+    # alerts are out already, so phantoms are possible only then
+    check_against_clean(run, clean_run, subset, "rebalance", client, phantoms_allowed=conflicts > 0)
 
 
 def test_zombie_paused_past_session_timeout_cannot_overwrite(
@@ -206,3 +213,23 @@ def test_zombie_paused_past_session_timeout_cannot_overwrite(
     # leave a "phantom" last alert computed from its stale read and its own population
     # snapshot. Counted and reported, not asserted (docs/reliability.md).
     check_against_clean(run, clean_run, subset, "zombie", client, phantoms_allowed=True)
+
+
+@pytest.mark.skipif(
+    os.environ.get("CUSTSCORE_FAULTS_ID_BASELINE") != "1",
+    reason="measurement only: how many clean-run alert ids a second undisturbed run repeats",
+)
+def test_alert_id_overlap_between_two_clean_runs(
+    kafka_bootstrap: str, redis_url: str, subset: Subset, clean_run: Run, tmp_path: Path
+) -> None:
+    settings = fault_settings(kafka_bootstrap, redis_url)
+    client = redis.Redis.from_url(redis_url)
+    worker = Worker("clean2", settings, tmp_path / "clean2.log").start()
+    try:
+        worker.wait_owns(settings.partitions)
+        began = time.monotonic()
+        replay(settings, subset.log)
+        run = finish(settings, subset, [worker], tmp_path, began, client)
+    finally:
+        worker.stop()
+    check_against_clean(run, clean_run, subset, "second clean run", client)

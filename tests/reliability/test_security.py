@@ -247,21 +247,17 @@ def test_forget_leaves_nothing_and_only_newer_events_come_back(
         )
     assert not admin.exists(keys.state(customer))
     assert _everything_of(admin, s.redis_key_prefix, customer.encode()) == []
-    # an event newer than the forget starts a fresh record
-    send_and_settle(
-        secured,
-        s.topic_purchase,
-        part,
-        customer.encode(),
-        json.dumps(
-            {
-                "event_id": "fm-new",
-                "customer_id": customer,
-                "ts": T_1997 + 400 * 86_400_000,
-                "amount": 99,
-            }
-        ).encode(),
-    )
+    # an event newer than the forget starts a fresh record. "Newer" means after the cutoff,
+    # which is the partition's watermark at the forget (other customers' events move it),
+    # not the customer's own last event.
+    cutoff = int(admin.get(keys.forgotten(customer)) or 0)
+    fresh = {
+        "event_id": "fm-new",
+        "customer_id": customer,
+        "ts": (cutoff + 86_400) * 1000,
+        "amount": 99,
+    }
+    send_and_settle(secured, s.topic_purchase, part, customer.encode(), json.dumps(fresh).encode())
     assert admin.exists(keys.state(customer))
     inspect = run_script(s, "inspect", customer)
     assert inspect.returncode == 0, inspect.stderr
