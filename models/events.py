@@ -56,16 +56,16 @@ def parse_ts(value: object) -> int:
         ms = int(value)
     elif isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        if text.lstrip("-").isascii() and text.lstrip("-").isdigit():  # "²" is a digit too
             ms = int(text)
         else:
             try:
                 parsed = datetime.fromisoformat(text)
-            except ValueError:
+                ms = int(parsed.timestamp() * 1000)
+            except (ValueError, OverflowError, OSError):
                 raise EventValueError("bad_ts", f"not RFC 3339 or epoch ms: {value!r}") from None
             if parsed.tzinfo is None:
                 raise EventValueError("bad_ts", f"RFC 3339 time needs an offset: {value!r}")
-            ms = int(parsed.timestamp() * 1000)
     else:
         raise EventValueError("bad_ts", f"not a timestamp: {value!r}")
     if ms < _MS_MIN or ms // 1000 > MAX_TS:
@@ -94,7 +94,7 @@ def parse_severity(value: object) -> int:
         number = float(value) if isinstance(value, str) else value
     except ValueError:
         raise EventValueError("bad_severity", f"not an integer: {value!r}") from None
-    if not isinstance(number, int | float) or number != int(number) or not 1 <= number <= 5:
+    if not isinstance(number, int | float) or not 1 <= number <= 5 or number != int(number):
         raise EventValueError("bad_severity", f"must be 1..5: {value!r}")
     return int(number)
 
