@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 from custscore.settings import Settings
 from loadtest._workerkit import Counters, serve_http, settings_from_env
@@ -51,9 +52,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     await consumer.start()
     try:
         while not stop.is_set():
+            asked = time.time()
             batches = await consumer.getmany(timeout_ms=200)
             if not batches:
                 continue
+            if not counters.first_at:
+                counters.first_at = asked  # the fetch that brought the first records counts
             counters.batches_started += 1
             n = 0
             for records in batches.values():
