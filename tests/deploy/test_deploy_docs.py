@@ -42,4 +42,3 @@ def test_every_alert_has_a_runbook_entry_and_no_entry_is_stale() -> None:
     for alert in alerts:
         section = runbook[runbook.index(f"### {alert}") :].split("\n### ", 1)[0]
         assert len(section.split()) > 40, f"{alert}: runbook entry too short"
-

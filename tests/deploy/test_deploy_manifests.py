@@ -590,3 +590,27 @@ def test_rules_cover_the_required_alerts_and_each_has_a_firing_unit_test() -> No
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
         assert rule["annotations"]["runbook_url"] == f"docs/operations.md#{name.lower()}", name
+
+
+def test_the_validators_catch_typical_mistakes() -> None:
+    """The checks above would fail on a misspelt field, a wrong type or a wrong metric name."""
+    import copy
+
+    deployment = copy.deepcopy(_one("Deployment", "custscore-worker"))
+    deployment["spec"]["replicass"] = 3
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    topic = copy.deepcopy(_find("KafkaTopic")[0])
+    topic["spec"]["partitions"] = "24"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(topic, CRD_SCHEMAS[("kafka.strimzi.io/v1beta2", "KafkaTopic")])
+    scaled = copy.deepcopy(_one("ScaledObject", "custscore-worker"))
+    scaled["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 40000  # must be a string
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(scaled, CRD_SCHEMAS[("keda.sh/v1alpha1", "ScaledObject")])
+    pool = copy.deepcopy(_one("KafkaNodePool"))
+    pool["spec"]["roles"] = ["broker", "zookeeper"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(pool, CRD_SCHEMAS[("kafka.strimzi.io/v1beta2", "KafkaNodePool")])
+    typo = "sum(rate(custscore_event_in_total[5m]))"
+    assert metric_names(typo) - _declared_by_the_worker() == {"custscore_event_in_total"}
