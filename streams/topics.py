@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 from custscore.settings import Settings
 from streams.admin import create_topics
 
-__all__ = ["ensure_topics", "topic_plan"]
+__all__ = ["ensure_topics", "kafka_security_options", "topic_plan"]
+
+
+def kafka_security_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka client keyword arguments for the configured security protocol."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
 
 
 def topic_plan(settings: Settings) -> tuple[dict[str, int], set[str]]:
@@ -32,4 +48,5 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:
         compacted=compacted,
         replication=settings.replication_factor,
         timeout_s=timeout_s,
+        client_options=kafka_security_options(settings),
     )

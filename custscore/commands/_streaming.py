@@ -8,7 +8,6 @@ worker uses; this module builds their clients from :class:`~custscore.settings.S
 from __future__ import annotations
 
 import contextlib
-import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,18 +34,9 @@ _NO_STACK_HINT = "start one with `custscore stack up`, or configure"
 
 def kafka_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for aiokafka clients: bootstrap servers and security settings."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-    if settings.kafka_security_protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = password.get_secret_value() if password else None
-    return options
+    from streams.topics import kafka_security_options
+
+    return {"bootstrap_servers": settings.bootstrap_servers, **kafka_security_options(settings)}
 
 
 def _no_broker(settings: Settings) -> CliError:

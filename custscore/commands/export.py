@@ -72,7 +72,7 @@ def export_scores(settings: Settings, out: str | Path, as_of: int | None = None)
     from models.scorefile import write_scores_csv
 
     try:
-        bundle = load_model(settings.params_file)
+        bundle = load_model(settings.params_file, window_months=settings.effective_window_months)
     except ParamsError as exc:
         raise CliError(str(exc)) from None
     found = asyncio.run(read_all_states(settings))

@@ -59,7 +59,7 @@ async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, An
     from streams.keys import partition_for
 
     try:
-        bundle = load_model(settings.params_file)
+        bundle = load_model(settings.params_file, window_months=settings.effective_window_months)
     except ParamsError as exc:
         raise CliError(str(exc)) from None
     partition = partition_for(customer_id, settings.partitions)
