@@ -18,6 +18,11 @@ def test_settings_table_is_generated_from_settings_py() -> None:
         "docs/operations.md is out of date: run `python -m custscore.settings_doc "
         "docs/operations.md`"
     )
+    readme = (OPERATIONS.parent.parent / "README.md").read_text(encoding="utf-8")
+    assert update_document(readme) == readme, (
+        "README.md's configuration table is out of date: run "
+        "`python -m custscore.settings_doc README.md`"
+    )
     table = render_table()
     for name in Settings.model_fields:
         assert f"| `CUSTSCORE_{name.upper()}` | `{name}` |" in table, name
