@@ -216,6 +216,11 @@ def secured(
         worker.wait_owns(settings.partitions)
         yield Secured(settings, worker, admin)
     finally:
+        from reliability.test_bad_input import _producers
+
+        producer = _producers.pop(settings.app_id, None)
+        if producer is not None:
+            producer.close()
         worker.stop()
         admin.acl_deluser(user)
         admin.close()

@@ -338,3 +338,41 @@ def run_coro(coro: Any) -> Any:
 
 
 _ = asyncio  # re-exported for tests that build coroutines
+
+
+class Producer:
+    """One started aiokafka producer on a background event loop, for many small sends."""
+
+    def __init__(self, settings: Settings) -> None:
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.producer = self._call(self._start(settings))
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    async def _start(self, settings: Settings) -> Any:
+        from aiokafka import AIOKafkaProducer
+
+        from custscore.commands._streaming import kafka_options
+
+        producer = AIOKafkaProducer(
+            **kafka_options(settings), acks="all", max_request_size=4 * 1024 * 1024
+        )
+        await producer.start()
+        return producer
+
+    def send(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> int:
+        """Send one record and wait for its ack; its offset."""
+        meta = self._call(
+            self.producer.send_and_wait(topic, value=value, key=key, partition=partition)
+        )
+        return int(meta.offset)
+
+    def close(self) -> None:
+        self._call(self.producer.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)

@@ -111,12 +111,13 @@ def private_stack(tmp_path: Path) -> Iterator[PrivateStack]:
         stack.stop()
 
 
-def _settings(stack: PrivateStack) -> Settings:
+def _settings(stack: PrivateStack, **overrides: object) -> Settings:
     settings = private_settings(
         stack.info.bootstrap_servers,
         stack.info.redis_url,
         snapshot_interval_s=5.0,
         sweep_interval_s=0.5,
+        **overrides,
     )
     run_coro(ensure_topics(settings))
     return settings
@@ -196,7 +197,8 @@ def test_valkey_killed_and_restarted_mid_replay(
 def test_slow_valkey_nothing_is_acked_before_it_is_written(
     private_stack: PrivateStack, subset: Subset, tmp_path: Path
 ) -> None:
-    settings = _settings(private_stack)
+    # small batches, so that events are still waiting when the pause begins
+    settings = _settings(private_stack, batch_size=200)
     admin = redis.Redis.from_url(settings.redis_address)
     (pause_at,) = kill_points(SEED + 4, subset.events, 1)
     worker = Worker("w", settings, tmp_path / "w.log").start()
