@@ -51,7 +51,8 @@ def test_bench_quick_runs_every_phase(tmp_path: Path) -> None:
     for system in ("custscore", "faust", "naive", "raw"):
         s = runs[(system, "drain")]
         assert s["events_per_s"] and s["events_per_s"] > 0, (system, s)
-        assert s["worker_cpu_pct"] is not None
+        # (the raw drain can be shorter than two polls: no CPU figure then)
+        assert s["worker_cpu_pct"] is not None or system == "raw", (system, s)
     assert runs[("custscore", "drain")]["events"] == doc["stream"]["events"]
     assert runs[("custscore", "drain")]["redis"]["state_key_bytes"] > 147
     paced = runs[("custscore", "paced")]
