@@ -100,6 +100,7 @@ class BenchConfig:
     profile_seconds: float = 30.0
     profile_systems: tuple[str, ...] = ("custscore",)
     warmup_events: int = 3000
+    fetch_probe: bool = True  # how long the broker holds a fetch (latency context)
     poll_s: float = 0.5
     timeout_s: float = 600.0
     worker_settings: dict[str, str] = field(default_factory=dict)  # CUSTSCORE_* overrides
@@ -126,6 +127,7 @@ class BenchConfig:
             "live": False,
             "warmup_events": 0,
             "repeats": 1,
+            "fetch_probe": False,
             "timeout_s": 150.0,
         }
         values.update(overrides)
@@ -1081,6 +1083,23 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
         if config.profile:
             for system in config.profile_systems:
                 runs.append(bench.profile(total, system))
+        fetch_probe = None
+        if config.fetch_probe:
+            from loadtest.fetch_probe import probe
+
+            assert bench.base is not None
+            say("probe     broker fetch wait: plain aiokafka latency at 1,000 events/s ...")
+            fetch_probe = asyncio.run(
+                probe(bench.base.bootstrap_servers, f"bench.{bench.token}.fetch-probe")
+            )
+            say(
+                "probe     "
+                + "; ".join(
+                    f"fetch_max_wait_ms={t['fetch_max_wait_ms']}: p50 {t.get('p50', 0):.0f} ms, "
+                    f"p99 {t.get('p99', 0):.0f} ms"
+                    for t in fetch_probe["trials"]
+                )
+            )
     doc = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "machine": meta,
@@ -1092,6 +1111,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
             "counts": counts,
         },
         "runs": [r.to_json() for r in runs],
+        "fetch_probe": fetch_probe,
         "started_at": began,
         "seconds": time.time() - began,
         "loadavg_end": os.getloadavg(),

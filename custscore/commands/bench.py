@@ -41,6 +41,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     mem.add_argument("--partitions", type=int, default=8)
     mem.add_argument("--out", type=Path, default=Path("docs/bench/memory.json"))
     mem.set_defaults(handler=_memory)
+    fp = sub.add_parser("fetch-probe", help="how long the broker holds a fetch (own stack)")
+    fp.add_argument("--out", type=Path, default=Path("docs/bench/fetch_probe.json"))
+    fp.set_defaults(handler=_fetch_probe)
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -182,6 +185,38 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(f"results not found: {args.results} (run `custscore bench` first)") from None
     for path in write_report(doc, args.out_dir, args.markdown, command=None):
         print(f"wrote {path}")
+    return 0
+
+
+def _fetch_probe(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import json
+    import tempfile
+
+    from custscore.stack import EmbeddedStack, free_port
+    from loadtest.fetch_probe import probe
+
+    with tempfile.TemporaryDirectory(prefix="custscore-probe-") as run_dir:
+        port = free_port()
+        stack = EmbeddedStack(
+            run_dir,
+            broker_port=port,
+            redis_port=free_port(),
+            tie_to_parent=True,
+            start_timeout_s=30.0,
+        )
+        stack.start()
+        try:
+            result = asyncio.run(probe(stack.bootstrap_servers, "fetch-probe"))
+        finally:
+            stack.stop()
+    for t in result["trials"]:
+        print(
+            f"fetch_max_wait_ms={t['fetch_max_wait_ms']}: p50 {t['p50']:.0f} ms, "
+            f"p95 {t['p95']:.0f} ms, p99 {t['p99']:.0f} ms ({t['n']:,} records)"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 
