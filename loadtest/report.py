@@ -190,7 +190,7 @@ def write_plots(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     ax.set_ylabel("events consumed per second (1 s windows, log scale)")
     ax.set_title("Throughput over time, one worker per system, same events")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     paths["throughput"] = out_dir / "throughput.png"
     fig.savefig(paths["throughput"])
