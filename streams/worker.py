@@ -228,6 +228,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> f
                 metrics.due_index_size.labels(str(partition)).set(size)
                 watermark, _ = await store.fence(partition)
                 await store.expire_dedupe(partition, watermark)
+            metrics.redis_up.set(1)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             # An exception out of a Faust timer crashes the whole app: a Redis outage must
             # not. Nothing here is urgent; the next interval tries again.
