@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from streaming_support import custscore_command, write_events
+from fixtures.stack import port_free
+from fixtures.streaming import custscore_command
+from streaming_support import write_events
 
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.stack import free_port, process_running
@@ -46,16 +48,6 @@ def ports() -> dict[str, int]:
             port = free_port()
         chosen[name] = port
     return chosen
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _events(path: Path) -> Path:
@@ -121,7 +113,7 @@ def test_demo_prints_the_summary_and_stops_everything(
     assert "stopping the embedded broker and Valkey" in result.stderr
     assert not (tmp_path / "run" / "stack.json").exists()
     for port in ports.values():
-        assert _bindable(port), f"port {port} still taken after the demo"
+        assert port_free(port), f"port {port} still taken after the demo"
     print(f"\ndemo on the CDNOW sample: {time.monotonic() - began:.1f} s")
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 from fixtures.stack import run_async
-from streaming_support import cli_env, offline_settings, private_settings, write_events
+from fixtures.streaming import private_settings
+from streaming_support import cli_env, offline_settings, write_events
 
 from custscore.cli import main
 from custscore.commands._streaming import kafka_options

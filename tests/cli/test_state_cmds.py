@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 from fixtures.stack import run_async
-from streaming_support import cli_env, offline_settings, private_settings, write_events
+from fixtures.streaming import private_settings
+from streaming_support import cli_env, offline_settings, write_events
 
 from custscore.cli import main
 from custscore.commands._streaming import kafka_options, state_store

@@ -8,21 +8,20 @@ writes quiet), never by end offsets.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fixtures.stack import run_async
-from streaming_support import private_settings, run_script
+from fixtures.streaming import assert_same_scores, private_settings, run_script
 
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.commands.demo import Settled, WorkerProcess, WorkerWatch, read_alerts
 from custscore.commands.replay import replay_events
 from custscore.settings import Settings
 from models.events import read_event_csv
-from models.scorefile import format_time, read_scores_csv
+from models.scorefile import format_time
 from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -47,29 +46,6 @@ def worker_settings(
     finally:
         worker.stop()
         assert not worker.running()
-
-
-def _assert_same_scores(streamed: Path, batch: Path) -> None:
-    """Every customer and every column equal; floats within 1e-9 relative, empty cells equal."""
-    a, b = read_scores_csv(streamed), read_scores_csv(batch)
-    assert len(a) == CDNOW_CUSTOMERS
-    assert a.keys() == b.keys()
-    mismatches: list[str] = []
-    for customer, row in a.items():
-        other = b[customer]
-        assert row.keys() == other.keys()
-        for column, cell in row.items():
-            theirs = other[column]
-            if cell == theirs:
-                continue
-            try:
-                x, y = float(cell), float(theirs)
-            except ValueError:
-                mismatches.append(f"{customer}.{column}: {cell!r} != {theirs!r}")
-                continue
-            if not math.isclose(x, y, rel_tol=1e-9, abs_tol=0.0):
-                mismatches.append(f"{customer}.{column}: {cell!r} != {theirs!r}")
-    assert not mismatches, f"{len(mismatches)} cells differ, e.g. {mismatches[:5]}"
 
 
 def _alert_ids(settings: Settings, settled: Settled) -> list[str]:
@@ -109,7 +85,7 @@ def test_full_cdnow_stream_equals_batch_and_replay_is_idempotent(
     batch = tmp_path / "batch.csv"
     result = run_script(settings, "score", str(events_csv), "--as-of", as_of, "--out", str(batch))
     assert result.returncode == 0, result.stderr
-    _assert_same_scores(exported, batch)
+    assert_same_scores(exported, batch, CDNOW_CUSTOMERS)
 
     ids_first = _alert_ids(settings, settled)
     assert ids_first, "the CDNOW replay raised no alert at all"

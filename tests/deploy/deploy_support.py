@@ -14,12 +14,10 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +25,10 @@ from typing import Any
 
 import pytest
 import yaml
+from fixtures.streaming import custscore_command
 
-from custscore.commands.demo import MetricsSample, parse_metrics, settings_env
-from custscore.settings import Settings, load_settings
+from custscore.commands.demo import MetricsSample, WorkerProcess, parse_metrics, settings_env
+from custscore.settings import Settings
 from custscore.stack import _pdeathsig_preexec, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,54 +148,7 @@ def exposition_names(text: str) -> tuple[set[str], set[str]]:
     return sampled, declared
 
 
-# --------------------------------------------------------------------------- settings, worker
-
-
-def private_settings(kafka_bootstrap: str, redis_url: str, **overrides: Any) -> Settings:
-    """Settings on the test stack with their own topics, key prefix, group and web port."""
-    token = uuid.uuid4().hex[:8]
-    values: dict[str, Any] = {
-        "kafka_bootstrap": kafka_bootstrap,
-        "redis_url": redis_url,
-        "redis_key_prefix": f"d{token}",
-        "app_id": f"custscore-deploy-{token}",
-        "web_port": free_port(),
-        "partitions": 8,
-        **{
-            f"topic_{name}": f"d{token}.{name}"
-            for name in (
-                "purchase",
-                "visit",
-                "complaint",
-                "segment_change",
-                "win_back",
-                "scores",
-                "dead_letter",
-            )
-        },
-    }
-    values.update(overrides)
-    return load_settings(None, environ={}, **values)
-
-
-def custscore_command() -> list[str]:
-    script = Path(sys.executable).with_name("custscore")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "custscore"]
-
-
-def run_cli(
-    settings: Settings, *args: str, timeout: float = 300.0
-) -> subprocess.CompletedProcess[str]:
-    """``custscore ARGS`` as a user runs it, with exactly ``settings`` in the environment."""
-    return subprocess.run(
-        [*custscore_command(), *args],
-        env=settings_env(settings),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+# --------------------------------------------------------------------------- workers
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes] | None:
@@ -280,15 +232,8 @@ class Worker:
         return None
 
     def stop(self, grace_s: float = 20.0) -> None:
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            if self.proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(wait_s)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """SIGTERM the process group, SIGKILL after ``grace_s`` (as the demo stops its worker)."""
+        WorkerProcess(self.proc, self.log).stop(grace_s)
 
 
 def wait_group(workers: list[Worker], partitions: int, timeout_s: float = 150.0) -> float:

@@ -20,7 +20,6 @@ worker`` processes share one consumer group on the embedded broker with ``redis_
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -41,15 +40,14 @@ from deploy_support import (
     exposition_names,
     grafana_to_promql,
     metric_names,
-    private_settings,
     prometheus_binaries,
     rule_list,
-    run_cli,
     scrape_config,
     wait_group,
     wait_settled,
 )
 from fixtures.stack import run_async
+from fixtures.streaming import assert_same_scores, private_settings, run_script
 from valkey_cluster import ValkeyCluster
 
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
@@ -68,6 +66,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900
 CDNOW_EVENTS = 69_659
 CDNOW_CUSTOMERS = 23_570
 PARTITIONS = 8
+# Topics, keys and the consumer group of these tests: d<token>..., custscore-deploy-<token>.
+NAME_PREFIX, APP_NAME = "d", "custscore-deploy"
 # Series that need a rarer condition than CDNOW surely gives: they must be declared (their
 # family is in /metrics), not necessarily sampled. Win-backs withheld by the cool-down need a
 # second win-back of one customer within days; CDNOW has some, but not by contract.
@@ -82,27 +82,6 @@ def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyC
         yield cluster
     finally:
         cluster.stop()
-
-
-def _assert_same_scores(streamed: Path, batch: Path) -> None:
-    a, b = read_scores_csv(streamed), read_scores_csv(batch)
-    assert len(a) == CDNOW_CUSTOMERS
-    assert a.keys() == b.keys()
-    mismatches: list[str] = []
-    for customer, row in a.items():
-        other = b[customer]
-        assert row.keys() == other.keys()
-        for column, cell in row.items():
-            theirs = other[column]
-            if cell == theirs:
-                continue
-            try:
-                same = math.isclose(float(cell), float(theirs), rel_tol=1e-9, abs_tol=0.0)
-            except ValueError:
-                same = False
-            if not same:
-                mismatches.append(f"{customer}.{column}: {cell!r} != {theirs!r}")
-    assert not mismatches, f"{len(mismatches)} cells differ, e.g. {mismatches[:5]}"
 
 
 def _node_figures(cluster: ValkeyCluster) -> dict[int, dict[str, int]]:
@@ -270,7 +249,12 @@ async def _store_paths(settings: Settings) -> None:
 def test_state_store_paths_work_on_the_cluster(valkey_cluster: ValkeyCluster) -> None:
     """Every Redis call path of the store on the cluster, without Kafka (fast, pinpoints)."""
     settings = private_settings(
-        "127.0.0.1:1", valkey_cluster.url, redis_cluster=True, partitions=PARTITIONS
+        "127.0.0.1:1",
+        valkey_cluster.url,
+        prefix=NAME_PREFIX,
+        app=APP_NAME,
+        redis_cluster=True,
+        partitions=PARTITIONS,
     )
     run_async(_store_paths(settings))
 
@@ -322,6 +306,8 @@ def deployment(
     settings = private_settings(
         kafka_bootstrap,
         valkey_cluster.url,
+        prefix=NAME_PREFIX,
+        app=APP_NAME,
         redis_cluster=True,
         partitions=PARTITIONS,
         snapshot_interval_s=5.0,
@@ -390,17 +376,17 @@ def test_two_workers_on_a_valkey_cluster_equal_batch_scoring(
     # --- export (SCAN over every node, per-slot MGET) == batch scoring, every cell
     exported = tmp_path / "export.csv"
     t0 = time.monotonic()
-    done = run_cli(settings, "export", "--out", str(exported))
+    done = run_script(settings, "export", "--out", str(exported))
     export_s = time.monotonic() - t0
     assert done.returncode == 0, done.stderr
     as_of = format_time(log.last_ts)
     assert as_of is not None and f"as of {as_of}" in done.stdout
     batch = tmp_path / "batch.csv"
-    done = run_cli(
+    done = run_script(
         settings, "score", str(deployment.events_csv), "--as-of", as_of, "--out", str(batch)
     )
     assert done.returncode == 0, done.stderr
-    _assert_same_scores(exported, batch)
+    assert_same_scores(exported, batch, CDNOW_CUSTOMERS)
 
     # --- where the state went: every partition in one slot, the slots over all masters
     nodes = _node_figures(cluster)
@@ -539,20 +525,20 @@ def test_transactions_inspect_forget_and_repartition_on_the_cluster(
 
     # --- inspect and forget through the CLI on the cluster
     customer = customers[0]
-    done = run_cli(settings, "inspect", customer)
+    done = run_script(settings, "inspect", customer)
     assert done.returncode == 0, done.stderr
     view = json.loads(done.stdout)
     assert view["customer_id"] == customer
     assert view["population_cuts"]["source"] == "population snapshot"
-    done = run_cli(settings, "forget", customer)
+    done = run_script(settings, "forget", customer)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"forgot customer {customer!r}"), done.stdout
-    done = run_cli(settings, "inspect", customer)
+    done = run_script(settings, "inspect", customer)
     assert done.returncode == 1 and "unknown customer" in done.stderr
 
     # --- repartition 8 -> 12 under a new prefix: the export of the copy is the same
     before = tmp_path / "export-before.csv"
-    done = run_cli(settings, "export", "--out", str(before))
+    done = run_script(settings, "export", "--out", str(before))
     assert done.returncode == 0, done.stderr
     moved = settings.model_copy(
         update={"partitions": 12, "redis_key_prefix": settings.redis_key_prefix + "r"}
@@ -566,9 +552,9 @@ def test_transactions_inspect_forget_and_repartition_on_the_cluster(
     assert f"copied {CDNOW_CUSTOMERS - 1:,} state records" in copied.stdout, copied.stdout
     assert "1 forget markers" in copied.stdout, copied.stdout
     after = tmp_path / "export-repartitioned.csv"
-    done = run_cli(moved, "export", "--out", str(after))
+    done = run_script(moved, "export", "--out", str(after))
     assert done.returncode == 0, done.stderr
     assert read_scores_csv(after) == read_scores_csv(before)
-    done = run_cli(moved, "inspect", customers[1])
+    done = run_script(moved, "inspect", customers[1])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["partition"] == partition_for(customers[1], 12)

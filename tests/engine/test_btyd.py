@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
 import scipy.special as sp
+from fixtures.cdnow import lifetimes_cdnow_summary
 
 from engine.btyd import (
     clv,
@@ -34,17 +36,8 @@ P, Q, V = 6.2488, 3.7446, 15.4477
 
 
 @pytest.fixture(scope="module")
-def cdnow() -> dict[str, np.ndarray]:
-    from lifetimes.datasets import load_cdnow_summary_data_with_monetary_value
-
-    df = load_cdnow_summary_data_with_monetary_value()
-    return {
-        "x": df["frequency"].to_numpy(np.float64),
-        "t_x": df["recency"].to_numpy(np.float64),
-        "T": df["T"].to_numpy(np.float64),
-        "m": df["monetary_value"].to_numpy(np.float64),
-        "df": df,  # type: ignore[dict-item]
-    }
+def cdnow() -> dict[str, Any]:
+    return lifetimes_cdnow_summary()
 
 
 @pytest.fixture(scope="module")

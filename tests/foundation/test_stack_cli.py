@@ -6,7 +6,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,17 +14,14 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from fixtures.stack import port_free
+from fixtures.streaming import custscore_command
 
 from custscore.stack import EmbeddedStack, free_port, kafka_brokers
 
 pytestmark = pytest.mark.integration
 
 UP_CONTRACT_S = 15.0  # DESIGN: `custscore stack up` prints both addresses within 15 s
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("custscore")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "custscore"]
 
 
 @dataclass
@@ -50,7 +46,7 @@ class Cli:
         self, *args: str, timeout: float = 60.0, **env: str
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*_command(), *args],
+            [*custscore_command(), *args],
             env={**self.env, **env},
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -82,16 +78,6 @@ def _gone(pid: int) -> bool:
         return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -181,7 +167,7 @@ def test_down_leaves_no_process_and_frees_the_ports(tmp_path: Path) -> None:
         assert "stopped" in down.stdout
         assert all(_gone(pid) for pid in pids)
         assert not (cli.run_dir / "stack.json").exists()
-        assert _port_free(cli.broker_port) and _port_free(cli.redis_port)
+        assert port_free(cli.broker_port) and port_free(cli.redis_port)
 
         status = cli.run("stack", "status")
         assert status.returncode != 0
@@ -210,6 +196,6 @@ def test_taken_port_gives_one_line_error(tmp_path: Path, which: str) -> None:
             # Nothing was started or recorded.
             assert not (cli.run_dir / "stack.json").exists()
             other = cli.redis_port if which == "broker" else cli.broker_port
-            assert _port_free(other)
+            assert port_free(other)
         finally:
             cli.cleanup()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.cdnow import lifetimes_cdnow_summary
 
 from loadtest.btyd_sim import simulate_bgnbd, simulate_gamma_gamma
 from models.bgnbd import BGNBDFit, bgnbd_loglik, fit_bgnbd
@@ -16,16 +18,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 @pytest.fixture(scope="module")
-def summary() -> dict[str, np.ndarray]:
-    from lifetimes.datasets import load_cdnow_summary_data_with_monetary_value
-
-    df = load_cdnow_summary_data_with_monetary_value()
-    return {
-        "x": df["frequency"].to_numpy(np.float64),
-        "t_x": df["recency"].to_numpy(np.float64),
-        "T": df["T"].to_numpy(np.float64),
-        "m": df["monetary_value"].to_numpy(np.float64),
-    }
+def summary() -> dict[str, Any]:
+    return lifetimes_cdnow_summary()
 
 
 def test_bgnbd_fit_reproduces_published_cdnow_values() -> None:

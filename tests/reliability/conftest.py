@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import redis
-from cli.streaming_support import private_settings, run_script
 from fixtures.stack import run_async
+from fixtures.streaming import private_settings, run_script
 
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.commands.replay import replay_events

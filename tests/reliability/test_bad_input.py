@@ -206,7 +206,7 @@ def outcome(before: dict[str, float], after: dict[str, float]) -> str:
 def test_every_case_is_applied_or_dead_lettered_and_the_worker_survives(
     secured: Secured, tmp_path: Path
 ) -> None:
-    from cli.streaming_support import run_script
+    from fixtures.streaming import run_script
 
     s = secured.settings
     cases = load_cases()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from cli.streaming_support import private_settings, run_script
+from fixtures.streaming import private_settings, run_script
 
 from custscore.settings import Settings
 from custscore.stack import BROKER, REDIS, EmbeddedStack, free_port

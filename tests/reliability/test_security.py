@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from cli.streaming_support import run_script
+from fixtures.streaming import run_script
 
 from custscore.settings import load_settings
 from reliability.conftest import ACL_COMMANDS, Secured
