@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,11 @@ from custscore.settings import Settings, load_settings
 __all__ = [
     "FAUST_CONF_KEYS",
     "Counters",
+    "FaustBaseline",
     "faust_app_like_custscore",
+    "faust_baseline",
+    "input_kinds",
+    "run_faust_worker",
     "serve_http",
     "settings_from_env",
 ]
@@ -61,6 +66,15 @@ FAUST_CONF_KEYS = (
 def settings_from_env() -> Settings:
     """The worker's settings from CUSTSCORE_* variables (as ``custscore worker`` reads them)."""
     return load_settings()
+
+
+def input_kinds(settings: Settings) -> dict[str, str]:
+    """The three input topics, each with the event type it carries."""
+    return {
+        settings.topic_purchase: "purchase",
+        settings.topic_visit: "visit",
+        settings.topic_complaint: "complaint",
+    }
 
 
 @dataclass
@@ -134,6 +148,45 @@ def add_views(app: Any, counters: Counters, partitions: Callable[[], list[int]])
     @app.page("/healthz")  # type: ignore[untyped-decorator]
     async def health_view(web: Any, request: Any) -> Any:
         return web.json({"partitions": partitions()})
+
+
+@dataclass
+class FaustBaseline:
+    """A baseline's Faust app with its counters, served at ``/metrics`` and ``/healthz``."""
+
+    app: Any
+    counters: Counters
+    kinds: dict[str, str]  # input topic -> event type (:func:`input_kinds`)
+    source: Any  # the three input topics as one Faust topic of raw bytes
+
+
+def faust_baseline(settings: Settings) -> FaustBaseline:
+    """The app (id = ``settings.app_id`` = consumer group) and source every Faust baseline
+    starts from; ``/healthz`` reports the owned partitions of the purchase topic."""
+    app = faust_app_like_custscore(settings, settings.app_id)
+    counters = Counters()
+    kinds = input_kinds(settings)
+    source = app.topic(*kinds, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+
+    def owned() -> list[int]:
+        return sorted(
+            tp.partition
+            for tp in app.assignor.assigned_actives()
+            if tp.topic == settings.topic_purchase
+        )
+
+    add_views(app, counters, owned)
+    return FaustBaseline(app, counters, kinds, source)
+
+
+def run_faust_worker(build_app: Callable[[Settings], Any]) -> None:
+    """``main`` of a Faust baseline: the app for the CUSTSCORE_* settings, run as a worker."""
+    import faust
+
+    settings = settings_from_env()
+    app = build_app(settings)
+    logging.getLogger("faust").setLevel(logging.WARNING)
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
 async def serve_http(

@@ -19,12 +19,11 @@ alert cool-down, no awaiting of producer acks before the state write.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from loadtest._workerkit import Counters, add_views, faust_app_like_custscore, settings_from_env
+from loadtest._workerkit import faust_baseline, run_faust_worker
 
 __all__ = ["NaiveScorer", "build_app", "main"]
 
@@ -152,30 +151,17 @@ def build_app(settings: Any) -> Any:
     from models.bundle import load_model
     from models.events import amount_to_cents, parse_severity, parse_ts
 
-    app = faust_app_like_custscore(settings, settings.app_id)
+    base = faust_baseline(settings)
+    app, counters, kinds = base.app, base.counters, base.kinds
     bundle = load_model(settings.params_file, window_months=settings.effective_window_months)
     scorer = NaiveScorer(bundle.scoring, bundle.rfm_map)
     redis = aioredis.Redis.from_url(settings.redis_address)
-    counters = Counters()
-    kinds = {
-        settings.topic_purchase: "purchase",
-        settings.topic_visit: "visit",
-        settings.topic_complaint: "complaint",
-    }
-    source = app.topic(*kinds, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     scores_topic = app.topic(settings.topic_scores, key_type=bytes, value_type=bytes)
     alerts_topic = app.topic(settings.topic_segment_change, key_type=bytes, value_type=bytes)
     watermark = 0
     prefix = f"{settings.redis_key_prefix}:naive:"
 
-    def owned() -> list[int]:
-        return sorted(
-            tp.partition
-            for tp in app.assignor.assigned_actives()
-            if tp.topic == settings.topic_purchase
-        )
-
-    @app.agent(source)  # type: ignore[untyped-decorator]
+    @app.agent(base.source)  # type: ignore[untyped-decorator]
     async def naive(stream: Any) -> None:
         nonlocal watermark
         async for event in stream.events():
@@ -218,17 +204,11 @@ def build_app(settings: Any) -> Any:
                 counters.alerts += 1
             counters.batches_done += 1
 
-    add_views(app, counters, owned)
     return app
 
 
 def main() -> None:
-    import faust
-
-    settings = settings_from_env()
-    app = build_app(settings)
-    logging.getLogger("faust").setLevel(logging.WARNING)
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    run_faust_worker(build_app)
 
 
 if __name__ == "__main__":

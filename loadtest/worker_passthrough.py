@@ -10,33 +10,19 @@ counted and dropped. Whatever custscore spends beyond this is its own cost.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from loadtest._workerkit import Counters, add_views, faust_app_like_custscore, settings_from_env
+from loadtest._workerkit import faust_baseline, run_faust_worker
 
 __all__ = ["build_app", "main"]
 
 
 def build_app(settings: Any) -> Any:
     """The pass-through Faust app for ``settings`` (app id = consumer group)."""
-    app = faust_app_like_custscore(settings, settings.app_id)
-    counters = Counters()
-    kinds = {
-        settings.topic_purchase: "purchase",
-        settings.topic_visit: "visit",
-        settings.topic_complaint: "complaint",
-    }
-    source = app.topic(*kinds, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+    base = faust_baseline(settings)
+    counters = base.counters
 
-    def owned() -> list[int]:
-        return sorted(
-            tp.partition
-            for tp in app.assignor.assigned_actives()
-            if tp.topic == settings.topic_purchase
-        )
-
-    @app.agent(source)  # type: ignore[untyped-decorator]
+    @base.app.agent(base.source)  # type: ignore[untyped-decorator]
     async def pass_through(stream: Any) -> None:
         batches = stream.take_events(settings.batch_size, within=settings.batch_within_s)
         async for events in batches:
@@ -44,17 +30,11 @@ def build_app(settings: Any) -> Any:
             counters.done(len(events), len(events))
             counters.batches_done += 1
 
-    add_views(app, counters, owned)
-    return app
+    return base.app
 
 
 def main() -> None:
-    import faust
-
-    settings = settings_from_env()
-    app = build_app(settings)
-    logging.getLogger("faust").setLevel(logging.WARNING)
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    run_faust_worker(build_app)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import signal
 import time
 
 from custscore.settings import Settings
-from loadtest._workerkit import Counters, serve_http, settings_from_env
+from loadtest._workerkit import Counters, input_kinds, serve_http, settings_from_env
 
 __all__ = ["main", "run"]
 
@@ -29,13 +29,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     from custscore.commands._streaming import kafka_options
 
     counters = Counters()
-    kinds = {
-        settings.topic_purchase: "purchase",
-        settings.topic_visit: "visit",
-        settings.topic_complaint: "complaint",
-    }
     consumer = AIOKafkaConsumer(
-        *kinds,
+        *input_kinds(settings),
         **kafka_options(settings),
         group_id=settings.app_id,
         auto_offset_reset="earliest",
