@@ -12,7 +12,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 
 __all__ = [
+    "GTOL",
     "as_float_array",
+    "distinct_values",
+    "fit_log_params",
     "group_rows",
     "minimize_log_params",
     "minimize_newton",
@@ -23,6 +26,8 @@ Objective = Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]]]
 Objective2 = Callable[
     [NDArray[np.float64]], tuple[float, NDArray[np.float64], NDArray[np.float64]]
 ]
+
+GTOL = 1e-9  # converged when every |d mean NLL / d log-parameter| is at most this
 
 
 def as_float_array(name: str, values: ArrayLike, n: int | None = None) -> NDArray[np.float64]:
@@ -76,6 +81,53 @@ def group_rows(
 
 
 _HASH_MULTIPLIERS = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9)
+
+
+def distinct_values(
+    x: NDArray[np.float64], weights: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """(distinct values of ``x``, the summed weight of each, the index of every row's value):
+    the terms of a likelihood that depend on x alone are computed once per distinct x."""
+    xu, xi = np.unique(x, return_inverse=True)
+    wu = np.bincount(xi, weights=weights, minlength=xu.shape[0]).astype(np.float64)
+    return xu, wu, xi.astype(np.int64)
+
+
+def fit_log_params(
+    nll_derivs: Objective2,
+    total_weight: float,
+    penalizer: float,
+    initial: tuple[float, ...],
+    gtol: float = GTOL,
+) -> tuple[NDArray[np.float64], int, bool]:
+    """Maximum-likelihood log-parameters from ``nll_derivs(log_params)`` = (negative total
+    log-likelihood, its gradient, its Hessian), starting at the parameters ``initial``.
+
+    Minimises the mean over ``total_weight`` customers plus ``penalizer * sum(params^2)`` (as
+    lifetimes does) by damped Newton steps; when Newton fails (rare), by quasi-Newton from the
+    same start, then polish. Returns (log_params, iterations, converged).
+    """
+
+    def objective(
+        logp: NDArray[np.float64],
+    ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+        nll, grad, hess = nll_derivs(logp)
+        value = nll / total_weight
+        grad = grad / total_weight
+        hess = hess / total_weight
+        if penalizer > 0.0:
+            par = np.exp(logp)
+            value += penalizer * float(np.sum(par * par))
+            grad = grad + 2.0 * penalizer * par * par
+            hess = hess + np.diag(4.0 * penalizer * par * par)
+        return value, grad, hess
+
+    x0 = np.log(np.asarray(initial, dtype=np.float64))
+    logp, _, iterations, converged = minimize_newton(objective, x0, gtol)
+    if not converged:
+        logp, _, more, converged, _ = minimize_log_params(lambda u: objective(u)[:2], x0, gtol)
+        iterations += more
+    return logp, iterations, converged
 
 
 def minimize_log_params(

@@ -23,16 +23,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from models._fitting import (
     as_float_array,
+    distinct_values,
+    fit_log_params,
     group_rows,
-    minimize_log_params,
-    minimize_newton,
     to_log_space,
 )
 from models._special import digamma, trigamma
 
 __all__ = ["BGNBDFit", "bgnbd_loglik", "fit_bgnbd"]
-
-_GTOL = 1e-9  # converged when every |d mean NLL / d log-parameter| is at most this
 
 
 @dataclass(frozen=True)
@@ -196,9 +194,8 @@ def _prepare(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float64],
            NDArray[np.float64], NDArray[np.float64]]:
     (x, tx, age), w = group_rows((x, tx, age), w)
-    xu, xi = np.unique(x, return_inverse=True)
-    wu = np.bincount(xi, weights=w, minlength=xu.shape[0]).astype(np.float64)
-    return xu, wu, xi.astype(np.int64), tx, age, w
+    xu, wu, xi = distinct_values(x, w)
+    return xu, wu, xi, tx, age, w
 
 
 def bgnbd_loglik(r: float, alpha: float, a: float, b: float, frequency: ArrayLike,
@@ -232,34 +229,18 @@ def fit_bgnbd(
     x, tx, age, w = _check(frequency, recency, T, weights)
     n_customers = round(float(w.sum()))
     xu, wu, xi, tx, age, w = _prepare(x, tx, age, w)
-    total_w = float(w.sum())
 
-    def objective(
+    def nll_derivs(
         logp: NDArray[np.float64],
     ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
-        nll, grad, hess = _nll_derivs(logp, xu, wu, xi, tx, age, w)
-        value = nll / total_w
-        grad = grad / total_w
-        hess = hess / total_w
-        if penalizer > 0.0:
-            p = np.exp(logp)
-            value += penalizer * float(np.sum(p * p))
-            grad = grad + 2.0 * penalizer * p * p
-            hess = hess + np.diag(4.0 * penalizer * p * p)
-        return value, grad, hess
+        return _nll_derivs(logp, xu, wu, xi, tx, age, w)
 
     if initial is None:
         # r = 1, a = b = 1 and alpha at the scale of the observation window.
         initial = (1.0, max(float(np.average(age, weights=w)), 1e-6), 1.0, 1.0)
-    x0 = np.log(np.asarray(initial, dtype=np.float64))
-    logp, _, iterations, converged = minimize_newton(objective, x0, _GTOL)
-    if not converged:  # a Newton failure (rare): quasi-Newton from the same start, then polish
-        logp, _, more, converged, _ = minimize_log_params(
-            lambda u: objective(u)[:2], x0, _GTOL
-        )
-        iterations += more
+    logp, iterations, converged = fit_log_params(nll_derivs, float(w.sum()), penalizer, initial)
     r, alpha, a, b = (float(v) for v in np.exp(logp))
-    nll, _, _ = _nll_derivs(logp, xu, wu, xi, tx, age, w)
+    nll, _, _ = nll_derivs(logp)
     return BGNBDFit(r=r, alpha=alpha, a=a, b=b, loglik=-float(nll), n_customers=n_customers,
                     iterations=iterations, seconds=time.perf_counter() - start,
                     converged=converged)

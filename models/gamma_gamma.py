@@ -22,16 +22,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from models._fitting import (
     as_float_array,
+    distinct_values,
+    fit_log_params,
     group_rows,
-    minimize_log_params,
-    minimize_newton,
     to_log_space,
 )
 from models._special import digamma, trigamma
 
 __all__ = ["GammaGammaFit", "fit_gamma_gamma", "gamma_gamma_loglik"]
-
-_GTOL = 1e-9  # converged when every |d mean NLL / d log-parameter| is at most this
 
 
 @dataclass(frozen=True)
@@ -136,11 +134,10 @@ def _prepare(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64], NDArray[np.float64],
            NDArray[np.float64], NDArray[np.float64]]:
     (x, m), w = group_rows((x, m), w)
-    xu, xi = np.unique(x, return_inverse=True)
-    wu = np.bincount(xi, weights=w, minlength=xu.shape[0]).astype(np.float64)
+    xu, wu, xi = distinct_values(x, w)
     log_m = np.log(m)
     consts = np.array([float(np.dot(w, log_m)), float(np.dot(w, x * (log_m + np.log(x))))])
-    return xu, wu, xi.astype(np.int64), m, w, consts
+    return xu, wu, xi, m, w, consts
 
 
 def gamma_gamma_loglik(p: float, q: float, v: float, frequency: ArrayLike,
@@ -170,35 +167,19 @@ def fit_gamma_gamma(
     x, m, w = _check(frequency, monetary_value, weights)
     n_customers = round(float(w.sum()))
     xu, wu, xi, m, w, consts = _prepare(x, m, w)
-    total_w = float(w.sum())
     slm, sxl = float(consts[0]), float(consts[1])
 
-    def objective(
+    def nll_derivs(
         logp: NDArray[np.float64],
     ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
-        nll, grad, hess = _nll_derivs(logp, xu, wu, xi, m, w, slm, sxl)
-        value = nll / total_w
-        grad = grad / total_w
-        hess = hess / total_w
-        if penalizer > 0.0:
-            par = np.exp(logp)
-            value += penalizer * float(np.sum(par * par))
-            grad = grad + 2.0 * penalizer * par * par
-            hess = hess + np.diag(4.0 * penalizer * par * par)
-        return value, grad, hess
+        return _nll_derivs(logp, xu, wu, xi, m, w, slm, sxl)
 
     if initial is None:
         # Mean spend p v / (q - 1) at the sample mean with p = 1, q = 2.
         initial = (1.0, 2.0, max(float(np.average(m, weights=w)), 1e-6))
-    x0 = np.log(np.asarray(initial, dtype=np.float64))
-    logp, _, iterations, converged = minimize_newton(objective, x0, _GTOL)
-    if not converged:  # a Newton failure (rare): quasi-Newton from the same start, then polish
-        logp, _, more, converged, _ = minimize_log_params(
-            lambda u: objective(u)[:2], x0, _GTOL
-        )
-        iterations += more
+    logp, iterations, converged = fit_log_params(nll_derivs, float(w.sum()), penalizer, initial)
     p, q, v = (float(val) for val in np.exp(logp))
-    nll, _, _ = _nll_derivs(logp, xu, wu, xi, m, w, slm, sxl)
+    nll, _, _ = nll_derivs(logp)
     return GammaGammaFit(p=p, q=q, v=v, loglik=-float(nll), n_customers=n_customers,
                          iterations=iterations, seconds=time.perf_counter() - start,
                          converged=converged)
