@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fixtures.stack import run_async
+from fixtures.streaming import TOPIC_KINDS
 
 from custscore.settings import Settings, load_settings
 from custscore.stack import EmbeddedStack, free_port
@@ -87,18 +88,7 @@ def worker(
         sweep_interval_s=0.5,
         snapshot_interval_s=2.0,
         batch_within_s=0.1,
-        **{
-            f"topic_{kind}": f"customer.{kind.replace('_', '-')}.{token}"
-            for kind in (
-                "purchase",
-                "visit",
-                "complaint",
-                "segment_change",
-                "win_back",
-                "scores",
-                "dead_letter",
-            )
-        },
+        **{f"topic_{kind}": f"customer.{kind.replace('_', '-')}.{token}" for kind in TOPIC_KINDS},
     )
     run_async(ensure_topics(settings))
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
