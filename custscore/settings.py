@@ -76,6 +76,24 @@ class Settings(BaseSettings):
     app_id: str = Field("custscore", description="Faust app id = consumer group")
     batch_size: int = Field(1000, ge=1, description="events per take() batch")
     batch_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=30000,
+        description="longest the broker may hold a fetch waiting for data (Faust fixes 1500)",
+    )
+    session_timeout_s: float = Field(
+        60.0,
+        ge=2,
+        le=300,
+        description="consumer-group session timeout: how soon a dead worker's partitions move",
+    )
+    rebalance_timeout_s: float = Field(
+        60.0, ge=2, le=600, description="longest a rebalance waits for members to rejoin"
+    )
+    producer_batch_bytes: int = Field(
+        262144, ge=16384, description="largest record batch the worker's producer sends"
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535, description="worker web port (/metrics, /stats)")
     live_clock: bool = Field(False, description="use wall time instead of the partition watermark")

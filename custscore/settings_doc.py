@@ -60,7 +60,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "Worker",
-        ("app_id", "batch_size", "batch_within_s", "web_host", "web_port", "live_clock",
+        ("app_id", "batch_size", "batch_within_s", "fetch_max_wait_ms", "producer_batch_bytes",
+         "session_timeout_s", "rebalance_timeout_s",
+         "web_host", "web_port", "live_clock",
          "sweep_interval_s", "sweep_batch", "snapshot_interval_s", "dedupe_retention_days",
          "max_payload_bytes", "max_future_skew_s"),
     ),

@@ -122,18 +122,18 @@ class Counters:
 
 def faust_app_like_custscore(settings: Settings, app_id: str) -> Any:
     """A Faust app with the consumer, producer and stream settings of the custscore worker."""
-    import faust
-
     from streams.worker import create_app
 
     reference = create_app(settings)
     conf = {key: getattr(reference.conf, key) for key in FAUST_CONF_KEYS}
-    return faust.App(
+    return type(reference)(  # the same app class: the same consumer (fetch wait)
         app_id,
+        fetch_max_wait_ms=reference.fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap_servers}",
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
+        env={},
         **conf,
     )
 

@@ -104,11 +104,9 @@ class BenchConfig:
     poll_s: float = 0.5
     timeout_s: float = 600.0
     worker_settings: dict[str, str] = field(default_factory=dict)  # CUSTSCORE_* overrides
-    # Faust reads these from the environment. Only the group-join wait is shortened: the
-    # embedded broker holds a JoinGroup for half the session timeout (60 s by default).
-    faust_env: dict[str, str] = field(
-        default_factory=lambda: {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "2"}
-    )
+    # Only the group-join wait is shortened: the embedded broker holds a JoinGroup for half
+    # the session timeout (60 s by default). Nothing on the data path changes.
+    group_settings: dict[str, float] = field(default_factory=lambda: {"session_timeout_s": 10.0})
     out_dir: Path = Path("docs/bench")
     results: Path | None = None  # default: out_dir / results.json
     keep_run_dir: bool = False
@@ -270,8 +268,7 @@ class WorkerProc:
     """One worker child process (own process group, dies with us), with its web port."""
 
     def __init__(
-        self, system: str, settings: Settings, log_path: Path, extra_env: dict[str, str]
-    ) -> None:
+        self, system: str, settings: Settings, log_path: Path) -> None:
         from custscore.commands.demo import WorkerWatch, settings_env
         from custscore.stack import _pdeathsig_preexec
 
@@ -282,7 +279,6 @@ class WorkerProc:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = settings_env(settings)
         env["PYTHONUNBUFFERED"] = "1"
-        env.update(extra_env)
         with log_path.open("wb") as fh:
             self.proc = subprocess.Popen(
                 argv,
@@ -538,6 +534,7 @@ class Bench:
                 "partitions": self.config.partitions,
                 "run_dir": self.run_dir,
             }
+            overrides.update(self.config.group_settings)
             overrides.update(self.config.worker_settings)
             self.base = load_settings(environ={}, **overrides)
             return
@@ -582,7 +579,7 @@ class Bench:
         for i in range(n):
             s = settings if i == 0 else settings.model_copy(update={"web_port": free_port()})
             log = self.run_dir / "logs" / f"{settings.app_id}-{i}.log"
-            workers.append(WorkerProc(system, s, log, self.config.faust_env))
+            workers.append(WorkerProc(system, s, log))
         return workers
 
     def wait_joined(self, workers: list[WorkerProc], partitions: int, timeout_s: float) -> float:

@@ -643,7 +643,8 @@ def _profile(doc: dict[str, Any]) -> list[str]:
 
 def _method(doc: dict[str, Any]) -> list[str]:
     cfg = doc["config"]
-    env = ", ".join(f"{k}={v}" for k, v in (cfg.get("faust_env") or {}).items())
+    group = cfg.get("group_settings") or {}
+    env = ", ".join(f"CUSTSCORE_{k.upper()}={v:g}" for k, v in group.items())
     return [
         "### How it is measured",
         "",
@@ -671,8 +672,8 @@ def _method(doc: dict[str, Any]) -> list[str]:
         "after the assignment, so fetch time that overlapped the group join is outside it "
         "(an upper bound: the raw figure says *an order of magnitude or two above Faust*, "
         "not more precisely).",
-        f"- Every worker gets `{env}` in its environment (Faust reads it): the embedded broker "
-        "holds a JoinGroup for half the session timeout, 30 s with Faust's default. It "
+        f"- Every worker gets `{env}`: the embedded broker "
+        "holds a JoinGroup for half the session timeout, 30 s with the default 60 s. It "
         "shortens the group join only; nothing on the data path changes.",
         "- A short unreported custscore drain runs first (numba compiles or loads its cache).",
         "",

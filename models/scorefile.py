@@ -9,6 +9,7 @@ names and formats. Floats are written with ``repr`` (round-trip exact); missing 
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from engine.segments import (
 __all__ = [
     "SCORE_COLUMNS",
     "format_time",
+    "format_times",
     "read_scores_csv",
     "score_record",
     "score_records",
@@ -79,11 +81,21 @@ SCORE_COLUMNS: Final = (
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a batch repeats its clock, watermark and wall second
 def format_time(epoch_s: int) -> str | None:
     """RFC 3339 UTC of an epoch second; None for 0 (never)."""
     if epoch_s <= 0:
         return None
     return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_times(epoch_s: npt.NDArray[Any]) -> list[str | None]:
+    """:func:`format_time` of many epoch seconds at once (each distinct value formatted once)."""
+    distinct, where = np.unique(epoch_s.astype(np.int64), return_inverse=True)
+    texts = np.char.add(np.datetime_as_string(distinct.astype("datetime64[s]"), unit="s"), "Z")
+    named = texts.astype(object)
+    named[distinct <= 0] = None
+    return named[where.reshape(-1)].tolist()  # type: ignore[no-any-return]
 
 
 def _column_values(name: str, values: npt.NDArray[Any]) -> list[Any]:
@@ -92,10 +104,7 @@ def _column_values(name: str, values: npt.NDArray[Any]) -> list[Any]:
         names = np.asarray(_NAMED[name], dtype=object)
         return names[values.astype(np.intp)].tolist()  # type: ignore[no-any-return]
     if name in _TIMES:
-        cache: dict[int, str | None] = {}
-        return [
-            cache[v] if v in cache else cache.setdefault(v, format_time(v)) for v in values.tolist()
-        ]
+        return format_times(values)
     if name in _BOOLS:
         return [bool(v) for v in values.tolist()]
     if values.dtype.kind == "f":

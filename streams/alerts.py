@@ -16,7 +16,6 @@ from typing import Any, Final
 
 import msgspec
 import numpy as np
-import numpy.typing as npt
 
 from engine.alerts import KIND_SEGMENT_CHANGE, REASON_COMPLAINT, REASON_SILENCE
 from engine.segments import (
@@ -29,9 +28,15 @@ from engine.segments import (
     SCHEME_NAMES,
     TIER_NAMES,
 )
-from models.scorefile import format_time, score_record, score_records
+from models.scorefile import format_time
 
-__all__ = ["SCHEMA_VERSION", "AlertContext", "alert_id", "build_alert", "build_score_updates"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "AlertContext",
+    "alert_id",
+    "build_alert",
+    "build_score_updates",
+]
 
 SCHEMA_VERSION: Final = 1
 _SCHEME_VALUES: Final = {
@@ -80,9 +85,8 @@ def alert_id(
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _summary(row: np.void) -> dict[str, Any]:
-    full = score_record("", row)
-    return {name: full[name] for name in _SUMMARY}
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: record[name] for name in _SUMMARY}
 
 
 def _wall(ts: float) -> str:
@@ -92,11 +96,15 @@ def _wall(ts: float) -> str:
 def build_alert(
     ctx: AlertContext,
     alert: np.void,
-    after: np.void,
-    before: np.void | None,
+    after: dict[str, Any],
+    before: dict[str, Any] | None,
     state: np.void,
 ) -> tuple[str, bytes]:
-    """(topic kind, JSON bytes) of one engine alert (ALERT_DTYPE) with its scores."""
+    """(topic kind, JSON bytes) of one engine alert (ALERT_DTYPE).
+
+    ``after`` / ``before`` are the customer's score records (:func:`score_records`) after the
+    change and, for segment changes, before it.
+    """
     common: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "model_version": ctx.model_version,
@@ -129,7 +137,7 @@ def build_alert(
         anchor = int(state["complaint_ts"])
     else:
         anchor = ctx.event_ts
-    scores = score_record(ctx.customer_id, after)
+    scores = after
     tier = scores["value_tier"]
     body = {
         "alert_id": alert_id(ctx.model_version, ctx.customer_id, kind, reason, 0, 0, anchor),
@@ -152,9 +160,9 @@ def build_alert(
 
 
 def build_score_updates(
-    model_version: str, customer_ids: Sequence[str], as_of: int, scores: npt.NDArray[np.void]
+    model_version: str, as_of: int, records: Sequence[dict[str, Any]]
 ) -> list[bytes]:
-    """The compacted ``customer.scores`` values of several customers (SCORES_DTYPE rows)."""
+    """The compacted ``customer.scores`` values of several customers' score records."""
     stamp = format_time(as_of)
     return [
         _encoder.encode(
@@ -166,5 +174,5 @@ def build_score_updates(
                 "scores": record,
             }
         )
-        for record in score_records(customer_ids, scores)
+        for record in records
     ]

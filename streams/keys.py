@@ -19,12 +19,17 @@ from dataclasses import dataclass
 
 from kafka.partitioner.default import murmur2
 
-__all__ = ["PartitionKeys", "event_digest", "partition_for"]
+__all__ = ["PartitionKeys", "event_digest", "key_partition", "partition_for"]
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (murmur2, positive mod)."""
+    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
 
 def partition_for(customer_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives this key (murmur2, positive mod)."""
-    return (int(murmur2(customer_id.encode("utf-8"))) & 0x7FFFFFFF) % partitions
+    """The partition of a customer id's events (its UTF-8 bytes are the message key)."""
+    return key_partition(customer_id.encode("utf-8"), partitions)
 
 
 def event_digest(event_id: str) -> bytes:

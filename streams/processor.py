@@ -30,6 +30,7 @@ from engine.params import ScoringParams
 from engine.scoring import PopulationCuts, evaluate
 from engine.segments import REASON_NAMES, SCHEME_NAMES
 from engine.state import MAX_TS, decode_states, new_events
+from models.scorefile import score_records
 from streams.alerts import AlertContext, build_alert, build_score_updates
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
 from streams.metrics import WorkerMetrics
@@ -346,12 +347,14 @@ class BatchProcessor:
         alerts = detect_alerts(states, rows, scores, clock, params, cuts, severity)
         due = np.clip(scores["due"], 0, MAX_TS)
         states["due"][rows] = due
-        before_scores: dict[int, np.void] = {}
+        touched = [customers[row] for row in rows.tolist()]
+        records = score_records(touched, scores)  # shared by the alerts and score updates
+        before_records: dict[int, dict[str, Any]] = {}
         alerting = sorted({int(a["index"]) for a in alerts if a["kind"] == KIND_SEGMENT_CHANGE})
         for k in alerting:  # few: evaluate each at its own "before" time
             one = rows[k : k + 1]
             old = evaluate(before, before_at(int(one[0])), params, cuts, model.rfm_map, one)
-            before_scores[k] = old[0]
+            before_records[k] = score_records(touched[k : k + 1], old)[0]
         for a in alerts:
             k = int(a["index"])
             row = int(rows[k])
@@ -361,15 +364,14 @@ class BatchProcessor:
                 reason = _reason_name(a)
                 outbox.suppressed[reason] = outbox.suppressed.get(reason, 0) + 1
                 continue
-            kind, body = build_alert(ctx, a, scores[k], before_scores.get(k), states[row])
+            kind, body = build_alert(ctx, a, records[k], before_records.get(k), states[row])
             topic = (
                 self.outputs.segment_change if kind == "segment_change" else self.outputs.win_back
             )
             outbox.records.append((topic, customers[row].encode(), body))
             label = (kind, _reason_name(a))
             outbox.counts[label] = outbox.counts.get(label, 0) + 1
-        touched = [customers[row] for row in rows.tolist()]
-        updates = build_score_updates(model.version, touched, clock, scores)
+        updates = build_score_updates(model.version, clock, records)
         for k, (row, customer) in enumerate(zip(rows.tolist(), touched, strict=True)):
             outbox.records.append((self.outputs.scores, customer.encode(), updates[k]))
             commit.states[customer] = states[row : row + 1].tobytes()

@@ -8,14 +8,22 @@ from typing import Any
 from custscore.settings import Settings
 from streams.admin import create_topics
 
-__all__ = ["ensure_topics", "kafka_security_options", "topic_plan"]
+__all__ = ["ensure_topics", "kafka_security_options", "ssl_context", "topic_plan"]
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for SSL / SASL_SSL (trusting ``kafka_ssl_cafile`` if set), else None."""
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    return None
 
 
 def kafka_security_options(settings: Settings) -> dict[str, Any]:
     """aiokafka client keyword arguments for the configured security protocol."""
     options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    context = ssl_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
     if settings.kafka_security_protocol.startswith("SASL"):
         password = settings.kafka_sasl_password
         options["sasl_mechanism"] = settings.kafka_sasl_mechanism or "PLAIN"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -27,30 +26,16 @@ from engine.state import decode_states
 from models.bundle import ModelBundle, load_model
 from models.scorefile import score_record
 from streams.codec import EventDecoder
+from streams.kafka import CustscoreApp, KafkaBatchPublisher, faust_broker_options
 from streams.keys import partition_for
 from streams.metrics import WorkerMetrics, build_metrics
 from streams.population import PopulationTracker
 from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage
 from streams.store import RedisStateStore
 
-__all__ = ["FaustPublisher", "create_app", "redis_client"]
+__all__ = ["create_app", "redis_client"]
 
 log = logging.getLogger(__name__)
-
-
-class FaustPublisher:
-    """Publishes through the app's producer and waits for every broker ack."""
-
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-
-    async def send_many(self, records: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
-        producer = self._app.producer
-        futures = [
-            await producer.send(topic, key, value, partition=None, timestamp=None, headers=None)
-            for topic, key, value in records
-        ]
-        await asyncio.gather(*futures)
 
 
 class _ClusterClient(aioredis.RedisCluster):
@@ -85,39 +70,15 @@ def redis_client(settings: Settings) -> aioredis.Redis:
     )
 
 
-def _broker_options(settings: Settings) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    protocol = settings.kafka_security_protocol
-    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        password = (
-            settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
-        )
-        ctx = (
-            ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-            if protocol == "SASL_SSL"
-            else None
-        )
-        options["broker_credentials"] = faust.SASLCredentials(
-            username=settings.kafka_sasl_username or "",
-            password=password,
-            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
-            ssl_context=ctx,
-        )
-    elif protocol == "SSL":
-        options["broker_credentials"] = faust.SSLCredentials(
-            ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-        )
-    return options
-
-
-def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> faust.App:
+def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> CustscoreApp:
     """Build the Faust app for ``settings`` (the worker process runs exactly one)."""
     metrics = metrics or build_metrics()
     bundle: ModelBundle = load_model(
         settings.params_file, window_months=settings.effective_window_months
     )
-    app = faust.App(
+    app = CustscoreApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=f"kafka://{settings.bootstrap_servers}",
         value_serializer="raw",
         key_serializer="raw",
@@ -130,11 +91,16 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> f
         topic_allow_declare=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 5),
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
         producer_acks=-1,
+        producer_max_batch_size=settings.producer_batch_bytes,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
-        **_broker_options(settings),
+        **faust_broker_options(settings),
+        env={},  # Faust would read unprefixed variables (BROKER_URL, ...): settings only
     )
     input_topics = {
         settings.topic_purchase: "purchase",
@@ -158,7 +124,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> f
     )
     processor = BatchProcessor(
         store=store,
-        publisher=FaustPublisher(app),
+        publisher=KafkaBatchPublisher(app),
         metrics=metrics,
         model=model,
         decoder=EventDecoder(

@@ -563,6 +563,9 @@ def _print_summary(
     _say(f"metrics: {watch.url('/metrics')}  (also /stats, /healthz, /customers/<id>)")
 
 
+DEMO_SESSION_TIMEOUT_S = 10.0
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -586,6 +589,9 @@ def run_demo(
         )
     if events_file is not None and not events_file.is_file():
         raise CliError(f"event file not found: {events_file}", exit_code=1)
+    if "session_timeout_s" not in settings.model_fields_set:
+        # a one-worker group on the embedded broker: its join waits half the session timeout
+        settings = settings.model_copy(update={"session_timeout_s": DEMO_SESSION_TIMEOUT_S})
     children = _Children()
     run_dir = Path(settings.run_dir)
     with _sigterm_as_interrupt():

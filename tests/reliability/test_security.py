@@ -70,7 +70,7 @@ def test_sasl_settings_reach_faust_and_the_cli_clients() -> None:
     """The embedded broker (Tansu 0.6) has only an on/off --authentication switch and no way to
     provision SASL users, so SASL/PLAIN is checked at the hand-over to Faust and aiokafka."""
     from custscore.commands._streaming import kafka_options
-    from streams.worker import _broker_options
+    from streams.kafka import faust_broker_options as _broker_options
 
     s = load_settings(
         environ={},

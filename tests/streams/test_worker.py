@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fixtures.stack import run_async
 from fixtures.streaming import TOPIC_KINDS
 
+from custscore.commands.demo import settings_env
 from custscore.settings import Settings, load_settings
 from custscore.stack import EmbeddedStack, free_port
 from streams.topics import ensure_topics
@@ -27,30 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 T0 = 852076800  # 1997-01-01
 DAY = 86400
 PARTITIONS = 4
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSCORE_")}
-    for name in (
-        "broker_port",
-        "redis_port",
-        "app_id",
-        "redis_key_prefix",
-        "web_port",
-        "partitions",
-        "topic_purchase",
-        "topic_visit",
-        "topic_complaint",
-        "topic_segment_change",
-        "topic_win_back",
-        "topic_scores",
-        "topic_dead_letter",
-        "sweep_interval_s",
-        "snapshot_interval_s",
-        "batch_within_s",
-    ):
-        env[f"CUSTSCORE_{name.upper()}"] = str(getattr(settings, name))
-    return env
 
 
 def _get(url: str) -> tuple[int, Any]:
@@ -88,6 +64,7 @@ def worker(
         sweep_interval_s=0.5,
         snapshot_interval_s=2.0,
         batch_within_s=0.1,
+        session_timeout_s=10.0,  # the embedded broker holds the group join for half of it
         **{f"topic_{kind}": f"customer.{kind.replace('_', '-')}.{token}" for kind in TOPIC_KINDS},
     )
     run_async(ensure_topics(settings))
@@ -95,7 +72,7 @@ def worker(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "custscore", "worker", "--loglevel", "warning"],
-            env=_env(settings),
+            env=settings_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
