@@ -44,8 +44,8 @@ async def _fill(settings: Any, spec: Any, say: Any) -> dict[str, Any]:
     from loadtest.generate import GenerationStats, customer_id, generate
     from models.params import default_params
     from streams.keys import partition_for
+    from streams.redis_conn import redis_client
     from streams.store import Commit, RedisStateStore
-    from streams.worker import redis_client
 
     params = default_params().scoring
     n = spec.customers

@@ -192,10 +192,13 @@ class BatchProcessor:
         self.metrics.batch_size.observe(len(messages))
         now = self.wall_clock()
         by_partition: dict[int, list[tuple[RawMessage, DecodedEvent | Rejected]]] = {}
+        per_topic: dict[str, int] = {}
         for msg in messages:
-            self.metrics.events_in.labels(self.input_topics.get(msg.topic, "unknown")).inc()
+            per_topic[msg.topic] = per_topic.get(msg.topic, 0) + 1
             decoded = self.decoder.decode(msg.topic, msg.key, msg.value, now)
             by_partition.setdefault(msg.partition, []).append((msg, decoded))
+        for topic, n in per_topic.items():
+            self.metrics.events_in.labels(self.input_topics.get(topic, "unknown")).inc(n)
         partitions = sorted(by_partition)
         async with contextlib.AsyncExitStack() as held:
             for partition in partitions:  # one global order: no deadlock with the timer
@@ -302,11 +305,16 @@ class BatchProcessor:
         states = decode_states(blobs)
         before = states.copy()
         row_of = {c: i for i, c in enumerate(customers)}
+        rows_of_events = [row_of[e.customer_id] for e in kept]
         events = new_events(len(kept))
+        events["row"] = rows_of_events
+        events["kind"] = [e.kind for e in kept]
+        events["severity"] = [e.severity for e in kept]
+        events["resolved"] = [e.resolved for e in kept]
+        events["ts"] = [e.ts for e in kept]
+        events["cents"] = [e.cents for e in kept]
         latest: dict[int, DecodedEvent] = {}
-        for i, e in enumerate(kept):
-            row = row_of[e.customer_id]
-            events[i] = (row, e.kind, e.severity, e.resolved, e.ts, e.cents)
+        for row, e in zip(rows_of_events, kept, strict=True):
             if row not in latest or e.ts >= latest[row].ts:
                 latest[row] = e
         severity = apply_events(states, events, model.params.complaint_halflife_days)
@@ -351,10 +359,14 @@ class BatchProcessor:
         records = score_records(touched, scores)  # shared by the alerts and score updates
         before_records: dict[int, dict[str, Any]] = {}
         alerting = sorted({int(a["index"]) for a in alerts if a["kind"] == KIND_SEGMENT_CHANGE})
-        for k in alerting:  # few: evaluate each at its own "before" time
-            one = rows[k : k + 1]
-            old = evaluate(before, before_at(int(one[0])), params, cuts, model.rfm_map, one)
-            before_records[k] = score_records(touched[k : k + 1], old)[0]
+        by_time: dict[int, list[int]] = {}  # the scores before a change, at its own time
+        for k in alerting:
+            by_time.setdefault(before_at(int(rows[k])), []).append(k)
+        for at, ks in by_time.items():
+            picked = rows[ks]
+            old = evaluate(before, at, params, cuts, model.rfm_map, picked)
+            records_before = score_records([touched[k] for k in ks], old)
+            before_records.update(zip(ks, records_before, strict=True))
         for a in alerts:
             k = int(a["index"])
             row = int(rows[k])

@@ -15,7 +15,6 @@ from typing import Any
 
 import faust
 import numpy as np
-import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -31,43 +30,12 @@ from streams.keys import partition_for
 from streams.metrics import WorkerMetrics, build_metrics
 from streams.population import PopulationTracker
 from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage
+from streams.redis_conn import redis_client
 from streams.store import RedisStateStore
 
-__all__ = ["create_app", "redis_client"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-
-class _ClusterClient(aioredis.RedisCluster):
-    """Redis Cluster client whose MGET may span slots: one MGET per slot (mget_nonatomic).
-
-    A partition's keys share one slot; only reads over all partitions (population sketches,
-    ``inspect``) cross slots, and they need no atomicity.
-    """
-
-    async def mget(self, keys: Any, *args: Any) -> Any:
-        return await self.mget_nonatomic(keys, *args)
-
-
-def redis_client(settings: Settings) -> aioredis.Redis:
-    """An asyncio Redis client from settings (password as a secret)."""
-    password = settings.redis_password.get_secret_value() if settings.redis_password else None
-    if settings.redis_cluster:
-        return _ClusterClient.from_url(  # type: ignore[return-value]
-            settings.redis_address,
-            username=settings.redis_username,
-            password=password,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-        )
-    return aioredis.Redis.from_url(
-        settings.redis_address,
-        username=settings.redis_username,
-        password=password,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
 
 
 def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> CustscoreApp:

@@ -91,7 +91,7 @@ async def open_redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from streams.worker import redis_client
+    from streams.redis_conn import redis_client
 
     client = redis_client(settings)
     try:

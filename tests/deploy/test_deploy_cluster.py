@@ -151,7 +151,7 @@ def _state_bytes(cluster: ValkeyCluster, settings: Settings, customers: list[str
 async def _cluster_transactions(settings: Settings) -> dict[str, object]:
     """Per-partition atomic paths on the cluster, and the cross-partition refusal."""
     from custscore.commands._streaming import state_store
-    from streams.worker import redis_client
+    from streams.redis_conn import redis_client
 
     client = redis_client(settings)
     try:
@@ -193,8 +193,8 @@ async def _cluster_transactions(settings: Settings) -> dict[str, object]:
 
 async def _store_paths(settings: Settings) -> None:
     from custscore.commands._streaming import state_store
+    from streams.redis_conn import redis_client
     from streams.store import ReadRequest
-    from streams.worker import redis_client
 
     client = redis_client(settings)
     try:

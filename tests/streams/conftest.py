@@ -18,6 +18,7 @@ from engine.segments import DEFAULT_RFM_MAP
 from streams.codec import EventDecoder
 from streams.metrics import build_metrics
 from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage, Retry
+from streams.redis_conn import HiredisPackedConnection
 from streams.store import RedisStateStore
 
 TOPICS = {
@@ -52,7 +53,7 @@ def make_processor(
     redis_url: str, prefix: str, publisher: RecordingPublisher | None = None
 ) -> BatchProcessor:
     params = default_scoring_params()
-    client = aioredis.Redis.from_url(redis_url)
+    client = aioredis.Redis.from_url(redis_url, connection_class=HiredisPackedConnection)
     return BatchProcessor(
         store=RedisStateStore(client, prefix=prefix, dedupe_retention_days=3650),
         publisher=publisher or RecordingPublisher(),
