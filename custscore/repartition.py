@@ -27,7 +27,7 @@ import argparse
 import asyncio
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from custscore.errors import CliError
 
@@ -69,7 +69,8 @@ async def _scan_any(client: aioredis.Redis, pattern: str) -> bool:
 async def repartition(settings: Settings, to_prefix: str, to_partitions: int) -> RepartitionResult:
     """Copy the state of ``settings``' layout to ``to_prefix`` with ``to_partitions``."""
     from custscore.commands._streaming import open_redis, state_store
-    from streams.keys import PartitionKeys, partition_for
+    from engine.state import decode_states
+    from streams.keys import PartitionKeys, bucket_of, partition_for
 
     if to_partitions < 1:
         raise CliError(f"--to-partitions must be >= 1, not {to_partitions}")
@@ -85,23 +86,26 @@ async def repartition(settings: Settings, to_prefix: str, to_partitions: int) ->
             keys = store.keys(old)
             watermark, _ = await store.fence(old)
             result.watermark = max(result.watermark, watermark)
-            entries = await client.zrange(keys.due, 0, -1, withscores=True)
-            due = dict(cast("list[tuple[bytes, float]]", entries))
             pairs = list(await store.scan_states(old))
             for start in range(0, len(pairs), _CHUNK):
+                chunk = pairs[start : start + _CHUNK]
+                dues = decode_states([blob for _, blob in chunk])["due"].tolist()
                 async with client.pipeline(transaction=False) as pipe:
-                    for customer, blob in pairs[start : start + _CHUNK]:
-                        new = PartitionKeys(to_prefix, partition_for(customer, to_partitions))
-                        pipe.set(new.state(customer), blob)
-                        score = due.get(customer.encode())
-                        if score is not None:
-                            pipe.zadd(new.due, {customer: score})
+                    for (customer, blob), due in zip(chunk, dues, strict=True):
+                        new = PartitionKeys(
+                            to_prefix, partition_for(customer, to_partitions), store.buckets
+                        )
+                        bucket_key, field = new.state(customer)
+                        pipe.hset(bucket_key, field, blob)
+                        if due > 0:
+                            bucket = bucket_of(customer, store.buckets)
+                            pipe.zadd(new.due, {str(bucket): due}, lt=True)
                             result.due_entries += 1
                         result.per_partition[new.partition] = (
                             result.per_partition.get(new.partition, 0) + 1
                         )
                     await pipe.execute()
-                result.states += len(pairs[start : start + _CHUNK])
+                result.states += len(chunk)
             fg_keys = [k async for k in client.scan_iter(match=f"{keys.tag}:fg:*", count=1000)]
             for key in fg_keys:
                 name = key.decode() if isinstance(key, bytes) else str(key)

@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     snapshot_interval_s: float = Field(
         30.0, gt=0, description="population sketch refresh period (tiers, A/B/C/D, means)"
     )
+    state_buckets: int = Field(
+        1024,
+        ge=1,
+        le=1_048_576,
+        description="state hashes per partition; keep customers per hash under Redis's "
+        "hash-max-listpack-entries (fixed once states are written)",
+    )
     dedupe_retention_days: int = Field(
         730, ge=1, description="event-id de-duplication memory, in event-time days"
     )

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BROKER",
     "REDIS",
+    "STATE_HASH_CONFIG",
     "EmbeddedStack",
     "ServerInfo",
     "ServerStatus",
@@ -65,6 +66,15 @@ BROKER: Final = "broker"
 REDIS: Final = "redis"
 STATE_FILE: Final = "stack.json"
 LOCK_FILE: Final = "stack.lock"
+# Server settings the state layout needs to stay compact: each state hash (one of
+# CUSTSCORE_STATE_BUCKETS per partition) holds ~147-byte records and at most a few hundred
+# customers, so it keeps Redis's listpack encoding (deploy/ sets the same for production).
+STATE_HASH_CONFIG: Final = (
+    "--hash-max-listpack-value",
+    "192",
+    "--hash-max-listpack-entries",
+    "256",
+)
 _STATE_VERSION: Final = 1
 _POLL_S: Final = 0.05
 _PROBE_TIMEOUT_S: Final = 1.0
@@ -609,6 +619,7 @@ class EmbeddedStack:
             "--save",
             "",
             # Loopback clients are allowed without a password; anything else is refused.
+            *STATE_HASH_CONFIG,
             "--protected-mode",
             "yes",
             "--daemonize",

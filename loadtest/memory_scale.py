@@ -57,6 +57,7 @@ async def _fill(settings: Any, spec: Any, say: Any) -> dict[str, Any]:
         client,
         prefix=settings.redis_key_prefix,
         dedupe_retention_days=settings.dedupe_retention_days,
+        buckets=settings.state_buckets,
     )
     stats = GenerationStats()
     began = time.perf_counter()
@@ -206,7 +207,7 @@ def run_memory(
         filled = asyncio.run(_fill(settings, spec, _say))
         after = int(r.info("memory")["used_memory"])
         ids, states = filled.pop("ids"), filled.pop("states")
-        layout = breakdown(r, "cs", partitions, ids, sample=5000)
+        layout = breakdown(r, "cs", partitions, ids)
         layout["used_memory_delta"] = after - before
         layout["used_delta_per_customer"] = (after - before) / customers
         layout["used_delta_vs_record"] = (after - before) / customers / states.dtype.itemsize

@@ -1,6 +1,6 @@
 """Redis memory per customer: what custscore's key layout costs, measured two ways.
 
-* ``MEMORY USAGE`` (exact, ``SAMPLES 0``) of a random sample of state keys, of every
+* ``MEMORY USAGE`` (exact, ``SAMPLES 0``) of every state hash (bucket), of every
   partition's due index and of every dedupe set, divided by the customers;
 * the ``INFO memory`` ``used_memory`` delta over the run, divided by the customers (this
   includes everything the run wrote: states, due index, dedupe sets, fences, sketches, and the
@@ -43,17 +43,19 @@ def _usage(r: redis.Redis, keys: list[str]) -> list[int]:
 
 
 def breakdown(
-    r: redis.Redis, prefix: str, partitions: int, customer_ids: list[str], sample: int = 2000
+    r: redis.Redis, prefix: str, partitions: int, customer_ids: list[str]
 ) -> dict[str, Any]:
     """Bytes per customer of custscore's layout under ``prefix`` (see the module doc)."""
     from engine.state import STATE_DTYPE
-    from streams.keys import PartitionKeys, partition_for
+    from streams.keys import PartitionKeys
 
     n = len(customer_ids)
-    rng = random.Random(1)
-    picked = rng.sample(customer_ids, min(sample, n))
-    state_keys = [PartitionKeys(prefix, partition_for(c, partitions)).state(c) for c in picked]
-    state = _usage(r, state_keys)
+    bucket_keys = [
+        k.decode() if isinstance(k, bytes) else str(k)
+        for p in range(partitions)
+        for k in r.scan_iter(match=PartitionKeys(prefix, p).bucket_pattern, count=1000)
+    ]
+    state = _usage(r, bucket_keys)
     due_bytes = due_members = dedupe_bytes = dedupe_members = dedupe_keys = other = 0
     for p in range(partitions):
         keys = PartitionKeys(prefix, p)
@@ -70,12 +72,12 @@ def breakdown(
         dedupe_members += sum(int(x) for x in pipe.execute())
         other += sum(_usage(r, [keys.fence, keys.dedupe_days, keys.population]))
     record = STATE_DTYPE.itemsize
-    state_mean = sum(state) / len(state) if state else 0.0
+    state_mean = sum(state) / max(n, 1)  # per customer
     per_customer_layout = state_mean + (due_bytes + dedupe_bytes + other) / max(n, 1)
     return {
         "customers": n,
         "record_bytes": record,
-        "state_keys_sampled": len(state),
+        "state_hashes": len(state),
         "state_key_bytes": state_mean,
         "due_bytes_per_customer": due_bytes / max(n, 1),
         "due_members": due_members,

@@ -2,10 +2,15 @@
 partition's keys share a Redis Cluster slot: per-partition scripts and transactions work on
 a cluster, and state moves with its partition.
 
-    <prefix>:{p<p>}:s:<customer_id>   packed state record (engine.state.STATE_DTYPE bytes)
+    <prefix>:{p<p>}:b:<bucket>        hash: customer_id -> packed state record
+                                      (engine.state.STATE_DTYPE bytes); bucket = crc32(id) mod
+                                      the partition's bucket count, so each hash stays small
+                                      enough for Redis's compact listpack encoding
     <prefix>:{p<p>}:fence             hash: <input topic> -> last applied offset,
-                                      wm -> watermark (epoch s), gen -> write generation
-    <prefix>:{p<p>}:due               sorted set: customer_id scored by due time (epoch s)
+                                      wm -> watermark (epoch s), gen -> write generation,
+                                      nb -> bucket count the states were written with
+    <prefix>:{p<p>}:due               sorted set: bucket scored by a lower bound of the
+                                      earliest due time (epoch s) of its customers
     <prefix>:{p<p>}:dd:<day>          set of 8-byte event-id digests, by event day
     <prefix>:{p<p>}:ddays             sorted set of the days that have a dedupe set
     <prefix>:{p<p>}:pop               this partition's population sketch (JSON)
@@ -15,11 +20,26 @@ a cluster, and state moves with its partition.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass
 
 from kafka.partitioner.default import murmur2
 
-__all__ = ["PartitionKeys", "event_digest", "key_partition", "partition_for"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "PartitionKeys",
+    "bucket_of",
+    "event_digest",
+    "key_partition",
+    "partition_for",
+]
+
+DEFAULT_BUCKETS = 1024  # state hashes per partition (CUSTSCORE_STATE_BUCKETS)
+
+
+def bucket_of(customer_id: str, buckets: int) -> int:
+    """The state hash of a customer within its partition (CRC-32 of the UTF-8 id)."""
+    return zlib.crc32(customer_id.encode("utf-8")) % buckets
 
 
 def key_partition(key: bytes, partitions: int) -> int:
@@ -43,17 +63,22 @@ class PartitionKeys:
 
     prefix: str
     partition: int
+    buckets: int = DEFAULT_BUCKETS
 
     @property
     def tag(self) -> str:
         return f"{self.prefix}:{{p{self.partition}}}"
 
-    def state(self, customer_id: str) -> str:
-        return f"{self.tag}:s:{customer_id}"
+    def state(self, customer_id: str) -> tuple[str, str]:
+        """(hash key, field) of a customer's state record."""
+        return self.bucket(bucket_of(customer_id, self.buckets)), customer_id
+
+    def bucket(self, bucket: int) -> str:
+        return f"{self.tag}:b:{bucket}"
 
     @property
-    def state_pattern(self) -> str:
-        return f"{self.tag}:s:*"
+    def bucket_pattern(self) -> str:
+        return f"{self.tag}:b:*"
 
     @property
     def fence(self) -> str:
@@ -81,6 +106,3 @@ class PartitionKeys:
     @property
     def population(self) -> str:
         return f"{self.tag}:pop"
-
-    def customer_from_state_key(self, key: str) -> str:
-        return key[len(self.tag) + 3 :]

@@ -33,6 +33,7 @@ from engine.state import MAX_TS, decode_states, new_events
 from models.scorefile import score_records
 from streams.alerts import AlertContext, build_alert, build_score_updates
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
+from streams.keys import bucket_of
 from streams.metrics import WorkerMetrics
 from streams.store import Commit, PartitionRead, ReadRequest, RedisStateStore
 
@@ -41,6 +42,7 @@ __all__ = ["BatchProcessor", "Model", "OutputTopics", "Publisher", "RawMessage",
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _TYPE_NAMES = {1: "purchase", 2: "visit", 3: "complaint"}
+SWEEP_BUCKETS = 32  # due buckets read per sweep round trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,55 +406,89 @@ class BatchProcessor:
     # ------------------------------------------------------------------ timer
 
     async def sweep(self, partition: int, limit: int) -> int:
-        """Re-score customers of ``partition`` whose due time has passed; returns how many."""
+        """Re-score customers of ``partition`` whose due time has passed; returns how many.
+
+        The due index names buckets (with a lower bound of their earliest due time), so due
+        buckets are read whole, ``SWEEP_BUCKETS`` at a time, until ``limit`` due customers are
+        found; each bucket read gets its exact bound back with the commit.
+        """
         async with self.lock(partition):
             watermark, _ = await self._retrying("fence read", lambda: self.store.fence(partition))
             clock = int(self.wall_clock()) if self.live_clock else watermark
             if clock <= 0:
                 return 0
-            customers = await self._retrying(
-                "due read", lambda: self.store.due_customers(partition, clock, limit)
+            buckets = await self._retrying(
+                "due read", lambda: self.store.due_buckets(partition, clock, SWEEP_BUCKETS)
             )
-            if not customers:
+            if not buckets:
                 return 0
-            read = await self._retrying(
-                "state read", lambda: self.store.read(partition, customers, [])
+            generation, contents = await self._retrying(
+                "bucket read", lambda: self.store.read_buckets(partition, buckets)
             )
-            states = decode_states(read.blobs)
-            present = np.flatnonzero(states["first_seen"] > 0).astype(np.int32)
-            commit = Commit(
-                partition=partition,
-                generation=read.generation,
-                cutoffs={c: f for c, f in zip(customers, read.forgotten, strict=True) if f},
-            )
-            for i, blob in enumerate(read.blobs):
-                if blob is None:  # forgotten or never written: drop the stale due entry
-                    commit.due[customers[i]] = 0
-            outbox = _Outbox()
-            now = self.wall_clock()
-            due_before = states["due"].copy()
-            self._score_and_alert(
-                customers,
-                states,
-                states.copy(),
-                present,
-                clock,
-                # just before the due time nothing discrete had changed yet
-                lambda row: max(int(due_before[row]) - 1, 1) if due_before[row] else clock,
-                np.zeros(len(customers), dtype=np.uint8),
-                commit,
-                outbox,
-                now,
-                cause=lambda row: (
-                    {"type": "timer", "due": int(due_before[row])},
-                    int(due_before[row]) or clock,
-                ),
-            )
-            await self._publish(outbox)
-            # refused: another writer has the partition; its own sweep re-scores these
-            await self._commit([commit])
-            self.metrics.swept.inc(len(present))
-            return len(present)
+            customers: list[str] = []
+            bucket_due: dict[int, int] = {}
+            for bucket, content in zip(buckets, contents, strict=True):
+                dues = decode_states([blob for _, blob in content])["due"].tolist()
+                bucket_due[bucket] = min((d for d in dues if d > clock), default=0)
+                customers += [c for (c, _), d in zip(content, dues, strict=True) if 0 < d <= clock]
+            swept = await self._rescore(partition, generation, clock, customers, bucket_due)
+            if swept is None:
+                return 0  # another writer since the bucket read: the next tick reads afresh
+            self.metrics.swept.inc(swept)
+            # a full page of due buckets: more may be due, so the timer calls again
+            return swept if len(buckets) < SWEEP_BUCKETS else max(swept, limit)
+
+    async def _rescore(
+        self,
+        partition: int,
+        generation: int,
+        clock: int,
+        customers: list[str],
+        bucket_due: dict[int, int],
+    ) -> int | None:
+        """Re-score due ``customers``, set their buckets' exact due bounds; how many (None:
+        the partition was written since the buckets were read, nothing done)."""
+        read = await self._retrying(
+            "state read", lambda: self.store.read(partition, customers, [])
+        )
+        if read.generation != generation:
+            return None
+        states = decode_states(read.blobs)
+        present = np.flatnonzero(states["first_seen"] > 0).astype(np.int32)
+        commit = Commit(
+            partition=partition,
+            generation=read.generation,
+            cutoffs={c: f for c, f in zip(customers, read.forgotten, strict=True) if f},
+        )
+        outbox = _Outbox()
+        due_before = states["due"].copy()
+        self._score_and_alert(
+            customers,
+            states,
+            states.copy(),
+            present,
+            clock,
+            # just before the due time nothing discrete had changed yet
+            lambda row: max(int(due_before[row]) - 1, 1) if due_before[row] else clock,
+            np.zeros(len(customers), dtype=np.uint8),
+            commit,
+            outbox,
+            self.wall_clock(),
+            cause=lambda row: (
+                {"type": "timer", "due": int(due_before[row])},
+                int(due_before[row]) or clock,
+            ),
+        )
+        for customer, when in commit.due.items():
+            if when > 0:
+                bucket = bucket_of(customer, self.store.buckets)
+                current = bucket_due[bucket]
+                bucket_due[bucket] = min(current, when) if current else when
+        commit.bucket_due = bucket_due
+        await self._publish(outbox)
+        # refused: another writer has the partition; its own sweep re-scores these
+        await self._commit([commit])
+        return len(present)
 
 
 def _reason_name(alert: np.void) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from streams.keys import PartitionKeys, event_digest
+from streams.keys import DEFAULT_BUCKETS, PartitionKeys, bucket_of, event_digest
 
 __all__ = [
     "Commit",
@@ -27,45 +27,46 @@ __all__ = [
     "PartitionRead",
     "ReadRequest",
     "RedisStateStore",
+    "StateLayoutError",
     "StateStore",
 ]
 
 DAY = 86_400
 
-# KEYS: fence, due, ddays, (state key, forget marker)*, dedupe keys...
-# ARGV: expected gen, new gen, commit token, n_fence, (field, value)*,
-#       n_states, (value, cutoff read, due, member)*, n_due_rem, member*,
+# KEYS: fence, due, ddays, (state bucket, forget marker)*, dedupe keys...
+# ARGV: expected gen, new gen, commit token, bucket count, n_fence, (field, value)*,
+#       n_states, (customer, value, cutoff read, due, bucket)*, n_exact, (bucket, due)*,
 #       n_dd, (day, n, member*)*
 # A state whose forget marker changed since the batch read it was forgotten while the
 # batch was in flight: the erasure wins and the state is not written back.
+# The due index holds, per bucket, a lower bound of its customers' earliest due time: a write
+# can only lower it (ZADD LT); the sweep, having read the whole bucket, sets it exactly.
 _COMMIT_LUA = """
 local fence, due, ddays = KEYS[1], KEYS[2], KEYS[3]
 local current = redis.call('HGET', fence, 'gen') or '0'
 if current ~= ARGV[1] then return {0, current, redis.call('HGET', fence, 'tok') or ''} end
-local a = 4
+redis.call('HSET', fence, 'gen', ARGV[2], 'tok', ARGV[3], 'nb', ARGV[4])
+local a = 5
 local n = tonumber(ARGV[a]); a = a + 1
-redis.call('HSET', fence, 'gen', ARGV[2], 'tok', ARGV[3])
 for i = 1, n do
   redis.call('HSET', fence, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 n = tonumber(ARGV[a]); a = a + 1
 local k = 3
 for i = 1, n do
-  local skey, fkey = KEYS[k + 1], KEYS[k + 2]; k = k + 2
-  local value, seen, when, member = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
-  a = a + 4
+  local bkey, fkey = KEYS[k + 1], KEYS[k + 2]; k = k + 2
+  local customer, value = ARGV[a], ARGV[a + 1]
+  local seen, when, bucket = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
+  a = a + 5
   if tonumber(redis.call('GET', fkey) or '0') == seen then
-    redis.call('SET', skey, value)
-    if tonumber(when) > 0 then
-      redis.call('ZADD', due, when, member)
-    else
-      redis.call('ZREM', due, member)
-    end
+    redis.call('HSET', bkey, customer, value)
+    if when > 0 then redis.call('ZADD', due, 'LT', when, bucket) end
   end
 end
 n = tonumber(ARGV[a]); a = a + 1
 for i = 1, n do
-  redis.call('ZREM', due, ARGV[a]); a = a + 1
+  local bucket, when = ARGV[a], tonumber(ARGV[a + 1]); a = a + 2
+  if when > 0 then redis.call('ZADD', due, when, bucket) else redis.call('ZREM', due, bucket) end
 end
 n = tonumber(ARGV[a]); a = a + 1
 for i = 1, n do
@@ -79,17 +80,17 @@ end
 return {1, ARGV[2], ARGV[3]}
 """
 
-# Forget: erase state and due entry, and leave a marker (keyed by a digest of the id, so
-# the customer id itself is no longer stored) whose cutoff blocks replays of older events.
-# KEYS: state, due, marker. ARGV: customer, partition watermark. Returns {state, due}.
+# Forget: erase the state record and leave a marker (keyed by a digest of the id, so the
+# customer id itself is no longer stored) whose cutoff blocks replays of older events. The
+# bucket's due bound may stay: it is only a lower bound (the sweep corrects it).
+# KEYS: state bucket, marker. ARGV: customer, partition watermark. Returns {deleted, state}.
 _FORGET_LUA = """
 local cutoff = tonumber(ARGV[2])
-local blob = redis.call('GET', KEYS[1])
-local deleted = redis.call('DEL', KEYS[1])
-local unscheduled = redis.call('ZREM', KEYS[2], ARGV[1])
-local old = tonumber(redis.call('GET', KEYS[3]) or '0')
-redis.call('SET', KEYS[3], math.max(cutoff, old))
-return {deleted, unscheduled, blob or false}
+local blob = redis.call('HGET', KEYS[1], ARGV[1])
+local deleted = redis.call('HDEL', KEYS[1], ARGV[1])
+local old = tonumber(redis.call('GET', KEYS[2]) or '0')
+redis.call('SET', KEYS[2], math.max(cutoff, old))
+return {deleted, blob or false}
 """
 
 
@@ -133,7 +134,9 @@ class Commit:
     watermark: int | None = None
     states: dict[str, bytes] = field(default_factory=dict)
     cutoffs: dict[str, int] = field(default_factory=dict)  # customer -> forget cutoff read
-    due: dict[str, int] = field(default_factory=dict)  # customer -> due (0 = remove)
+    due: dict[str, int] = field(default_factory=dict)  # customer -> due (0 = none)
+    # bucket -> its exact earliest due (0 = none), from a sweep that read the whole bucket
+    bucket_due: dict[int, int] = field(default_factory=dict)
     event_ids: list[tuple[str, int]] = field(default_factory=list)  # (event id, event ts)
     # identifies this commit across retries: a retry after a lost reply finds its own token
     token: str = field(default_factory=lambda: secrets.token_hex(8))
@@ -152,25 +155,46 @@ class StateStore(Protocol):
 
     async def commit_many(self, commits: Sequence[Commit]) -> list[FenceConflict]: ...
 
-    async def forget(self, partition: int, customer_id: str) -> tuple[bool, bool, bytes | None]: ...
+    async def forget(self, partition: int, customer_id: str) -> tuple[bool, bytes | None]: ...
 
-    async def due_customers(self, partition: int, until: int, limit: int) -> list[str]: ...
+    async def due_buckets(self, partition: int, until: int, limit: int) -> list[int]: ...
+
+    async def read_buckets(
+        self, partition: int, buckets: Sequence[int]
+    ) -> tuple[int, list[list[tuple[str, bytes]]]]: ...
+
+
+class StateLayoutError(RuntimeError):
+    """The partition's states were written with another bucket count than configured."""
 
 
 class RedisStateStore:
     """State, fences, due index and dedupe sets in Redis (standalone or cluster)."""
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str, dedupe_retention_days: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str,
+        dedupe_retention_days: int,
+        buckets: int = DEFAULT_BUCKETS,
+    ) -> None:
         self._redis = client
         self._cluster = isinstance(client, aioredis.RedisCluster)
         self._prefix = prefix
+        self._buckets = buckets
         self._retention_days = dedupe_retention_days
         self._commit_script = client.register_script(_COMMIT_LUA)
         self._forget_script = client.register_script(_FORGET_LUA)
 
+    @property
+    def buckets(self) -> int:
+        """State buckets per partition."""
+        return self._buckets
+
     def keys(self, partition: int) -> PartitionKeys:
         """Key layout of ``partition``."""
-        return PartitionKeys(self._prefix, partition)
+        return PartitionKeys(self._prefix, partition, self._buckets)
 
     async def read(
         self, partition: int, customers: Sequence[str], events: Sequence[tuple[str, int]]
@@ -180,40 +204,55 @@ class RedisStateStore:
 
     async def read_many(self, requests: Sequence[ReadRequest]) -> list[PartitionRead]:
         """Several partitions' reads in one round trip (one pipeline)."""
-        layouts: list[list[tuple[int, list[int]]]] = []
+        layouts: list[tuple[list[list[int]], list[tuple[int, list[int]]]]] = []
         async with self._redis.pipeline(transaction=False) as pipe:
             for req in requests:
                 keys = self.keys(req.partition)
+                by_bucket: dict[int, list[int]] = {}
+                for i, customer in enumerate(req.customers):
+                    by_bucket.setdefault(bucket_of(customer, self._buckets), []).append(i)
+                for bucket, idx in by_bucket.items():
+                    pipe.execute_command(
+                        "HMGET", keys.bucket(bucket), *[req.customers[i] for i in idx]
+                    )
+                if req.customers:
+                    # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
+                    pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
+                pipe.hgetall(keys.fence)
                 by_day: dict[int, list[int]] = {}
                 for i, (_, ts) in enumerate(req.events):
                     by_day.setdefault(ts // DAY, []).append(i)
-                if req.customers:
-                    # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
-                    pipe.execute_command("MGET", *[keys.state(c) for c in req.customers])
-                    pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
-                pipe.hgetall(keys.fence)
                 for day, idx in by_day.items():
                     digests = [event_digest(req.events[i][0]) for i in idx]
                     pipe.smismember(keys.dedupe(day), digests)
-                layouts.append(list(by_day.items()))
+                layouts.append((list(by_bucket.values()), list(by_day.items())))
             replies = iter(await pipe.execute())
         return [
-            self._parse_read(req, layout, replies)
-            for req, layout in zip(requests, layouts, strict=True)
+            self._parse_read(req, buckets, days, replies)
+            for req, (buckets, days) in zip(requests, layouts, strict=True)
         ]
 
-    @staticmethod
     def _parse_read(
-        req: ReadRequest, layout: list[tuple[int, list[int]]], replies: Iterator[Any]
+        self,
+        req: ReadRequest,
+        buckets: list[list[int]],
+        days: list[tuple[int, list[int]]],
+        replies: Iterator[Any],
     ) -> PartitionRead:
-        blobs: list[bytes | None] = next(replies) if req.customers else []
+        blobs: list[bytes | None] = [None] * len(req.customers)
+        for idx in buckets:
+            for i, blob in zip(idx, next(replies), strict=True):
+                blobs[i] = blob
         markers: list[bytes | None] = next(replies) if req.customers else []
         fence: dict[bytes, bytes] = next(replies)
+        self._check_layout(req.partition, fence.get(b"nb"))
         seen = [False] * len(req.events)
-        for _, idx in layout:
+        for _, idx in days:
             for i, hit in zip(idx, next(replies), strict=True):
                 seen[i] = bool(hit)
-        offsets = {k.decode(): int(v) for k, v in fence.items() if k not in (b"wm", b"gen", b"tok")}
+        offsets = {
+            k.decode(): int(v) for k, v in fence.items() if k not in (b"wm", b"gen", b"tok", b"nb")
+        }
         return PartitionRead(
             partition=req.partition,
             blobs=blobs,
@@ -223,6 +262,14 @@ class RedisStateStore:
             seen=seen,
             forgotten=[int(m) if m is not None else 0 for m in markers],
         )
+
+    def _check_layout(self, partition: int, written_with: bytes | None) -> None:
+        if written_with is not None and int(written_with) != self._buckets:
+            raise StateLayoutError(
+                f"partition {partition} was written with {int(written_with)} state buckets, "
+                f"this worker is configured with {self._buckets} (CUSTSCORE_STATE_BUCKETS): "
+                "run with the same value, or move the states with custscore.repartition"
+            )
 
     def _commit_args(self, commit: Commit) -> tuple[list[str], list[Any]]:
         keys = self.keys(commit.partition)
@@ -236,16 +283,19 @@ class RedisStateStore:
             commit.generation,
             commit.generation + 1,
             commit.token,
+            self._buckets,
             len(fence_fields) // 2,
         ]
         argv += fence_fields
         argv.append(len(commit.states))
         for customer, blob in commit.states.items():
-            key_list += [keys.state(customer), keys.forgotten(customer)]
-            argv += [blob, commit.cutoffs.get(customer, 0), commit.due.get(customer, 0), customer]
-        removes = [c for c, d in commit.due.items() if d <= 0 and c not in commit.states]
-        argv.append(len(removes))
-        argv += removes
+            bucket = bucket_of(customer, self._buckets)
+            key_list += [keys.bucket(bucket), keys.forgotten(customer)]
+            argv += [customer, blob, commit.cutoffs.get(customer, 0)]
+            argv += [commit.due.get(customer, 0), bucket]
+        argv.append(len(commit.bucket_due))
+        for bucket, when in commit.bucket_due.items():
+            argv += [bucket, when]
         by_day: dict[int, list[bytes]] = {}
         for event_id, ts in commit.event_ids:
             by_day.setdefault(ts // DAY, []).append(event_digest(event_id))
@@ -299,25 +349,42 @@ class RedisStateStore:
                 )
         return refused
 
-    async def forget(self, partition: int, customer_id: str) -> tuple[bool, bool, bytes | None]:
-        """Erase a customer's state and due entry and block replays of their past events.
+    async def forget(self, partition: int, customer_id: str) -> tuple[bool, bytes | None]:
+        """Erase a customer's state record and block replays of their past events.
 
-        Returns (state deleted, due entry deleted, the erased state blob or None).
+        Returns (state deleted, the erased state blob or None).
         """
         keys = self.keys(partition)
         watermark, _ = await self.fence(partition)
-        deleted, unscheduled, blob = await self._forget_script(
-            keys=[keys.state(customer_id), keys.due, keys.forgotten(customer_id)],
-            args=[customer_id, watermark],
+        bucket_key, _ = keys.state(customer_id)
+        deleted, blob = await self._forget_script(
+            keys=[bucket_key, keys.forgotten(customer_id)], args=[customer_id, watermark]
         )
-        return bool(deleted), bool(unscheduled), blob if isinstance(blob, bytes) else None
+        return bool(deleted), blob if isinstance(blob, bytes) else None
 
-    async def due_customers(self, partition: int, until: int, limit: int) -> list[str]:
-        """Customers of ``partition`` due at or before ``until`` (earliest first)."""
+    async def due_buckets(self, partition: int, until: int, limit: int) -> list[int]:
+        """Buckets of ``partition`` that may hold a customer due at or before ``until``."""
         members = await self._redis.zrangebyscore(
             self.keys(partition).due, "-inf", until, start=0, num=limit
         )
-        return [_text(m) for m in members]
+        return [int(_text(m)) for m in members]
+
+    async def read_buckets(
+        self, partition: int, buckets: Sequence[int]
+    ) -> tuple[int, list[list[tuple[str, bytes]]]]:
+        """(generation, every (customer, state blob) of each bucket), in one round trip."""
+        keys = self.keys(partition)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.fence, ["gen", "nb"])
+            for bucket in buckets:
+                pipe.hgetall(keys.bucket(bucket))
+            replies = await pipe.execute()
+        (gen, nb), contents = replies[0], replies[1:]
+        self._check_layout(partition, nb)
+        return int(gen or 0), [
+            [(_text(customer), blob) for customer, blob in content.items()]
+            for content in contents
+        ]
 
     async def fence(self, partition: int) -> tuple[int, int]:
         """(watermark, generation) of ``partition``."""
@@ -325,7 +392,7 @@ class RedisStateStore:
         return int(wm or 0), int(gen or 0)
 
     async def due_size(self, partition: int) -> int:
-        """Entries in the due index of ``partition``."""
+        """Buckets of ``partition`` with an entry in the due index."""
         return int(await self._redis.zcard(self.keys(partition).due))
 
     async def expire_dedupe(self, partition: int, watermark: int) -> int:
@@ -342,16 +409,18 @@ class RedisStateStore:
         return len(days)
 
     async def scan_states(self, partition: int, count: int = 1000) -> Iterable[tuple[str, bytes]]:
-        """Every (customer id, state blob) of ``partition`` (SCAN + MGET, no full-key KEYS)."""
+        """Every (customer id, state blob) of ``partition`` (SCAN + HGETALL, no KEYS)."""
         keys = self.keys(partition)
         out: list[tuple[str, bytes]] = []
         async for batch in _chunks(
-            self._redis.scan_iter(match=keys.state_pattern, count=count), count
+            self._redis.scan_iter(match=keys.bucket_pattern, count=count), 64
         ):
-            blobs = await self._redis.mget(batch)
-            for key, blob in zip(batch, blobs, strict=True):
-                if isinstance(blob, bytes):
-                    out.append((keys.customer_from_state_key(_text(key)), blob))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.hgetall(key)
+                contents = await pipe.execute()
+            for content in contents:
+                out.extend((_text(customer), blob) for customer, blob in content.items())
         return out
 
 

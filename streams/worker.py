@@ -83,6 +83,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         redis,
         prefix=settings.redis_key_prefix,
         dedupe_retention_days=settings.dedupe_retention_days,
+        buckets=settings.state_buckets,
     )
     model = Model(
         params=bundle.scoring,

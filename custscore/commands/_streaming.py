@@ -115,6 +115,7 @@ def state_store(client: aioredis.Redis, settings: Settings) -> RedisStateStore:
         client,
         prefix=settings.redis_key_prefix,
         dedupe_retention_days=settings.dedupe_retention_days,
+        buckets=settings.state_buckets,
     )
 
 

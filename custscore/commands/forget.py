@@ -1,7 +1,7 @@
-"""``custscore forget CUSTOMER_ID``: erase a customer's state and due entry, tombstone their scores.
+"""``custscore forget CUSTOMER_ID``: erase a customer's state record, tombstone their scores.
 
-The state record and the due-index entry live under the customer's partition hash tag, so one
-script deletes both atomically (also on Redis Cluster) and leaves a forget marker, named by a
+The state record lives under the customer's partition hash tag, so one script deletes it
+atomically with writing a forget marker (also on Redis Cluster), named by a
 digest of the id, holding the partition watermark: replays of the customer's past events are
 skipped, events newer than the cutoff start a new record, and a batch that read the customer
 before the forget cannot write it back. Then a tombstone (key =
@@ -10,7 +10,8 @@ removes the last published scores too. An unknown customer still gets the tombst
 have been published by a worker whose state was lost); the report says nothing was stored.
 
 Not erased: de-duplication sets hold 8-byte digests of event ids, not customer data, and expire
-with the retention; alerts already published stay on their (non-compacted) topics.
+with the retention; the due index holds bucket numbers, not customer ids; alerts already
+published stay on their (non-compacted) topics.
 """
 
 from __future__ import annotations
@@ -40,18 +41,14 @@ class ForgetResult:
     customer_id: str
     partition: int
     state_deleted: bool
-    due_deleted: bool
     tombstone_topic: str
     tombstone_partition: int
     tombstone_offset: int
 
     @property
     def erased_anything(self) -> bool:
-        """True when a state record or a due entry existed."""
-        return self.state_deleted or self.due_deleted
-
-    def _erased(self) -> tuple[tuple[str, bool], ...]:
-        return (("state record", self.state_deleted), ("due entry", self.due_deleted))
+        """True when a state record existed."""
+        return self.state_deleted
 
     def summary(self) -> str:
         """The human report, one line."""
@@ -64,15 +61,14 @@ class ForgetResult:
                 f"nothing was stored for customer {self.customer_id!r} "
                 f"(partition {self.partition}); {where}"
             )
-        erased = [name for name, done in self._erased() if done]
         return (
-            f"forgot customer {self.customer_id!r}: deleted {' and '.join(erased)} "
+            f"forgot customer {self.customer_id!r}: deleted the state record "
             f"(partition {self.partition}); {where}"
         )
 
 
 async def forget_customer(settings: Settings, customer_id: str) -> ForgetResult:
-    """Delete the customer's state and due entry in one transaction, then tombstone them."""
+    """Delete the customer's state record and mark them forgotten, then tombstone their scores."""
     from streams.keys import partition_for
 
     partition = partition_for(customer_id, settings.partitions)
@@ -80,7 +76,7 @@ async def forget_customer(settings: Settings, customer_id: str) -> ForgetResult:
     async with started_producer(settings) as producer:
         await ensure_topics_or_fail(settings)
         async with open_redis(settings) as client:
-            deleted, unscheduled, _ = await state_store(client, settings).forget(
+            deleted, _ = await state_store(client, settings).forget(
                 partition, customer_id
             )
         meta = await producer.send_and_wait(
@@ -89,8 +85,7 @@ async def forget_customer(settings: Settings, customer_id: str) -> ForgetResult:
     return ForgetResult(
         customer_id=customer_id,
         partition=partition,
-        state_deleted=bool(deleted),
-        due_deleted=bool(unscheduled),
+        state_deleted=deleted,
         tombstone_topic=settings.topic_scores,
         tombstone_partition=int(meta.partition),
         tombstone_offset=int(meta.offset),

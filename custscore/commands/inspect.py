@@ -56,7 +56,7 @@ async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, An
     from models.bundle import load_model
     from models.params import ParamsError
     from models.scorefile import format_time, score_record
-    from streams.keys import partition_for
+    from streams.keys import bucket_of, partition_for
 
     try:
         bundle = load_model(settings.params_file, window_months=settings.effective_window_months)
@@ -68,7 +68,9 @@ async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, An
         read = await store.read(partition, [customer_id], [])
         if read.blobs[0] is None:
             return None
-        due_score = await client.zscore(store.keys(partition).due, customer_id)
+        bucket = bucket_of(customer_id, store.buckets)
+        # the due index holds a lower bound per bucket; the customer's own due time is state.due
+        due_score = await client.zscore(store.keys(partition).due, str(bucket))
         cuts, sketch_age = await _live_cuts(client, store, settings.partitions)
     try:
         states = decode_states(read.blobs)
@@ -98,6 +100,7 @@ async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, An
         "scores": score_record(customer_id, scores[0]),
         "state": state,
         "state_times": times,
+        "state_bucket": bucket,
         "due_index": format_time(int(due_score)) if due_score is not None else None,
         "record_bytes": len(read.blobs[0]),
     }

@@ -23,7 +23,7 @@ from engine.state import STATE_DTYPE
 from models.bundle import load_model
 from models.events import EventLog, read_event_csv
 from models.scorefile import format_time, write_scores_csv
-from streams.keys import partition_for
+from streams.keys import bucket_of, partition_for
 from streams.store import Commit
 
 EVENTS = [
@@ -207,16 +207,19 @@ async def _tombstones(settings: Settings, customer: str) -> list[Any]:
 
 
 async def _keys_of(settings: Settings, customer: str) -> tuple[bool, float | None]:
+    """(state stored, due bound of the customer's bucket)."""
     client = aioredis.Redis.from_url(settings.redis_address)
-    keys = state_store(client, settings).keys(partition_for(customer, settings.partitions))
+    store = state_store(client, settings)
+    keys = store.keys(partition_for(customer, settings.partitions))
     try:
-        exists = bool(await client.exists(keys.state(customer)))
-        return exists, await client.zscore(keys.due, customer)
+        exists = bool(await client.hexists(*keys.state(customer)))
+        bucket = str(bucket_of(customer, store.buckets))
+        return exists, await client.zscore(keys.due, bucket)
     finally:
         await client.aclose()
 
 
-def test_forget_erases_state_and_due_and_tombstones_scores(
+def test_forget_erases_state_and_tombstones_scores(
     stored, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     settings = stored[0]
@@ -227,10 +230,11 @@ def test_forget_erases_state_and_due_and_tombstones_scores(
     out = capsys.readouterr().out
     partition = partition_for("bob", settings.partitions)
     assert out.startswith(
-        f"forgot customer 'bob': deleted state record and due entry (partition {partition}); "
+        f"forgot customer 'bob': deleted the state record (partition {partition}); "
         f"tombstone written to {settings.topic_scores} (partition {partition}, offset "
     )
-    assert run_async(_keys_of(settings, "bob")) == (False, None)
+    # the state is gone; the due index names buckets, never customers, so nothing of bob is left
+    assert not run_async(_keys_of(settings, "bob"))[0]
     records = run_async(_tombstones(settings, "bob"))
     assert len(records) == 1 and records[0].value is None
     # the others are untouched

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from custscore.stack import _pdeathsig_preexec, free_port, valkey_binary
+from custscore.stack import STATE_HASH_CONFIG, _pdeathsig_preexec, free_port, valkey_binary
 
 __all__ = ["ValkeyCluster"]
 
@@ -78,7 +78,11 @@ class ValkeyCluster:
             }
             self.procs.append(
                 subprocess.Popen(
-                    [binary, *(arg for pair in options.items() for arg in pair)],
+                    [
+                        binary,
+                        *(arg for pair in options.items() for arg in pair),
+                        *STATE_HASH_CONFIG,
+                    ],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -154,6 +154,7 @@ ACL_COMMANDS = (
     "hset",
     "hmget",
     "hgetall",
+    "hdel",  # forget
     "smismember",
     "sadd",
     "zadd",

@@ -51,13 +51,16 @@ def final_segments(client: redis.Redis, settings: Settings) -> dict[tuple[str, s
     out: dict[tuple[str, str], str] = {}
     fields = ("seg_rfm", "seg_tier", "seg_abcd", "seg_quadrant", "seg_lifecycle")
     for p in range(settings.partitions):
-        keys = PartitionKeys(settings.redis_key_prefix, p)
-        names = list(client.scan_iter(match=keys.state_pattern, count=1000))
-        if not names:
+        keys = PartitionKeys(settings.redis_key_prefix, p, settings.state_buckets)
+        records = [
+            (customer.decode(), blob)
+            for name in client.scan_iter(match=keys.bucket_pattern, count=1000)
+            for customer, blob in client.hgetall(name).items()
+        ]
+        if not records:
             continue
-        states = decode_states(client.mget(names))
-        for name, st in zip(names, states, strict=True):
-            customer = keys.customer_from_state_key(name.decode())
+        states = decode_states([blob for _, blob in records])
+        for (customer, _), st in zip(records, states, strict=True):
             for scheme, f in enumerate(fields, start=1):
                 code = int(st[f]) - 1
                 if code >= 0:
@@ -188,8 +191,20 @@ def test_zombie_paused_past_session_timeout_cannot_overwrite(
             m = zombie.metrics()
             return m is not None and not m.idle
 
-        wait_until(in_flight, 60, "a batch in flight")
-        zombie.signal(signal.SIGSTOP)
+        # Catch the zombie between its read and its commit, for certain: with writes paused its
+        # commit script blocks in Valkey; stopped there, its connections are dropped (the queued
+        # commit with them), so once resumed it must retry that commit against a generation the
+        # heir has moved. (Stopping it at a random instant often lands between batches: a batch
+        # takes a few milliseconds.)
+        client.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
+        try:
+            wait_until(in_flight, 15, "a batch in flight")
+            time.sleep(1.0)  # still in flight: its commit is the blocked one
+            assert in_flight()
+            zombie.signal(signal.SIGSTOP)
+            client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        finally:
+            client.execute_command("CLIENT", "UNPAUSE")
         paused_at = applied(client, settings)
         heir = Worker("heir", settings, tmp_path / "heir.log").start()
         workers.append(heir)

@@ -66,7 +66,7 @@ def test_a_refused_commit_is_redone_not_dropped(redis_url: str, prefix: str) -> 
             gate.set()
             await in_flight
             await owner.process([msg(6)])
-            blob = await owner.store._redis.get(owner.store.keys(0).state("zoe"))
+            blob = await owner.store._redis.hget(*owner.store.keys(0).state("zoe"))
             conflicts = owner.metrics.fence_conflicts._value.get()
             skipped = owner.metrics.fence_skipped._value.get()
             return decode_states([blob])[0], conflicts, skipped

@@ -42,6 +42,7 @@ from reliability.support import (
     wait_until,
 )
 from reliability.test_crash import kill_points
+from streams.keys import PartitionKeys
 from streams.topics import ensure_topics
 
 pytestmark = [
@@ -303,11 +304,13 @@ def test_broker_restart_worker_reconnects(
         wait_quiet([worker])
         skipped = worker.metric("custscore_fence_skipped_total") - skipped_before
 
-        def state_key(customer: str) -> str:
+        def state_key(customer: str) -> tuple[str, str]:
             part = partition_for(customer, settings.partitions)
-            return f"{settings.redis_key_prefix}:{{p{part}}}:s:{customer}"
+            return PartitionKeys(settings.redis_key_prefix, part, settings.state_buckets).state(
+                customer
+            )
 
-        stored = sum(bool(admin.exists(state_key(str(e["customer_id"])))) for e in probe)
+        stored = sum(bool(admin.hexists(*state_key(str(e["customer_id"])))) for e in probe)
         # The hazard, as documented: the new log restarts at offset 0, the fences remember the
         # old log, so events whose new offset is at or below a fence are skipped as "replays".
         expected_skips = sum(

@@ -230,7 +230,7 @@ def test_forget_leaves_nothing_and_only_newer_events_come_back(
         ).encode(),
     )
     admin = secured.admin
-    assert admin.exists(keys.state(customer))
+    assert admin.hexists(*keys.state(customer))
     assert _everything_of(admin, s.redis_key_prefix, customer.encode())  # there is a trace to erase
 
     result = run_script(s, "forget", customer)  # as the ACL user: forget needs nothing more
@@ -245,7 +245,7 @@ def test_forget_leaves_nothing_and_only_newer_events_come_back(
         send_and_settle(
             secured, s.topic_purchase, part, customer.encode(), json.dumps(replayed).encode()
         )
-    assert not admin.exists(keys.state(customer))
+    assert not admin.hexists(*keys.state(customer))
     assert _everything_of(admin, s.redis_key_prefix, customer.encode()) == []
     # an event newer than the forget starts a fresh record. "Newer" means after the cutoff,
     # which is the partition's watermark at the forget (other customers' events move it),
@@ -258,7 +258,7 @@ def test_forget_leaves_nothing_and_only_newer_events_come_back(
         "amount": 99,
     }
     send_and_settle(secured, s.topic_purchase, part, customer.encode(), json.dumps(fresh).encode())
-    assert admin.exists(keys.state(customer))
+    assert admin.hexists(*keys.state(customer))
     inspect = run_script(s, "inspect", customer)
     assert inspect.returncode == 0, inspect.stderr
     state = json.loads(inspect.stdout)["state"]
