@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         description="state hashes per partition; keep customers per hash under Redis's "
         "hash-max-listpack-entries (fixed once states are written)",
     )
+    dedupe_shards: int = Field(
+        4,
+        ge=1,
+        le=4096,
+        description="dedupe sets per partition and event day; keep event ids per set under "
+        "Redis's set-max-intset-entries (fixed once ids are written)",
+    )
     dedupe_retention_days: int = Field(
         730, ge=1, description="event-id de-duplication memory, in event-time days"
     )

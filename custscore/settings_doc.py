@@ -64,7 +64,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
          "session_timeout_s", "rebalance_timeout_s",
          "web_host", "web_port", "live_clock",
          "sweep_interval_s", "sweep_batch", "snapshot_interval_s", "state_buckets",
-         "dedupe_retention_days",
+         "dedupe_shards", "dedupe_retention_days",
          "max_payload_bytes", "max_future_skew_s"),
     ),
     ("Model and scoring", ("params_file", "effective_window_months")),

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BROKER",
     "REDIS",
-    "STATE_HASH_CONFIG",
+    "VALKEY_LAYOUT_CONFIG",
     "EmbeddedStack",
     "ServerInfo",
     "ServerStatus",
@@ -66,14 +66,18 @@ BROKER: Final = "broker"
 REDIS: Final = "redis"
 STATE_FILE: Final = "stack.json"
 LOCK_FILE: Final = "stack.lock"
-# Server settings the state layout needs to stay compact: each state hash (one of
-# CUSTSCORE_STATE_BUCKETS per partition) holds ~147-byte records and at most a few hundred
-# customers, so it keeps Redis's listpack encoding (deploy/ sets the same for production).
-STATE_HASH_CONFIG: Final = (
+# Server settings custscore's key layout needs to stay compact (deploy/ sets the same for
+# production): each state hash (one of CUSTSCORE_STATE_BUCKETS per partition) holds ~147-byte
+# records of at most a few hundred customers, so it keeps Redis's listpack encoding; each
+# dedupe set (CUSTSCORE_DEDUPE_SHARDS per partition and event day) holds 64-bit integers, kept
+# as an intset (8 bytes each) up to the entry limit.
+VALKEY_LAYOUT_CONFIG: Final = (
     "--hash-max-listpack-value",
     "192",
     "--hash-max-listpack-entries",
     "256",
+    "--set-max-intset-entries",
+    "8192",
 )
 _STATE_VERSION: Final = 1
 _POLL_S: Final = 0.05
@@ -619,7 +623,7 @@ class EmbeddedStack:
             "--save",
             "",
             # Loopback clients are allowed without a password; anything else is refused.
-            *STATE_HASH_CONFIG,
+            *VALKEY_LAYOUT_CONFIG,
             "--protected-mode",
             "yes",
             "--daemonize",

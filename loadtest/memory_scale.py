@@ -8,12 +8,13 @@ state records, the due index, event-id dedupe sets by day, fences). The benchmar
 measures the same quantities on the worker path at a smaller scale, which checks that the two
 agree.
 
-It then writes the same records in alternative layouts, to show what each would cost:
+It then writes the same records (state and due time) in alternative layouts, to show what each
+would cost, state and due index only:
 
-* ``hash buckets``: ``HSET <prefix>:{p<p>}:s:<bucket> <customer> <record>``, 256 buckets per
-  partition-million, with Valkey's default listpack limits (records over 64 bytes make every
-  bucket a hash table) and with ``hash-max-listpack-value 256`` / ``-entries 1024``
-  (listpack: a flat array per bucket).
+* ``strings``: one ``SET`` key per customer and one due-index member per customer (the layout
+  custscore used before the state hashes);
+* ``hash-defaults``: custscore's state hashes on a server left at Valkey's default listpack
+  limits (records over 64 bytes make every bucket a hash table).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import asyncio
 import json
 import tempfile
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +53,7 @@ async def _fill(settings: Any, spec: Any, say: Any) -> dict[str, Any]:
     part = np.fromiter((partition_for(c, settings.partitions) for c in ids), np.int16, n)
     states = new_states(n)
     client = redis_client(settings)
-    store = RedisStateStore(
-        client,
-        prefix=settings.redis_key_prefix,
-        dedupe_retention_days=settings.dedupe_retention_days,
-        buckets=settings.state_buckets,
-    )
+    store = RedisStateStore.from_settings(client, settings)
     stats = GenerationStats()
     began = time.perf_counter()
     seq_offset = 0
@@ -130,44 +125,53 @@ async def _fill(settings: Any, spec: Any, say: Any) -> dict[str, Any]:
     }
 
 
-def _layout_hash(
-    r: Any, ids: list[str], states: Any, partitions: int, tuned: bool
+def _layout_alternative(
+    r: Any, ids: list[str], states: Any, partitions: int, kind: str
 ) -> dict[str, Any]:
-    """Bytes per customer of the records as HSET buckets (see the module doc)."""
-    from streams.keys import partition_for
+    """Bytes per customer of the same records (and due times) in another layout."""
+    from streams.keys import DEFAULT_BUCKETS, bucket_of, partition_for
 
     original = r.config_get("hash-max-listpack-*")
-    if tuned:
-        r.config_set("hash-max-listpack-value", 256)
-        r.config_set("hash-max-listpack-entries", 1024)
+    if kind == "hash-defaults":  # a server without custscore's listpack settings
+        r.config_set("hash-max-listpack-value", 64)
+        r.config_set("hash-max-listpack-entries", 128)
     n = len(ids)
-    buckets = max(1, n // (512 * partitions))  # ~512 customers per bucket
     before = int(r.info("memory")["used_memory"])
     pipe = r.pipeline(transaction=False)
     record = states.dtype.itemsize
     raw = states.tobytes()
+    dues = states["due"].tolist()
     for i, c in enumerate(ids):
         p = partition_for(c, partitions)
-        b = zlib.crc32(c.encode()) % buckets
-        pipe.hset(f"h:{{p{p}}}:s:{b}", c, raw[i * record : (i + 1) * record])
+        blob = raw[i * record : (i + 1) * record]
+        if kind == "strings":  # one key per customer and a due-index member per customer
+            pipe.set(f"s:{{p{p}}}:s:{c}", blob)
+            if dues[i] > 0:
+                pipe.zadd(f"s:{{p{p}}}:due", {c: dues[i]})
+        else:
+            bucket = bucket_of(c, DEFAULT_BUCKETS)
+            pipe.hset(f"h:{{p{p}}}:b:{bucket}", c, blob)
+            if dues[i] > 0:
+                pipe.zadd(f"h:{{p{p}}}:due", {str(bucket): dues[i]}, lt=True)
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()
     after = int(r.info("memory")["used_memory"])
-    encoding = r.object(
-        "encoding",
-        f"h:{{p{partition_for(ids[0], partitions)}}}:s:{zlib.crc32(ids[0].encode()) % buckets}",
+    first = ids[0]
+    p0 = partition_for(first, partitions)
+    probe = (
+        f"s:{{p{p0}}}:s:{first}"
+        if kind == "strings"
+        else f"h:{{p{p0}}}:b:{bucket_of(first, DEFAULT_BUCKETS)}"
     )
-    limits = r.config_get("hash-max-listpack-*")
+    encoding = r.object("encoding", probe)
     for key, value in original.items():
         r.config_set(key, value)
     r.execute_command("FLUSHDB", "SYNC")
     return {
         "bytes_per_customer": (after - before) / n,
         "vs_record": (after - before) / n / record,
-        "buckets_per_partition": buckets,
         "encoding": encoding.decode() if isinstance(encoding, bytes) else str(encoding),
-        "config": {str(k): str(v) for k, v in limits.items()},
     }
 
 
@@ -207,12 +211,12 @@ def run_memory(
         filled = asyncio.run(_fill(settings, spec, _say))
         after = int(r.info("memory")["used_memory"])
         ids, states = filled.pop("ids"), filled.pop("states")
-        layout = breakdown(r, "cs", partitions, ids)
+        layout = breakdown(r, "cs", partitions, ids, settings.dedupe_shards)
         layout["used_memory_delta"] = after - before
         layout["used_delta_per_customer"] = (after - before) / customers
         layout["used_delta_vs_record"] = (after - before) / customers / states.dtype.itemsize
         _say(
-            f"memory    custscore layout: state key {layout['state_key_bytes']:.0f} B "
+            f"memory    custscore layout: state hashes {layout['state_key_bytes']:.0f} B "
             f"({layout['state_vs_record']:.2f}x the {layout['record_bytes']} B record), "
             f"due {layout['due_bytes_per_customer']:.0f} B, dedupe "
             f"{layout['dedupe_bytes_per_customer']:.0f} B per customer; INFO delta "
@@ -221,9 +225,11 @@ def run_memory(
         alternatives = {}
         # in database 1, so the custscore layout in database 0 stays as measured
         alt = redis.Redis.from_url(settings.redis_address, db=1, socket_timeout=600)
-        for tuned in (False, True):
-            name = "hash buckets, listpack-value 256" if tuned else "hash buckets, defaults"
-            alternatives[name] = _layout_hash(alt, ids, states, partitions, tuned)
+        for kind, name in (
+            ("strings", "one string key + due member per customer (the layout before)"),
+            ("hash-defaults", "state hashes on a server with default listpack limits"),
+        ):
+            alternatives[name] = _layout_alternative(alt, ids, states, partitions, kind)
             _say(
                 f"memory    {name}: {alternatives[name]['bytes_per_customer']:.0f} B per "
                 f"customer ({alternatives[name]['vs_record']:.2f}x), "

@@ -43,7 +43,11 @@ def _usage(r: redis.Redis, keys: list[str]) -> list[int]:
 
 
 def breakdown(
-    r: redis.Redis, prefix: str, partitions: int, customer_ids: list[str]
+    r: redis.Redis,
+    prefix: str,
+    partitions: int,
+    customer_ids: list[str],
+    dedupe_shards: int,
 ) -> dict[str, Any]:
     """Bytes per customer of custscore's layout under ``prefix`` (see the module doc)."""
     from engine.state import STATE_DTYPE
@@ -63,7 +67,7 @@ def breakdown(
         due_bytes += sum(due)
         due_members += int(r.zcard(keys.due))
         days = [int(d) for d in r.zrange(keys.dedupe_days, 0, -1)]  # type: ignore[arg-type]
-        dd_keys = [keys.dedupe(d) for d in days]
+        dd_keys = [keys.dedupe(d, s) for d in days for s in range(dedupe_shards)]
         dedupe_bytes += sum(_usage(r, dd_keys))
         dedupe_keys += len(dd_keys)
         pipe = r.pipeline(transaction=False)
@@ -110,7 +114,15 @@ def measure_run(
             "record_bytes": STATE_DTYPE.itemsize,
         }
         if system == "custscore":
-            out.update(breakdown(r, settings.redis_key_prefix, settings.partitions, customer_ids))
+            out.update(
+                breakdown(
+                    r,
+                    settings.redis_key_prefix,
+                    settings.partitions,
+                    customer_ids,
+                    settings.dedupe_shards,
+                )
+            )
             out["used_delta_vs_record"] = out["used_delta_per_customer"] / STATE_DTYPE.itemsize
         elif system == "naive":
             rng = random.Random(1)

@@ -534,7 +534,7 @@ def _memory(doc: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lines += [
-        "| measured on | customers | record | state key (MEMORY USAGE) | due index | "
+        "| measured on | customers | record | state hashes (MEMORY USAGE) | due index | "
         "dedupe sets | INFO used_memory delta | ÷ record |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -558,12 +558,16 @@ def _memory(doc: dict[str, Any]) -> list[str]:
             f"{_fmt(nr.get('used_delta_per_customer'), '.0f')} B per customer by INFO delta.",
         ]
     if mem and mem.get("alternatives"):
-        lines += ["", "Alternative layouts of the same records (state only):", ""]
+        lines += [
+            "",
+            "The same records and due times in other layouts (state and due index only, "
+            f"{mem['customers']:,} customers, INFO delta):",
+            "",
+        ]
         for name, alt in mem["alternatives"].items():
             lines.append(
                 f"- {name}: {alt['bytes_per_customer']:.0f} B per customer "
-                f"({alt['vs_record']:.2f}x the record; encoding {alt['encoding']}, "
-                f"{alt['buckets_per_partition']} buckets per partition)"
+                f"({alt['vs_record']:.2f}x the record; encoding {alt['encoding']})"
             )
     lines.append("")
     return lines

@@ -11,7 +11,9 @@ a cluster, and state moves with its partition.
                                       nb -> bucket count the states were written with
     <prefix>:{p<p>}:due               sorted set: bucket scored by a lower bound of the
                                       earliest due time (epoch s) of its customers
-    <prefix>:{p<p>}:dd:<day>          set of 8-byte event-id digests, by event day
+    <prefix>:{p<p>}:dd:<day>:<shard>  set of 64-bit event-id digests (as integers, so Redis
+                                      keeps them in a compact intset), by event day and
+                                      digest mod the shard count
     <prefix>:{p<p>}:ddays             sorted set of the days that have a dedupe set
     <prefix>:{p<p>}:pop               this partition's population sketch (JSON)
     <prefix>:{p<p>}:fg:<digest>       forget marker: event-time cutoff of a forgotten customer
@@ -52,9 +54,10 @@ def partition_for(customer_id: str, partitions: int) -> int:
     return key_partition(customer_id.encode("utf-8"), partitions)
 
 
-def event_digest(event_id: str) -> bytes:
-    """8-byte digest of an event id for de-duplication (collisions ~ n^2 / 2^65)."""
-    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
+def event_digest(event_id: str) -> int:
+    """Signed 64-bit digest of an event id for de-duplication (collisions ~ n^2 / 2^65)."""
+    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +91,8 @@ class PartitionKeys:
     def due(self) -> str:
         return f"{self.tag}:due"
 
-    def dedupe(self, day: int) -> str:
-        return f"{self.tag}:dd:{day}"
+    def dedupe(self, day: int, shard: int) -> str:
+        return f"{self.tag}:dd:{day}:{shard}"
 
     @property
     def dedupe_days(self) -> str:

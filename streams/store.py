@@ -19,7 +19,10 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from custscore.settings import Settings
 from streams.keys import DEFAULT_BUCKETS, PartitionKeys, bucket_of, event_digest
+
+DEFAULT_DEDUPE_SHARDS = 4  # dedupe sets per partition and event day
 
 __all__ = [
     "Commit",
@@ -178,14 +181,27 @@ class RedisStateStore:
         prefix: str,
         dedupe_retention_days: int,
         buckets: int = DEFAULT_BUCKETS,
+        dedupe_shards: int = DEFAULT_DEDUPE_SHARDS,
     ) -> None:
         self._redis = client
         self._cluster = isinstance(client, aioredis.RedisCluster)
         self._prefix = prefix
         self._buckets = buckets
+        self._shards = dedupe_shards
         self._retention_days = dedupe_retention_days
         self._commit_script = client.register_script(_COMMIT_LUA)
         self._forget_script = client.register_script(_FORGET_LUA)
+
+    @classmethod
+    def from_settings(cls, client: aioredis.Redis, settings: Settings) -> RedisStateStore:
+        """The store the worker uses: key prefix, bucket and shard counts, retention."""
+        return cls(
+            client,
+            prefix=settings.redis_key_prefix,
+            dedupe_retention_days=settings.dedupe_retention_days,
+            buckets=settings.state_buckets,
+            dedupe_shards=settings.dedupe_shards,
+        )
 
     @property
     def buckets(self) -> int:
@@ -204,7 +220,7 @@ class RedisStateStore:
 
     async def read_many(self, requests: Sequence[ReadRequest]) -> list[PartitionRead]:
         """Several partitions' reads in one round trip (one pipeline)."""
-        layouts: list[tuple[list[list[int]], list[tuple[int, list[int]]]]] = []
+        layouts: list[tuple[list[list[int]], list[list[int]]]] = []
         async with self._redis.pipeline(transaction=False) as pipe:
             for req in requests:
                 keys = self.keys(req.partition)
@@ -219,24 +235,29 @@ class RedisStateStore:
                     # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
                     pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
                 pipe.hgetall(keys.fence)
-                by_day: dict[int, list[int]] = {}
-                for i, (_, ts) in enumerate(req.events):
-                    by_day.setdefault(ts // DAY, []).append(i)
-                for day, idx in by_day.items():
-                    digests = [event_digest(req.events[i][0]) for i in idx]
-                    pipe.smismember(keys.dedupe(day), digests)
-                layouts.append((list(by_bucket.values()), list(by_day.items())))
+                by_set: dict[tuple[int, int], list[tuple[int, int]]] = {}
+                for i, (event_id, ts) in enumerate(req.events):
+                    digest = event_digest(event_id)
+                    by_set.setdefault((ts // DAY, digest % self._shards), []).append((i, digest))
+                for (day, shard), members in by_set.items():
+                    pipe.smismember(keys.dedupe(day, shard), [d for _, d in members])
+                layouts.append(
+                    (
+                        list(by_bucket.values()),
+                        [[i for i, _ in members] for members in by_set.values()],
+                    )
+                )
             replies = iter(await pipe.execute())
         return [
-            self._parse_read(req, buckets, days, replies)
-            for req, (buckets, days) in zip(requests, layouts, strict=True)
+            self._parse_read(req, buckets, sets, replies)
+            for req, (buckets, sets) in zip(requests, layouts, strict=True)
         ]
 
     def _parse_read(
         self,
         req: ReadRequest,
         buckets: list[list[int]],
-        days: list[tuple[int, list[int]]],
+        sets: list[list[int]],
         replies: Iterator[Any],
     ) -> PartitionRead:
         blobs: list[bytes | None] = [None] * len(req.customers)
@@ -247,7 +268,7 @@ class RedisStateStore:
         fence: dict[bytes, bytes] = next(replies)
         self._check_layout(req.partition, fence.get(b"nb"))
         seen = [False] * len(req.events)
-        for _, idx in days:
+        for idx in sets:
             for i, hit in zip(idx, next(replies), strict=True):
                 seen[i] = bool(hit)
         offsets = {
@@ -296,12 +317,13 @@ class RedisStateStore:
         argv.append(len(commit.bucket_due))
         for bucket, when in commit.bucket_due.items():
             argv += [bucket, when]
-        by_day: dict[int, list[bytes]] = {}
+        by_set: dict[tuple[int, int], list[int]] = {}
         for event_id, ts in commit.event_ids:
-            by_day.setdefault(ts // DAY, []).append(event_digest(event_id))
-        argv.append(len(by_day))
-        for day, digests in by_day.items():
-            key_list.append(keys.dedupe(day))
+            digest = event_digest(event_id)
+            by_set.setdefault((ts // DAY, digest % self._shards), []).append(digest)
+        argv.append(len(by_set))
+        for (day, shard), digests in by_set.items():
+            key_list.append(keys.dedupe(day, shard))
             argv += [day, len(digests), *digests]
         return key_list, argv
 
@@ -396,14 +418,16 @@ class RedisStateStore:
         return int(await self._redis.zcard(self.keys(partition).due))
 
     async def expire_dedupe(self, partition: int, watermark: int) -> int:
-        """Drop dedupe sets of event days older than the retention; returns how many."""
+        """Drop dedupe sets of event days older than the retention; how many days went."""
         keys = self.keys(partition)
         oldest_kept = watermark // DAY - self._retention_days
         days = await self._redis.zrangebyscore(keys.dedupe_days, "-inf", f"({oldest_kept}")
         if not days:
             return 0
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*[keys.dedupe(int(_text(d))) for d in days])
+            pipe.delete(
+                *[keys.dedupe(int(_text(d)), s) for d in days for s in range(self._shards)]
+            )
             pipe.zrem(keys.dedupe_days, *days)
             await pipe.execute()
         return len(days)

@@ -79,12 +79,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         *input_topics, key_type=bytes, value_type=bytes, partitions=settings.partitions
     )
     redis = redis_client(settings)
-    store = RedisStateStore(
-        redis,
-        prefix=settings.redis_key_prefix,
-        dedupe_retention_days=settings.dedupe_retention_days,
-        buckets=settings.state_buckets,
-    )
+    store = RedisStateStore.from_settings(redis, settings)
     model = Model(
         params=bundle.scoring,
         rfm_map=bundle.rfm_map,

@@ -111,12 +111,7 @@ def state_store(client: aioredis.Redis, settings: Settings) -> RedisStateStore:
     """The worker's state store on ``client`` (same key prefix and dedupe retention)."""
     from streams.store import RedisStateStore
 
-    return RedisStateStore(
-        client,
-        prefix=settings.redis_key_prefix,
-        dedupe_retention_days=settings.dedupe_retention_days,
-        buckets=settings.state_buckets,
-    )
+    return RedisStateStore.from_settings(client, settings)
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from custscore.stack import STATE_HASH_CONFIG, _pdeathsig_preexec, free_port, valkey_binary
+from custscore.stack import VALKEY_LAYOUT_CONFIG, _pdeathsig_preexec, free_port, valkey_binary
 
 __all__ = ["ValkeyCluster"]
 
@@ -81,7 +81,7 @@ class ValkeyCluster:
                     [
                         binary,
                         *(arg for pair in options.items() for arg in pair),
-                        *STATE_HASH_CONFIG,
+                        *VALKEY_LAYOUT_CONFIG,
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
