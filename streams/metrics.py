@@ -119,7 +119,8 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         ),
         due_index_size=Gauge(
             f"{ns}_due_index_size",
-            "Customers in the due index by partition",
+            "State buckets with an entry in the due index (customers waiting for a timer "
+            "re-score), by partition",
             ["partition"],
             registry=reg,
         ),
