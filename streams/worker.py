@@ -8,6 +8,7 @@ snapshot; the views read Redis. Settings are passed in; nothing here reads the e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -117,6 +118,8 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
             if tp.topic == settings.topic_purchase
         )
 
+    last_applied: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset applied
+
     @app.agent(source)
     async def score_events(stream: faust.StreamT[bytes]) -> None:
         batches = stream.take_events(  # type: ignore[attr-defined]
@@ -140,7 +143,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
                 # take_events acks the batch on the way out: finish writing it first
                 await task
                 raise
-            _update_lag(app, metrics, events)
+            _update_lag(app, metrics, events, last_applied)
 
     @app.timer(interval=settings.sweep_interval_s)  # type: ignore[untyped-decorator]
     async def silence_sweep() -> None:
@@ -217,13 +220,26 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _update_lag(app: faust.App, metrics: WorkerMetrics, events: Sequence[Any]) -> None:
-    last: dict[tuple[str, int], int] = {}
+def _update_lag(
+    app: faust.App,
+    metrics: WorkerMetrics,
+    events: Sequence[Any],
+    last_applied: dict[tuple[str, int], int],
+) -> None:
+    """Lag of every owned topic-partition this worker has applied events of, against the
+    broker's high-water mark (not only those of the batch just applied: a partition absent from
+    a batch still shows how far behind it is). Partitions no longer owned lose their series."""
     for e in events:
         tp = (e.message.topic, e.message.partition)
-        last[tp] = max(last.get(tp, -1), e.message.offset)
+        last_applied[tp] = max(last_applied.get(tp, -1), e.message.offset)
+    owned = {(tp.topic, tp.partition) for tp in app.assignor.assigned_actives()}
     consumer = app.consumer
-    for (topic, partition), offset in last.items():
+    for (topic, partition), offset in list(last_applied.items()):
+        if (topic, partition) not in owned:
+            del last_applied[(topic, partition)]
+            with contextlib.suppress(KeyError):
+                metrics.consumer_lag.remove(topic, str(partition))
+            continue
         try:
             high = consumer.highwater(faust.types.TP(topic, partition))
         except Exception:  # highwater unknown before the first fetch response
