@@ -40,7 +40,10 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "alert + score JSON (streams/alerts.py, models/scorefile.py)",
         ("streams/alerts.py", "models/scorefile.py"),
     ),
-    ("Redis client (redis-py: commands, pipeline, parsing)", ("redis/",)),
+    (
+        "Redis client (redis-py: commands, pipeline, parsing; hiredis packing)",
+        ("redis/", "streams/redis_conn.py"),
+    ),
     (
         "state store glue (streams/store.py, streams/keys.py)",
         ("streams/store.py", "streams/keys.py"),
@@ -80,7 +83,10 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging", ("logging/",)),
 )
 ANCESTORS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("aiokafka producer (alerts, score updates out)", ("aiokafka/producer/",)),
+    (
+        "aiokafka producer (alerts, score updates out; streams/kafka.py batches)",
+        ("aiokafka/producer/", "streams/kafka.py"),
+    ),
 )
 EVENT_LOOP = "asyncio event loop + task switching"
 _GENERIC = (
