@@ -22,6 +22,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from custscore.settings import Settings
+from streams.batches import send_record_batches
 from streams.keys import key_partition
 from streams.topics import ssl_context
 
@@ -96,7 +97,7 @@ class KafkaBatchPublisher:
 
     async def send_many(self, records: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
         producer = self._producer()
-        grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        placed: list[tuple[str, int, bytes | None, bytes | None]] = []
         for topic, key, value in records:
             count = self._partitions.get(topic)
             if count is None:
@@ -104,14 +105,6 @@ class KafkaBatchPublisher:
             partition = (
                 key_partition(key, count) if key is not None else next(self._spread) % count
             )
-            grouped.setdefault((topic, partition), []).append((key, value))
-        acks = []
-        for (topic, partition), items in grouped.items():
-            batch = producer.create_batch()
-            for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    acks.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)  # first one always fits
-            acks.append(await producer.send_batch(batch, topic, partition=partition))
+            placed.append((topic, partition, key, value))
+        acks = await send_record_batches(producer, placed)
         await asyncio.gather(*acks)

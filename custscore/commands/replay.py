@@ -156,21 +156,12 @@ async def send_records(
 ) -> list[asyncio.Future[Any]]:
     """Append (topic, partition, key, value) records to per-partition record batches and
     queue them; returns the ack futures. ``timestamp_ms`` None = wall time at append."""
-    groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
-    for topic, partition, key, value in records:
-        groups.setdefault((topic, partition), []).append((key, value))
-    futures: list[asyncio.Future[Any]] = []
-    for (topic, partition), items in groups.items():
-        batch = producer.create_batch()
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=timestamp_ms) is None:
-                    raise CliError(f"an event of {len(value)} bytes does not fit a record batch")
-        if batch.record_count():
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-    return futures
+    from streams.batches import RecordTooLarge, send_record_batches
+
+    try:
+        return await send_record_batches(producer, records, timestamp_ms)
+    except RecordTooLarge as exc:
+        raise CliError(f"an event does not fit: {exc}") from None
 
 
 async def replay_events(
