@@ -59,6 +59,7 @@ __all__ = [
     "kafka_brokers",
     "process_running",
     "redis_ping",
+    "stop_process_group",
     "valkey_binary",
 ]
 
@@ -235,6 +236,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process_group(
+    proc: subprocess.Popen[bytes], grace_s: float = 15.0
+) -> int | None:
+    """SIGTERM the process group ``proc`` leads, SIGKILL after ``grace_s``; its exit code.
+
+    Ends with a SIGKILL to the group in any case: helpers it forked must not be left behind.
+    """
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        if proc.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait_s)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.poll()
 
 
 def _hostport(host: str, port: int) -> str:
@@ -489,6 +509,24 @@ class EmbeddedStack:
             start_timeout_s=settings.stack_start_timeout_s,
             **kwargs,
         )
+
+    @classmethod
+    def start_on_free_ports(cls, run_dir: Path, attempts: int = 3, **kwargs: Any) -> EmbeddedStack:
+        """A started stack on two distinct free loopback ports; another process may take a
+        port between the probe and the bind, so it tries ``attempts`` times."""
+        last: CliError | None = None
+        for _ in range(attempts):
+            broker_port, redis_port = free_port(), free_port()
+            if broker_port == redis_port:
+                continue
+            stack = cls(run_dir, broker_port=broker_port, redis_port=redis_port, **kwargs)
+            try:
+                stack.start()
+            except CliError as exc:
+                last = exc
+                continue
+            return stack
+        raise CliError(f"embedded stack did not start: {last}")
 
     # -- addresses ---------------------------------------------------------------
 

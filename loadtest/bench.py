@@ -309,16 +309,9 @@ class WorkerProc:
             )
 
     def stop(self, grace_s: float = 15.0) -> None:
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            if self.proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(wait_s)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.poll()
+        from custscore.stack import stop_process_group
+
+        stop_process_group(self.proc, grace_s)
 
 
 def _metric_values(text: str) -> dict[str, float]:
@@ -508,37 +501,21 @@ class Bench:
 
     def start_stack(self) -> None:
         from custscore.settings import load_settings
-        from custscore.stack import EmbeddedStack, free_port
+        from custscore.stack import EmbeddedStack
 
-        last: Exception | None = None
-        for _ in range(3):
-            broker_port, redis_port = free_port(), free_port()
-            if broker_port == redis_port:
-                continue
-            stack = EmbeddedStack(
-                self.run_dir / "stack",
-                broker_port=broker_port,
-                redis_port=redis_port,
-                start_timeout_s=30.0,
-                tie_to_parent=True,
-            )
-            try:
-                stack.start()
-            except CliError as exc:
-                last = exc
-                continue
-            self.stack = stack
-            overrides: dict[str, Any] = {
-                "broker_port": broker_port,
-                "redis_port": redis_port,
-                "partitions": self.config.partitions,
-                "run_dir": self.run_dir,
-            }
-            overrides.update(self.config.group_settings)
-            overrides.update(self.config.worker_settings)
-            self.base = load_settings(environ={}, **overrides)
-            return
-        raise CliError(f"embedded stack did not start: {last}")
+        stack = EmbeddedStack.start_on_free_ports(
+            self.run_dir / "stack", start_timeout_s=30.0, tie_to_parent=True
+        )
+        self.stack = stack
+        overrides: dict[str, Any] = {
+            "broker_port": stack.broker_port,
+            "redis_port": stack.redis_port,
+            "partitions": self.config.partitions,
+            "run_dir": self.run_dir,
+        }
+        overrides.update(self.config.group_settings)
+        overrides.update(self.config.worker_settings)
+        self.base = load_settings(environ={}, **overrides)
 
     def stack_pids(self) -> dict[str, int]:
         assert self.stack is not None

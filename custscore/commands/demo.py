@@ -142,17 +142,9 @@ class WorkerProcess:
 
     def stop(self, grace_s: float = 15.0) -> int | None:
         """SIGTERM the worker's process group, SIGKILL after ``grace_s``; returns the exit code."""
-        for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-            if self.proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(wait_s)
-        # Helpers the worker may have forked are in its group: leave none behind.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        return self.proc.poll()
+        from custscore.stack import stop_process_group
+
+        return stop_process_group(self.proc, grace_s)
 
 
 # --------------------------------------------------------------------------- watching it
