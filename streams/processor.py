@@ -408,9 +408,10 @@ class BatchProcessor:
     async def sweep(self, partition: int, limit: int) -> int:
         """Re-score customers of ``partition`` whose due time has passed; returns how many.
 
-        The due index names buckets (with a lower bound of their earliest due time), so due
-        buckets are read whole, ``SWEEP_BUCKETS`` at a time, until ``limit`` due customers are
-        found; each bucket read gets its exact bound back with the commit.
+        The due index names buckets (with a lower bound of their earliest due time), so one call
+        reads up to ``SWEEP_BUCKETS`` due buckets whole, re-scores their due customers and gives
+        each bucket read its exact bound back with the commit. It returns at least ``limit``
+        when a full page of buckets was due, so the timer calls again.
         """
         async with self.lock(partition):
             watermark, _ = await self._retrying("fence read", lambda: self.store.fence(partition))
