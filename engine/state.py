@@ -9,7 +9,8 @@ Everything in the record is folded by :mod:`engine.kernels` from the customer's 
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,14 +27,22 @@ __all__ = [
     "RING_MONTHS",
     "STATE_DTYPE",
     "STATE_VERSION",
+    "COMPLAINT_SLOTS",
+    "DAY_BITS",
+    "STATE_DTYPE_V1",
+    "DecodedRecords",
+    "decode_records",
     "decode_states",
+    "upgrade_v1",
     "encode_state",
     "new_events",
     "new_states",
 ]
 
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2
 RING_MONTHS: Final = 12  # trailing windows of up to 12 calendar months
+DAY_BITS: Final = 128  # purchase days remembered exactly, ending at the last purchase day
+COMPLAINT_SLOTS: Final = 4  # open complaints tracked one by one (for matched resolutions)
 MAX_TS: Final = 2**32 - 1
 
 # flags bits (alert bookkeeping, not scores)
@@ -54,25 +63,30 @@ _FIELDS: Final[list[tuple[str, str, tuple[int, ...], str]]] = [
     ("seg_quadrant", "u1", (), "last emitted quadrant code + 1, with hysteresis"),
     ("seg_lifecycle", "u1", (), "last emitted lifecycle stage code + 1"),
     ("complaints_open", "u2", (), "complaints reported with status open (count, saturating)"),
-    ("complaints_resolved", "u2", (), "resolution notices received (count, saturating)"),
+    ("complaints_resolved", "u2", (), "resolutions that matched an open complaint (count)"),
     ("first_seen", "u4", (), "earliest event time of any kind (epoch s)"),
     ("first_purchase", "u4", (), "earliest purchase time (epoch s)"),
     ("last_purchase", "u4", (), "latest purchase time (epoch s)"),
-    ("prev_purchase", "u4", (), "second-latest purchase time (epoch s; 0 if < 2 purchases)"),
+    ("prev_purchase", "u4", (), "latest purchase on a day before last_purchase's day (0 none)"),
     ("last_visit", "u4", (), "latest visit time (epoch s)"),
     ("last_event", "u4", (), "latest event time of any kind (epoch s)"),
     ("complaint_ts", "u4", (), "time complaint_score refers to (epoch s)"),
     ("last_winback", "u4", (), "event time of the last win-back alert (epoch s, cool-down)"),
     ("due", "u4", (), "next time a time-driven score or alert can change (epoch s, 0 never)"),
-    ("n_purchases", "u4", (), "purchase events, lifetime (refunds excluded); BTYD x = n - 1"),
+    ("clock", "u4", (), "event time the customer was last evaluated at (epoch s, 0 never)"),
+    ("purchase_days", "u4", (), "distinct UTC purchase days, lifetime; BTYD x = days - 1"),
+    ("purchase_lines", "u4", (), "purchase events with a positive amount, lifetime"),
     ("n_visits", "u4", (), "visit events, lifetime"),
     ("complaint_score", "u4", (), "decayed open-complaint severity x 1000 at complaint_ts"),
     ("ring_head", "i4", (), "month index (months since 1970-01) of the newest ring bucket"),
     ("gross_cents", "i8", (), "sum of purchase amounts, lifetime (cents)"),
     ("refund_cents", "i8", (), "sum of refund amounts as a positive number, lifetime (cents)"),
-    ("first_amount_cents", "i8", (), "amount of the first purchase (largest if tied) (cents)"),
+    ("first_day_cents", "i8", (), "spend on the first purchase day (cents)"),
+    ("day_bits", "u8", (DAY_BITS // 64,), "purchase days: bit i = last purchase day - i"),
+    ("complaint_ids", "u4", (COMPLAINT_SLOTS,), "open complaints: id digest (0 = free slot)"),
+    ("complaint_opened", "u4", (COMPLAINT_SLOTS,), "open complaints: time filed (epoch s)"),
     ("ring_cents", "i4", (RING_MONTHS,), "net spend per calendar month, ring (cents)"),
-    ("ring_count", "u1", (RING_MONTHS,), "purchases per calendar month, ring (saturates at 255)"),
+    ("ring_count", "u1", (RING_MONTHS,), "purchase days per calendar month, ring (saturates)"),
 ]
 
 STATE_DTYPE: Final = np.dtype([(name, kind, shape) for name, kind, shape, _ in _FIELDS])
@@ -84,9 +98,13 @@ EVENT_DTYPE: Final = np.dtype(
         ("row", "i4"),  # index into the states array
         ("kind", "u1"),  # KIND_*
         ("severity", "u1"),  # complaints: 1..5
-        ("resolved", "u1"),  # complaints: 1 = resolution notice, 0 = open complaint
+        ("resolved", "u1"),  # complaints: 1 = filed resolved / resolution notice, 0 = open
         ("ts", "i8"),  # event time, epoch seconds
         ("cents", "i8"),  # purchases: amount in cents (negative = refund)
+        # complaints: digest of the complaint this event is about (its complaint_id, else its
+        # own event_id); never 0 (see complaint_key)
+        ("complaint", "u4"),
+        ("refers", "u1"),  # complaints: 1 = carries a complaint_id naming another complaint
     ]
 )
 
@@ -108,19 +126,120 @@ def encode_state(states: npt.NDArray[np.void], i: int) -> bytes:
     return states[i : i + 1].tobytes()
 
 
-def decode_states(blobs: list[bytes | None]) -> npt.NDArray[np.void]:
-    """Records from stored blobs; ``None`` (unknown customer) becomes an empty record.
+# Layout version 1 (sessions 1-2): one count per purchase *event*, one unmatched counter of
+# resolutions. Kept to upgrade stored records on read (see upgrade_v1).
+STATE_DTYPE_V1: Final = np.dtype(
+    [
+        ("version", "u1"),
+        ("flags", "u1"),
+        ("seg_rfm", "u1"),
+        ("seg_tier", "u1"),
+        ("seg_abcd", "u1"),
+        ("seg_quadrant", "u1"),
+        ("seg_lifecycle", "u1"),
+        ("complaints_open", "u2"),
+        ("complaints_resolved", "u2"),
+        ("first_seen", "u4"),
+        ("first_purchase", "u4"),
+        ("last_purchase", "u4"),
+        ("prev_purchase", "u4"),
+        ("last_visit", "u4"),
+        ("last_event", "u4"),
+        ("complaint_ts", "u4"),
+        ("last_winback", "u4"),
+        ("due", "u4"),
+        ("n_purchases", "u4"),
+        ("n_visits", "u4"),
+        ("complaint_score", "u4"),
+        ("ring_head", "i4"),
+        ("gross_cents", "i8"),
+        ("refund_cents", "i8"),
+        ("first_amount_cents", "i8"),
+        ("ring_cents", "i4", (RING_MONTHS,)),
+        ("ring_count", "u1", (RING_MONTHS,)),
+    ]
+)
+_V1_COMPLAINT_ID: Final = 0xFFFFFFFF  # an upgraded open complaint: no resolution can name it
+_COPIED_FROM_V1: Final = (
+    "flags seg_rfm seg_tier seg_abcd seg_quadrant seg_lifecycle complaints_open "
+    "complaints_resolved first_seen first_purchase last_purchase prev_purchase last_visit "
+    "last_event complaint_ts last_winback due n_visits complaint_score ring_head gross_cents "
+    "refund_cents ring_cents ring_count"
+).split()
 
-    Raises ValueError for a blob of the wrong size or version.
+
+def upgrade_v1(old: np.void) -> npt.NDArray[np.void]:
+    """A version-1 record as a one-element version-2 array.
+
+    Version 1 counted purchase events, not purchase days, and did not keep the days
+    themselves: the upgrade keeps the counts it has (an over-count where one day had several
+    order lines; ``custscore migrate --rebuild`` from the event log is exact), marks the days
+    it knows (first, previous and last purchase) and turns each unresolved complaint into a
+    slot no resolution can name, filed at the complaint time, so its term decays.
+    """
+    new = new_states(1)
+    row = new[0]
+    for name in _COPIED_FROM_V1:
+        row[name] = old[name]
+    n = int(old["n_purchases"])
+    row["purchase_days"] = n
+    row["purchase_lines"] = n
+    row["first_day_cents"] = old["first_amount_cents"]
+    row["clock"] = old["last_event"]
+    last_day = int(old["last_purchase"]) // 86_400
+    bits = np.zeros(DAY_BITS // 64, dtype=np.uint64)
+    for ts in (int(old["first_purchase"]), int(old["prev_purchase"]), int(old["last_purchase"])):
+        back = last_day - ts // 86_400
+        if ts > 0 and 0 <= back < DAY_BITS:
+            bits[back // 64] |= np.uint64(1) << np.uint64(back % 64)
+    row["day_bits"] = bits
+    unresolved = max(int(old["complaints_open"]) - int(old["complaints_resolved"]), 0)
+    for slot in range(min(unresolved, COMPLAINT_SLOTS)):
+        row["complaint_ids"][slot] = _V1_COMPLAINT_ID
+        row["complaint_opened"][slot] = old["complaint_ts"]
+    return new
+
+
+class DecodedRecords(NamedTuple):
+    """Stored blobs as current-version records, with what had to be done to them."""
+
+    states: npt.NDArray[np.void]
+    upgraded: list[int]  # positions of records upgraded from an older layout
+    corrupt: list[tuple[int, str]]  # positions that could not be decoded, and why
+
+
+def decode_records(blobs: Sequence[bytes | None]) -> DecodedRecords:
+    """Records from stored blobs; never raises on a bad blob.
+
+    ``None`` (unknown customer) becomes an empty record, an older layout is upgraded, and a
+    blob of unknown version or wrong size is reported as corrupt (its record is left empty:
+    the caller quarantines it instead of using it).
     """
     states = new_states(len(blobs))
     size = STATE_DTYPE.itemsize
+    upgraded: list[int] = []
+    corrupt: list[tuple[int, str]] = []
     for i, blob in enumerate(blobs):
         if blob is None:
             continue
-        if len(blob) != size:
-            raise ValueError(f"state record has {len(blob)} bytes, expected {size}")
-        states[i] = np.frombuffer(blob, dtype=STATE_DTYPE)[0]
-        if states[i]["version"] != STATE_VERSION:
-            raise ValueError(f"state record version {states[i]['version']} != {STATE_VERSION}")
-    return states
+        version = blob[0] if blob else -1
+        if version == STATE_VERSION and len(blob) == size:
+            states[i] = np.frombuffer(blob, dtype=STATE_DTYPE)[0]
+        elif version == 1 and len(blob) == STATE_DTYPE_V1.itemsize:
+            states[i] = upgrade_v1(np.frombuffer(blob, dtype=STATE_DTYPE_V1)[0])[0]
+            upgraded.append(i)
+        else:
+            corrupt.append((i, f"state record version {version}, {len(blob)} bytes"))
+    return DecodedRecords(states, upgraded, corrupt)
+
+
+def decode_states(blobs: Sequence[bytes | None]) -> npt.NDArray[np.void]:
+    """Records from stored blobs (older layouts upgraded); ``None`` becomes an empty record.
+
+    Raises ValueError for a blob that cannot be decoded (callers that must not fail use
+    :func:`decode_records` and quarantine it).
+    """
+    decoded = decode_records(blobs)
+    if decoded.corrupt:
+        raise ValueError(decoded.corrupt[0][1])
+    return decoded.states
