@@ -9,6 +9,7 @@ Everything in the record is folded by :mod:`engine.kernels` from the customer's 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
@@ -31,6 +32,7 @@ __all__ = [
     "DAY_BITS",
     "STATE_DTYPE_V1",
     "DecodedRecords",
+    "complaint_key",
     "decode_records",
     "decode_states",
     "upgrade_v1",
@@ -107,6 +109,16 @@ EVENT_DTYPE: Final = np.dtype(
         ("refers", "u1"),  # complaints: 1 = carries a complaint_id naming another complaint
     ]
 )
+
+
+def complaint_key(identity: str) -> int:
+    """The 32-bit slot key of a complaint id (never 0, which marks a free slot).
+
+    An open complaint is known by its ``complaint_id`` if it has one, else by its
+    ``event_id``; a resolution names it by ``complaint_id``.
+    """
+    digest = int.from_bytes(hashlib.blake2b(identity.encode("utf-8"), digest_size=4).digest())
+    return digest or 1
 
 
 def new_states(n: int) -> npt.NDArray[np.void]:
