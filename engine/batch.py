@@ -2,8 +2,9 @@
 
 This is what ``custscore score`` and ``custscore export`` share: the population snapshot is
 computed exactly from every customer's state at the as-of time (two passes: window features
-first, then classification against the snapshot), so both give the same numbers for the same
-events.
+first, then classification against the snapshot), and value tier and A/B/C/D are assigned by
+rank (spend, then a stable customer digest the caller passes in), so both give the same
+numbers for the same events whatever order their customers come in.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy.typing as npt
 
 from engine.kernels import apply_events
 from engine.params import ScoringParams
-from engine.population import snapshot
+from engine.population import rank_classes, snapshot
 from engine.scoring import PopulationCuts, evaluate
 from engine.state import new_states
 
@@ -34,8 +35,16 @@ def score_states(
     as_of: int,
     params: ScoringParams,
     rfm_map: npt.NDArray[np.uint8],
+    digests: npt.NDArray[np.uint64] | None = None,
 ) -> tuple[npt.NDArray[np.void], PopulationCuts]:
-    """Scores of every state at ``as_of`` against the exact population snapshot."""
+    """Scores of every state at ``as_of`` against the exact population snapshot.
+
+    ``digests`` (uint64, one per state) breaks spend ties in the tier and A/B/C/D ranking;
+    pass a digest of the customer id (``models.customers.customer_digests``) so that the
+    classes do not depend on the order of the states. Without it ties go by row order.
+    """
     first_pass = evaluate(states, as_of, params, PopulationCuts.from_params(params), rfm_map)
-    cuts = snapshot(first_pass)
-    return evaluate(states, as_of, params, cuts, rfm_map), cuts
+    cuts = snapshot(first_pass, digests)
+    scores = evaluate(states, as_of, params, cuts, rfm_map)
+    rank_classes(scores, digests)
+    return scores, cuts

@@ -12,7 +12,7 @@ Formulas (Fader, Hardie & Lee 2005; Hardie's notes 004, 021, 025):
   ``1 - (1 - z)^(a - 1) 2F1(a + b - 1 - r, a - 1; a + b + x - 1; z)``, whose parameters stay
   small however large x is; that form is what is evaluated here (no overflow for big x).
 - ``E[X(t)]`` for a new customer is the same bracket with x = 0, T = 0.
-- Gamma-Gamma: ``E[M | x, mbar] = p (v + x mbar) / (p x + q - 1)``.
+- Gamma-Gamma: ``E[M | x, mbar] = p (v + x mbar) / (p x + q - 1)``, mbar floored at 0.
 
 The removable singularity of the BG/NBD expectation at a = 1 is handled by interpolating through
 nodes at a = 1 +- 1e-3, 1 +- 2e-3 (cubic; error about 1e-12 relative).
@@ -330,14 +330,17 @@ def unconditional_expected_purchases(t: float, r: float, alpha: float, a: float,
 def gg_expected_spend(x: float, mbar: float, p: float, q: float, v: float) -> float:
     """Gamma-Gamma conditional expected average spend per purchase.
 
-    ``p (v + x mbar) / (p x + q - 1)``; the population mean ``p v / (q - 1)`` when x == 0 or
-    mbar <= 0 (no usable spend history). NaN when q <= 1 (the population mean is infinite).
+    ``p (v + x m) / (p x + q - 1)`` with ``m = max(mbar, 0)``: the prior-weighted mean of the
+    model (the prior mean ``p v / (q - 1)`` when x == 0). A non-positive mean repeat spend
+    (refunds at least as large as the repeat purchases) counts as 0, so the expectation is
+    non-decreasing in mbar everywhere, 0 and below included: ``p v / (p x + q - 1)`` there,
+    with no jump to the population mean. NaN when q <= 1 (the population mean is infinite).
     """
     if q <= 1.0:
         return math.nan
-    if x <= 0.0 or mbar <= 0.0:
+    if x <= 0.0:
         return p * v / (q - 1.0)
-    return p * (v + x * mbar) / (p * x + q - 1.0)
+    return p * (v + x * max(mbar, 0.0)) / (p * x + q - 1.0)
 
 
 @njit(cache=True, nogil=True)

@@ -38,6 +38,7 @@ __all__ = [
 
 _NAN = math.nan
 _MONTH_DAYS = 365.25 / 12.0
+_LAST_DAY = MAX_TS // DAY  # last UTC day a u4 epoch second reaches
 
 
 class PopulationCuts(NamedTuple):
@@ -82,6 +83,7 @@ SCORES_DTYPE = np.dtype(
         ("overdue", "u1"),  # silence > at_risk_ratio x usual gap
         ("p_alive", "f8"),  # raw BG/NBD P(alive)
         ("complaint_level", "f8"),  # decayed open-complaint severity
+        ("unresolved_level", "f8"),  # unresolved complaints, each decayed since it was filed
         ("risk_adjustment", "f8"),  # complaint/unresolved up, visit intent down (bounded)
         ("churn_risk", "f8"),  # 1 - P(alive) x exp(-adjustment), clipped to [0, 1]
         ("expected_purchases_90d", "f8"),
@@ -136,23 +138,62 @@ def _at_or_after(threshold_s: float) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _p_alive_crossing(x: int, t_x: float, first: int, q: float, P: ScoringParams) -> float:
-    """Event time at which BG/NBD P(alive) falls to ``q`` (NaN if it never does).
+def _alive_at_day(day: int, x: int, first_day: int, t_x: float, unit_days: float,
+                  P: ScoringParams) -> float:
+    """BG/NBD P(alive) on the UTC day ``day`` (T = whole days since the first purchase day)."""
+    return p_alive(x, t_x, (day - first_day) / unit_days, P.r, P.alpha, P.a, P.b)
 
-    For x >= 1, P(alive) = 1 / (1 + A ((alpha + T) / (alpha + t_x))^(r + x)) with
-    A = a / (b + x - 1) decreases in T, so the crossing has a closed form.
+
+@njit(cache=True, nogil=True)
+def _holds(pa: float, mode: int, adj: float, P: ScoringParams) -> bool:
+    """Mode 0: P(alive) below ``at_risk_p_alive`` (fading); mode 1: churn risk at or above
+    ``risk_threshold`` with the adjustment held at ``adj`` (the same arithmetic as the scores)."""
+    if mode == 0:
+        return pa < P.at_risk_p_alive
+    risk = min(max(1.0 - pa * math.exp(-adj), 0.0), 1.0)
+    return risk >= P.risk_threshold
+
+
+@njit(cache=True, nogil=True)
+def _p_alive_day(x: int, first_day: int, t_x: float, unit_days: float, today: int, mode: int,
+                 adj: float, P: ScoringParams) -> int:
+    """First UTC day after ``today`` on which :func:`_holds` becomes true; -1 for never.
+
+    P(alive) of a repeat buyer falls with T, and T moves in whole days, so the crossing is at
+    a midnight. The closed form 1 / (1 + A ((alpha + T) / (alpha + t_x))^(r + x)) = q with
+    A = a / (b + x - 1) gives the real-valued T; the day is then settled with the very
+    arithmetic the scores use, so the due time agrees with evaluate() to the last bit.
     """
-    if q <= 0.0 or q >= 1.0 or x < 1:
-        return _NAN
-    big_a = P.a / (P.b + x - 1.0)
-    ratio = ((1.0 / q - 1.0) / big_a) ** (1.0 / (P.r + x))
-    t_star = (P.alpha + t_x) * ratio - P.alpha
-    return float(first + t_star * P.unit_seconds)
+    if x < 1:
+        return -1
+    q = P.at_risk_p_alive if mode == 0 else (1.0 - P.risk_threshold) * math.exp(adj)
+    if q <= 0.0:
+        return -1
+    day = today + 1
+    if q < 1.0:
+        big_a = P.a / (P.b + x - 1.0)
+        ratio = ((1.0 / q - 1.0) / big_a) ** (1.0 / (P.r + x))
+        t_star = (P.alpha + t_x) * ratio - P.alpha  # model units since the first purchase
+        approx = first_day + t_star * unit_days
+        if not approx < _LAST_DAY:  # never within the record's time range (or NaN)
+            return -1
+        day = max(math.floor(approx), today + 1)
+    for _ in range(64):
+        if _holds(_alive_at_day(day, x, first_day, t_x, unit_days, P), mode, adj, P):
+            break
+        day += 1
+    else:
+        return -1
+    while day - 1 > today and _holds(
+        _alive_at_day(day - 1, x, first_day, t_x, unit_days, P), mode, adj, P
+    ):
+        day -= 1
+    return day
 
 
 @njit(cache=True, nogil=True)
 def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:  # type: ignore[no-untyped-def]
-    n = int(st.n_purchases)
+    n_days = int(st.purchase_days)
     cb = month_index(clock)
     W = P.window_months
     head = int(st.ring_head)
@@ -178,15 +219,20 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     out.freq_per_year = f_w * 12.0 / W
     out.effective = effective
 
-    # complaint level and the bounded risk adjustment
+    # complaint level, unresolved complaints (each decaying from when it was filed) and the
+    # bounded risk adjustment
+    halflife = P.complaint_halflife_days
     level = 0.0
     if st.complaint_ts > 0:
         level = (
             st.complaint_score
             / COMPLAINT_SCALE
-            * decay_factor(float(clock - int(st.complaint_ts)), P.complaint_halflife_days)
+            * decay_factor(float(clock - int(st.complaint_ts)), halflife)
         )
-    unresolved = max(int(st.complaints_open) - int(st.complaints_resolved), 0)
+    unresolved = 0.0
+    for s in range(st.complaint_ids.shape[0]):
+        if st.complaint_ids[s] != 0:
+            unresolved += decay_factor(float(clock - int(st.complaint_opened[s])), halflife)
     up = min(P.complaint_weight * level + P.unresolved_weight * unresolved, P.adjust_max_up)
     intent_window_s = P.intent_window_days * DAY
     intent = (
@@ -197,19 +243,20 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     down = min(P.visit_weight, P.adjust_max_down) if intent else 0.0
     adj = up - down
     out.complaint_level = level
+    out.unresolved_level = unresolved
     out.risk_adjustment = adj
 
     due = MAX_TS + 1
     if intent:
         due = min(due, int(st.last_visit) + _at_or_after(intent_window_s))
 
-    if n == 0:
+    if n_days == 0:
         out.frequency = 0
         out.recency = 0.0
         out.T = 0.0
         out.monetary_value = 0.0
         out.days_since_last_purchase = _NAN
-        out.usual_gap_days = P.mean_gap_days
+        out.usual_gap_days = max(P.mean_gap_days, 1.0)
         out.r_score = 0
         out.f_score = 0
         out.m_score = 0
@@ -228,16 +275,22 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
         out.due = due if due <= MAX_TS else 0
         return
 
+    # BTYD inputs as lifetimes' summary_data_from_transaction_data(freq="D") computes them:
+    # x distinct purchase days after the first, t_x and T in whole UTC days, in the model unit
     first = int(st.first_purchase)
     last = int(st.last_purchase)
-    x = n - 1
-    unit = P.unit_seconds
-    t_x = (last - first) / unit
-    big_t = (max(clock, last) - first) / unit
-    repeat_cents = int(st.gross_cents) - int(st.first_amount_cents) - int(st.refund_cents)
+    first_day = first // DAY
+    last_day = last // DAY
+    today = clock // DAY
+    x = n_days - 1
+    unit_days = P.unit_seconds / DAY
+    t_x = (last_day - first_day) / unit_days
+    big_t = (max(today, last_day) - first_day) / unit_days
+    repeat_cents = int(st.gross_cents) - int(st.first_day_cents) - int(st.refund_cents)
     mbar = max(repeat_cents, 0) / 100.0 / x if x >= 1 else 0.0
     elapsed = max(clock - last, 0)
-    gap_s = (last - first) / x if x >= 1 else P.mean_gap_days * DAY
+    # the customer's rhythm: mean days between purchase days (the population's before a repeat)
+    gap_s = (last_day - first_day) * DAY / x if x >= 1 else P.mean_gap_days * DAY
     gap_s = max(gap_s, float(DAY))
     overdue_s = P.at_risk_ratio * gap_s
     overdue = elapsed > overdue_s
@@ -283,14 +336,14 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     if oldest >= 0:
         due = min(due, month_start(oldest + W))
 
-    # BTYD first: a falling P(alive) is part of "at risk"
+    # BTYD first: a falling P(alive) is part of "at risk"; it steps at midnights only
     pa = p_alive(x, t_x, big_t, P.r, P.alpha, P.a, P.b)
     out.p_alive = pa
     fading = x >= 1 and pa < P.at_risk_p_alive
     if x >= 1 and not fading:
-        crossing = _p_alive_crossing(x, t_x, first, P.at_risk_p_alive, P)
-        if crossing == crossing:  # not NaN; one second early stays clear of float rounding
-            due = min(due, max(math.floor(crossing) - 1, clock + 1))
+        day = _p_alive_day(x, first_day, t_x, unit_days, max(today, last_day), 0, adj, P)
+        if day >= 0:
+            due = min(due, day * DAY)
 
     months_since = cb - month_index(last)
     if months_since >= P.lost_months:
@@ -301,7 +354,7 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
         stage = 4
     elif st.prev_purchase > 0 and month_index(last) - month_index(int(st.prev_purchase)) >= W:
         stage = 7
-    elif n == 1:
+    elif x == 0:
         stage = 2
     else:
         stage = 3
@@ -313,10 +366,10 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
 
     # BTYD: raw P(alive), expected purchases, Gamma-Gamma spend, CLV
     out.expected_purchases_90d = expected_purchases(
-        90.0 * DAY / unit, x, t_x, big_t, P.r, P.alpha, P.a, P.b
+        90.0 / unit_days, x, t_x, big_t, P.r, P.alpha, P.a, P.b
     )
     out.expected_avg_spend = gg_expected_spend(x, mbar, P.p, P.q, P.v)
-    step = _MONTH_DAYS * DAY / unit
+    step = _MONTH_DAYS / unit_days
     out.clv = btyd_clv(
         x,
         t_x,
@@ -329,7 +382,7 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
         P.p,
         P.q,
         P.v,
-        P.clv_horizon_days * DAY / unit,
+        P.clv_horizon_days / unit_days,
         step,
         (1.0 + P.clv_annual_discount) ** (1.0 / 12.0) - 1.0,
     )
@@ -337,12 +390,14 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     risk = min(max(risk, 0.0), 1.0)
     out.churn_risk = risk
     if risk < P.risk_threshold and x >= 1:
-        # held complaints give an upper bound on risk: the true crossing is never earlier
-        q = (1.0 - P.risk_threshold) * math.exp(adj)
-        crossing = _p_alive_crossing(x, t_x, first, q, P)
-        if crossing == crossing:  # not NaN
-            # one second early keeps the due time on the safe side of float rounding
-            due = min(due, max(math.floor(crossing) - 1, clock + 1))
+        # Until the next due time the adjustment can only fall (complaint terms decay; the end
+        # of visit intent is itself a due time), so holding it gives an upper bound on risk and
+        # a crossing day that is never later than the true one.
+        day = _p_alive_day(x, first_day, t_x, unit_days, max(today, last_day), 1, adj, P)
+        if day >= 0:
+            due = min(due, day * DAY)
+    if due <= clock:  # by construction every candidate is later; keep the caller's loop safe
+        due = clock + 1
     out.due = due if due <= MAX_TS else 0
 
 

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from engine.batch import fold_events, score_states
 from engine.params import ScoringParams
 from engine.scoring import PopulationCuts
+from models.customers import customer_digests
 from models.events import EventLog
 
 __all__ = ["History", "calibrate", "summarize_log"]
@@ -51,8 +52,8 @@ def summarize_log(
     at = log.last_ts if as_of is None else as_of
     events = events[events["ts"] <= at]
     states = fold_events(len(log.customer_ids), events, params)
-    scores, cuts = score_states(states, at, params, rfm_map)
-    buyers = scores[states["n_purchases"] > 0]
+    scores, cuts = score_states(states, at, params, rfm_map, customer_digests(log.customer_ids))
+    buyers = scores[states["purchase_days"] > 0]
     return History(
         as_of=at,
         frequency=buyers["frequency"].astype(np.float64),

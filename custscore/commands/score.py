@@ -37,6 +37,7 @@ def parse_as_of(text: str | None) -> int | None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from engine.batch import fold_events, score_states
     from models.bundle import load_model
+    from models.customers import customer_digests
     from models.events import EventValueError, read_event_csv
     from models.params import ParamsError
     from models.scorefile import write_scores_csv
@@ -67,7 +68,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     states = fold_events(len(log.customer_ids), events, model.scoring)
     fold_s = time.perf_counter() - k0
     s0 = time.perf_counter()
-    scores, _ = score_states(states, at, model.scoring, model.rfm_map)
+    scores, _ = score_states(
+        states, at, model.scoring, model.rfm_map, customer_digests(log.customer_ids)
+    )
     score_s = time.perf_counter() - s0
     known = states["first_seen"] > 0
     ids = [c for c, k in zip(log.customer_ids, known.tolist(), strict=True) if k]
