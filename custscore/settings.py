@@ -102,7 +102,18 @@ class Settings(BaseSettings):
         1000, ge=1, description="due customers re-scored per partition per call"
     )
     snapshot_interval_s: float = Field(
-        30.0, gt=0, description="population sketch refresh period (tiers, A/B/C/D, means)"
+        30.0, gt=0, description="population sketch and KPI refresh period (/stats, gauges)"
+    )
+    max_task_idle_ms: int = Field(
+        500,
+        ge=0,
+        le=600_000,
+        description="longest a partition waits for an input that still has data on the "
+        "broker before the other inputs run ahead in event time (Kafka Streams' "
+        "max.task.idle.ms)",
+    )
+    publish_unhealthy_after_s: float = Field(
+        30.0, gt=0, description="/healthz fails once publishing has failed this long"
     )
     state_buckets: int = Field(
         1024,

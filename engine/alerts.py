@@ -37,6 +37,7 @@ __all__ = [
     "ALERT_DTYPE",
     "KIND_SEGMENT_CHANGE",
     "KIND_WIN_BACK",
+    "MAX_PER_EVALUATION",
     "REASON_COMPLAINT",
     "REASON_RISK_RISE",
     "REASON_SILENCE",
@@ -46,13 +47,14 @@ __all__ = [
     "SCHEME_RFM",
     "SCHEME_TIER",
     "detect_alerts",
+    "detect_one",
 ]
 
 KIND_SEGMENT_CHANGE = 1
 KIND_WIN_BACK = 2
 SCHEME_RFM, SCHEME_TIER, SCHEME_ABCD, SCHEME_QUADRANT, SCHEME_LIFECYCLE = 1, 2, 3, 4, 5
 REASON_SILENCE, REASON_RISK_RISE, REASON_COMPLAINT = 1, 2, 3
-_MAX_PER_CUSTOMER = 6
+MAX_PER_EVALUATION = 6  # five schemes and one win-back
 
 ALERT_DTYPE = np.dtype(
     [
@@ -125,108 +127,121 @@ def _emit(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
+def detect_one(
+    st, sc, clock: int, P, cuts, complaint_sev: int, purchase: bool, out, n: int, index: int
+) -> int:  # type: ignore[no-untyped-def]
+    """Alerts of one customer evaluated at ``clock`` (scores ``sc``), appended to ``out``.
+
+    Updates the record's bookkeeping. ``complaint_sev`` is the severity of the open complaint
+    that caused this evaluation (0 otherwise). ``purchase`` says a purchase caused it: a
+    purchase is evidence of life, so it never raises a win-back; a risk or silence condition
+    it leaves standing is marked handled without an alert. Returns the new alert count.
+    """
+    h = P.class_hysteresis
+    spend = sc.window_monetary
+    # stored codes are class + 1; 0 = never classified (first classification is silent)
+    old = np.empty(5, dtype=np.int64)
+    new = np.empty(5, dtype=np.int64)
+    old[0] = int(st.seg_rfm) - 1
+    old[1] = int(st.seg_tier) - 1
+    old[2] = int(st.seg_abcd) - 1
+    old[3] = int(st.seg_quadrant) - 1
+    old[4] = int(st.seg_lifecycle) - 1
+    tier = 0
+    abcd = 0
+    quad = 0
+    if sc.effective:
+        # tier codes grow with value (4 = vip): flip them so smaller is better
+        prev_tier = 5 - old[1] if old[1] > 0 else 0
+        tier = 5 - _sticky(
+            prev_tier,
+            5 - int(sc.value_tier),
+            5
+            - tier_code(
+                spend,
+                _stricter(cuts.tier_vip, h),
+                _stricter(cuts.tier_major, h),
+                _stricter(cuts.tier_normal, h),
+            ),
+            5
+            - tier_code(
+                spend,
+                _laxer(cuts.tier_vip, h),
+                _laxer(cuts.tier_major, h),
+                _laxer(cuts.tier_normal, h),
+            ),
+        )
+        abcd = _sticky(
+            max(old[2], 0),
+            int(sc.abcd_class),
+            abcd_code(
+                spend,
+                _stricter(cuts.abcd_a, h),
+                _stricter(cuts.abcd_b, h),
+                _stricter(cuts.abcd_c, h),
+            ),
+            abcd_code(
+                spend, _laxer(cuts.abcd_a, h), _laxer(cuts.abcd_b, h), _laxer(cuts.abcd_c, h)
+            ),
+        )
+        quad = _sticky_quadrant(
+            max(old[3], 0),
+            sc.freq_per_year,
+            sc.window_avg_spend,
+            cuts.quad_freq_mean,
+            cuts.quad_spend_mean,
+            h,
+        )
+    new[0] = int(sc.rfm_segment)
+    new[1] = tier
+    new[2] = abcd
+    new[3] = quad
+    new[4] = int(sc.lifecycle)
+    for s in range(5):
+        if old[s] >= 0 and new[s] != old[s]:
+            n = _emit(out, n, index, KIND_SEGMENT_CHANGE, s + 1, 0, old[s], new[s], 0)
+        elif old[s] < 0 and new[s] == 0:
+            new[s] = -1  # not in the scheme yet (e.g. a prospect's RFM): stay unclassified
+    st.seg_rfm = new[0] + 1
+    st.seg_tier = new[1] + 1
+    st.seg_abcd = new[2] + 1
+    st.seg_quadrant = new[3] + 1
+    st.seg_lifecycle = new[4] + 1
+
+    # --- win-back ---
+    if st.purchase_days == 0:
+        return n
+    reason = 0
+    if complaint_sev >= P.complaint_alert_severity:
+        reason = REASON_COMPLAINT
+    risk = sc.churn_risk
+    if st.flags & FLAG_RISK_HIGH:
+        if risk < P.risk_threshold - P.risk_hysteresis:
+            st.flags &= ~FLAG_RISK_HIGH
+    elif sc.frequency >= 1 and risk >= P.risk_threshold:
+        st.flags |= FLAG_RISK_HIGH
+        if reason == 0:
+            reason = REASON_RISK_RISE
+    if not (st.flags & FLAG_SILENCE_SENT) and (sc.overdue or not sc.effective):
+        st.flags |= FLAG_SILENCE_SENT
+        if reason == 0:
+            reason = REASON_SILENCE
+    if reason == 0 or purchase:
+        return n
+    cooldown_s = min(max(sc.usual_gap_days, P.cooldown_min_days), P.cooldown_max_days) * DAY
+    suppressed = st.last_winback > 0 and clock - int(st.last_winback) < cooldown_s
+    if not suppressed:
+        st.last_winback = clock
+    return _emit(out, n, index, KIND_WIN_BACK, 0, reason, 0, 0, 1 if suppressed else 0)
+
+
+@njit(cache=True, nogil=True)
 def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  # type: ignore[no-untyped-def]
     n = 0
-    h = P.class_hysteresis
-    new = np.zeros(5, dtype=np.int64)
-    old = np.zeros(5, dtype=np.int64)
     for k in range(rows.shape[0]):
-        st = states[rows[k]]
-        sc = scores[k]
-        spend = sc.window_monetary
-        # --- segment changes (scheme codes 1..5 in SCHEME_* order) ---
-        # stored codes are class + 1; 0 = never classified (first classification is silent)
-        old[0] = int(st.seg_rfm) - 1
-        old[1] = int(st.seg_tier) - 1
-        old[2] = int(st.seg_abcd) - 1
-        old[3] = int(st.seg_quadrant) - 1
-        old[4] = int(st.seg_lifecycle) - 1
-        tier = 0
-        abcd = 0
-        quad = 0
-        if sc.effective:
-            # tier codes grow with value (4 = vip): flip them so smaller is better
-            prev_tier = 5 - old[1] if old[1] > 0 else 0
-            tier = 5 - _sticky(
-                prev_tier,
-                5 - int(sc.value_tier),
-                5
-                - tier_code(
-                    spend,
-                    _stricter(cuts.tier_vip, h),
-                    _stricter(cuts.tier_major, h),
-                    _stricter(cuts.tier_normal, h),
-                ),
-                5
-                - tier_code(
-                    spend,
-                    _laxer(cuts.tier_vip, h),
-                    _laxer(cuts.tier_major, h),
-                    _laxer(cuts.tier_normal, h),
-                ),
-            )
-            abcd = _sticky(
-                max(old[2], 0),
-                int(sc.abcd_class),
-                abcd_code(
-                    spend,
-                    _stricter(cuts.abcd_a, h),
-                    _stricter(cuts.abcd_b, h),
-                    _stricter(cuts.abcd_c, h),
-                ),
-                abcd_code(
-                    spend, _laxer(cuts.abcd_a, h), _laxer(cuts.abcd_b, h), _laxer(cuts.abcd_c, h)
-                ),
-            )
-            quad = _sticky_quadrant(
-                max(old[3], 0),
-                sc.freq_per_year,
-                sc.window_avg_spend,
-                cuts.quad_freq_mean,
-                cuts.quad_spend_mean,
-                h,
-            )
-        new[0] = int(sc.rfm_segment)
-        new[1] = tier
-        new[2] = abcd
-        new[3] = quad
-        new[4] = int(sc.lifecycle)
-        for s in range(5):
-            if old[s] >= 0 and new[s] != old[s]:
-                n = _emit(out, n, k, 1, s + 1, 0, old[s], new[s], 0)
-            elif old[s] < 0 and new[s] == 0:
-                new[s] = -1  # not in the scheme yet (e.g. a prospect's RFM): stay unclassified
-        st.seg_rfm = new[0] + 1
-        st.seg_tier = new[1] + 1
-        st.seg_abcd = new[2] + 1
-        st.seg_quadrant = new[3] + 1
-        st.seg_lifecycle = new[4] + 1
-
-        # --- win-back ---
-        if st.n_purchases == 0:
-            continue
-        reason = 0
-        if complaint_sev[rows[k]] >= P.complaint_alert_severity:
-            reason = 3
-        risk = sc.churn_risk
-        if st.flags & FLAG_RISK_HIGH:
-            if risk < P.risk_threshold - P.risk_hysteresis:
-                st.flags &= ~FLAG_RISK_HIGH
-        elif sc.frequency >= 1 and risk >= P.risk_threshold:
-            st.flags |= FLAG_RISK_HIGH
-            if reason == 0:
-                reason = 2
-        if not (st.flags & FLAG_SILENCE_SENT) and (sc.overdue or not sc.effective):
-            st.flags |= FLAG_SILENCE_SENT
-            if reason == 0:
-                reason = 1
-        if reason == 0:
-            continue
-        cooldown_s = min(max(sc.usual_gap_days, P.cooldown_min_days), P.cooldown_max_days) * DAY
-        suppressed = st.last_winback > 0 and clock - int(st.last_winback) < cooldown_s
-        if not suppressed:
-            st.last_winback = clock
-        n = _emit(out, n, k, 2, 0, reason, 0, 0, 1 if suppressed else 0)
+        n = detect_one(
+            states[rows[k]], scores[k], clock, P, cuts, int(complaint_sev[k]), False, out, n, k
+        )
     return n
 
 
@@ -237,12 +252,16 @@ def detect_alerts(
     clock: int,
     params: ScoringParams,
     cuts: tuple[float, ...],
-    complaint_sev: npt.NDArray[np.uint8],
+    complaint_sev: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.void]:
     """Alerts for ``states[rows]`` given their ``scores`` at ``clock``; updates bookkeeping.
 
-    ``complaint_sev`` is indexed by state row (from :func:`engine.kernels.apply_events`).
+    ``complaint_sev`` (aligned with ``rows``) is the severity of an open complaint causing
+    each evaluation, 0 for none. The streaming driver (:mod:`engine.timeline`) calls
+    :func:`detect_one` per evaluation instead.
     """
-    out = np.zeros(rows.shape[0] * _MAX_PER_CUSTOMER, dtype=ALERT_DTYPE)
+    if complaint_sev is None:
+        complaint_sev = np.zeros(rows.shape[0], dtype=np.uint8)
+    out = np.zeros(rows.shape[0] * MAX_PER_EVALUATION, dtype=ALERT_DTYPE)
     count = _detect(states, rows, scores, np.int64(clock), params, cuts, complaint_sev, out)
     return out[:count]

@@ -1,10 +1,10 @@
 """Alert, score-update and their deterministic ids: the JSON downstream services consume.
 
 Schemas: docs/schemas/*.json (validated in tests against real alerts). ``alert_id`` is a
-digest of the model version, customer, alert kind, scheme or reason, from/to and an anchor
-time that belongs to the customer's own history (silence: the last purchase it refers to;
-complaint: the complaint time; otherwise the event time that caused it), so a replay of the
-same input produces the same ids and downstream can de-duplicate.
+digest of the model version, the customer, the alert kind, the scheme or reason, from/to and
+the cause: the causing event's ``event_id``, or the due time a timer evaluated. Each of these
+is a function of the customer's own events (docs/alerts.md), so a replay of the same input in
+any batch cut produces the same ids and downstream can de-duplicate.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 
-from engine.alerts import KIND_SEGMENT_CHANGE, REASON_COMPLAINT, REASON_SILENCE
+from engine.alerts import KIND_SEGMENT_CHANGE
 from engine.segments import (
     ABCD_NAMES,
     ACTIONS,
@@ -72,13 +72,20 @@ class AlertContext:
 
     model_version: str
     customer_id: str
-    event_ts: int  # event time that caused it (epoch s)
-    cause: dict[str, Any]  # {"type": "event", "event_id": ...} or {"type": "timer", ...}
+    event_ts: int  # event time the customer was evaluated at (epoch s)
+    cause: dict[str, Any]  # {"type": "event", "event_id": ...} or {"type": "timer", "due": ...}
     emitted_at: float  # wall time
+
+    @property
+    def anchor(self) -> str:
+        """What the id says caused the alert: ``e:<event_id>`` or ``t:<due epoch s>``."""
+        if self.cause["type"] == "event":
+            return f"e:{self.cause['event_id']}"
+        return f"t:{self.cause['due']}"
 
 
 def alert_id(
-    model_version: str, customer_id: str, kind: int, what: int, frm: int, to: int, anchor: int
+    model_version: str, customer_id: str, kind: int, what: int, frm: int, to: int, anchor: str
 ) -> str:
     """Deterministic id: the same input replayed gives the same id."""
     text = f"{model_version}|{customer_id}|{kind}|{what}|{frm}|{to}|{anchor}"
@@ -98,7 +105,6 @@ def build_alert(
     alert: np.void,
     after: dict[str, Any],
     before: dict[str, Any] | None,
-    state: np.void,
 ) -> tuple[str, bytes]:
     """(topic kind, JSON bytes) of one engine alert (ALERT_DTYPE).
 
@@ -120,7 +126,7 @@ def build_alert(
         names = _SCHEME_VALUES[scheme]
         body = {
             "alert_id": alert_id(
-                ctx.model_version, ctx.customer_id, kind, scheme, frm, to, ctx.event_ts
+                ctx.model_version, ctx.customer_id, kind, scheme, frm, to, ctx.anchor
             ),
             **common,
             "scheme": SCHEME_NAMES[scheme],
@@ -131,16 +137,10 @@ def build_alert(
         }
         return "segment_change", _encoder.encode(body)
     reason = int(alert["reason"])
-    if reason == REASON_SILENCE:
-        anchor = int(state["last_purchase"])
-    elif reason == REASON_COMPLAINT:
-        anchor = int(state["complaint_ts"])
-    else:
-        anchor = ctx.event_ts
     scores = after
     tier = scores["value_tier"]
     body = {
-        "alert_id": alert_id(ctx.model_version, ctx.customer_id, kind, reason, 0, 0, anchor),
+        "alert_id": alert_id(ctx.model_version, ctx.customer_id, kind, reason, 0, 0, ctx.anchor),
         **common,
         "reason": REASON_NAMES[reason],
         "churn_risk": scores["churn_risk"],
@@ -160,19 +160,19 @@ def build_alert(
 
 
 def build_score_updates(
-    model_version: str, as_of: int, records: Sequence[dict[str, Any]]
+    model_version: str, as_of: Sequence[int], records: Sequence[dict[str, Any]]
 ) -> list[bytes]:
-    """The compacted ``customer.scores`` values of several customers' score records."""
-    stamp = format_time(as_of)
+    """The compacted ``customer.scores`` values of several customers' score records, each
+    evaluated at its own ``as_of`` (epoch s)."""
     return [
         _encoder.encode(
             {
                 "schema_version": SCHEMA_VERSION,
                 "model_version": model_version,
                 "customer_id": record["customer_id"],
-                "as_of": stamp,
+                "as_of": format_time(when),
                 "scores": record,
             }
         )
-        for record in records
+        for when, record in zip(as_of, records, strict=True)
     ]

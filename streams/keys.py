@@ -107,5 +107,15 @@ class PartitionKeys:
         return f"{self.tag}:fg:{digest}"
 
     @property
+    def outbox(self) -> str:
+        """Records of committed batches not yet acknowledged by the broker (token -> records)."""
+        return f"{self.tag}:outbox"
+
+    @property
+    def quarantine(self) -> str:
+        """Stored records that could not be decoded (customer id -> original bytes)."""
+        return f"{self.tag}:quarantine"
+
+    @property
     def population(self) -> str:
         return f"{self.tag}:pop"

@@ -37,6 +37,12 @@ class WorkerMetrics:
     swept: Counter
     snapshot_age: Gauge
     state_writes: Counter
+    state_upgraded: Counter
+    state_quarantined: Counter
+    outbox_recovered: Counter
+    publish_errors: Counter
+    publish_failing: Gauge
+    timer_errors: Counter
     # population KPIs merged over every partition's sketch (the same on every worker)
     pop_customers: Gauge
     pop_effective: Gauge
@@ -134,6 +140,35 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         ),
         state_writes=Counter(
             f"{ns}_state_writes_total", "Customer records written to Redis", registry=reg
+        ),
+        state_upgraded=Counter(
+            f"{ns}_state_upgraded_total",
+            "Stored records of an older layout version upgraded on read",
+            registry=reg,
+        ),
+        state_quarantined=Counter(
+            f"{ns}_state_quarantined_total",
+            "Stored records that could not be decoded, moved to the partition's quarantine hash",
+            registry=reg,
+        ),
+        outbox_recovered=Counter(
+            f"{ns}_outbox_recovered_total",
+            "Committed outbox entries published on behalf of an earlier attempt or owner",
+            registry=reg,
+        ),
+        publish_errors=Counter(
+            f"{ns}_publish_errors_total", "Failed attempts to publish to the broker", registry=reg
+        ),
+        publish_failing=Gauge(
+            f"{ns}_publish_failing_seconds",
+            "Seconds the current publish has been failing (0 when publishing works)",
+            registry=reg,
+        ),
+        timer_errors=Counter(
+            f"{ns}_timer_errors_total",
+            "Exceptions caught in a worker timer (sweep, population refresh), by timer",
+            ["timer"],
+            registry=reg,
         ),
         pop_customers=Gauge(
             f"{ns}_population_customers", "Customers with a state record", registry=reg

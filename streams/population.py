@@ -29,7 +29,7 @@ from engine.params import DAY
 from engine.population import ABCD_SHARES, TIER_SHARES
 from engine.scoring import PopulationCuts, evaluate
 from engine.segments import LIFECYCLE_NAMES, RFM_SEGMENT_NAMES, TIER_NAMES
-from engine.state import decode_states
+from engine.state import decode_records
 from streams.metrics import WorkerMetrics
 from streams.processor import Model
 from streams.store import RedisStateStore
@@ -65,7 +65,7 @@ def sketch_scores(
         "watermark": watermark,
         "computed_at": time.time(),
         "customers": int(scores.shape[0]),
-        "buyers": int(np.count_nonzero(states["n_purchases"] > 0)),
+        "buyers": int(np.count_nonzero(states["purchase_days"] > 0)),
         "effective": int(members.shape[0]),
         "nonpositive": int(np.count_nonzero(spend <= 0)),
         "hist": {str(k): v for k, v in hist.items()},
@@ -96,7 +96,7 @@ def churn_counts(
     last = states["last_purchase"].astype(np.int64)
     prev = states["prev_purchase"].astype(np.int64)
     lo, hi = watermark - 2 * window_s, watermark - window_s
-    bought = states["n_purchases"] > 0
+    bought = states["purchase_days"] > 0
     churned = bought & (last > lo) & (last <= hi)
     came_back = bought & (last > hi)
     member_then = ((prev > lo) & (prev <= hi)) | ((first > lo) & (first <= hi))
@@ -156,7 +156,12 @@ def cuts_from_sketches(sketches: list[dict[str, Any]]) -> PopulationCuts | None:
 
 
 class PopulationTracker:
-    """Refreshes owned partitions' sketches and the model's cut points; serves KPIs."""
+    """Refreshes owned partitions' sketches, the live population snapshot and KPIs.
+
+    The snapshot's cut points are reported next to the cuts in force (``/stats``) so their
+    drift is visible; alerts are judged against the model's calibrated cuts, which are a
+    function of the model version alone (an alert must not depend on when this timer fired).
+    """
 
     def __init__(
         self,
@@ -171,12 +176,14 @@ class PopulationTracker:
         self._model = model
         self._partitions = partitions
         self._metrics = metrics
+        self.snapshot_cuts: PopulationCuts | None = None
+        self.snapshot_at = 0.0  # wall time of the last merge; 0 = none yet
 
     async def sketch_partition(self, partition: int) -> dict[str, Any]:
         """Compute and store the sketch of one partition."""
         watermark, _ = await self._store.fence(partition)
         pairs = list(await self._store.scan_states(partition))
-        states = decode_states([blob for _, blob in pairs])
+        states = decode_records([blob for _, blob in pairs]).states
         model = self._model
         scores = evaluate(states, max(watermark, 1), model.params, model.cuts, model.rfm_map)
         window_days = model.params.window_months * 365.25 / 12
@@ -191,13 +198,13 @@ class PopulationTracker:
         return [json.loads(b) for b in blobs if b]
 
     async def refresh(self, owned: Iterable[int]) -> None:
-        """Re-sketch owned partitions, then merge all sketches into the model's cuts."""
+        """Re-sketch owned partitions, then merge all sketches into the live snapshot."""
         for partition in owned:
             await self.sketch_partition(partition)
         cuts = cuts_from_sketches(await self.sketches())
         if cuts is not None:
-            self._model.cuts = cuts
-            self._model.cuts_computed_at = time.time()
+            self.snapshot_cuts = cuts
+            self.snapshot_at = time.time()
         self._set_gauges(await self.stats())
 
     def _set_gauges(self, stats: dict[str, Any]) -> None:
@@ -265,6 +272,7 @@ class PopulationTracker:
             "rfm_segments": merged("segments"),
             "lifecycle": merged("lifecycle"),
             "cuts": model.cuts._asdict(),
-            "cuts_computed_at": model.cuts_computed_at or None,
+            "snapshot_cuts": self.snapshot_cuts._asdict() if self.snapshot_cuts else None,
+            "snapshot_computed_at": self.snapshot_at or None,
             "model_version": model.version,
         }

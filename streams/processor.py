@@ -1,11 +1,15 @@
-"""The worker's batch pipeline, free of Faust: decode -> load -> kernels -> publish -> commit.
+"""The worker's batch pipeline, free of Faust: decode -> load -> timeline -> commit -> publish.
 
-The Faust agent and timer (streams/app.py) are thin shells that hand messages and
+The Faust agent and timer (streams/worker.py) are thin shells that hand messages and
 partition numbers to :class:`BatchProcessor`. Order per batch, per partition (DESIGN.md §4):
-publish alerts, dead letters and score updates (awaiting broker acks), then write states,
-due entries, dedupe marks and the applied-offset fence in one atomic commit; only then does
-the agent return and let Faust commit offsets. Redis and producer failures are retried with
-backoff inside the batch, so nothing is acknowledged before it is written.
+first publish any outbox entry a previous owner left; then evaluate each customer at its own
+event and due times (:mod:`engine.timeline`); then write states, due entries, dedupe marks,
+the applied-offset fence *and* the batch's output records (the outbox) in one atomic,
+generation-checked commit; then publish those records (awaiting broker acks) and drop the
+outbox entry. Only then does the agent return and let Faust commit offsets. A refused commit
+publishes nothing, so no alert exists whose state change was not committed. Redis and
+producer failures are retried with backoff inside the batch, so nothing is acknowledged
+before it is written.
 """
 
 from __future__ import annotations
@@ -24,24 +28,24 @@ import numpy.typing as npt
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.alerts import KIND_SEGMENT_CHANGE, detect_alerts
-from engine.kernels import apply_events
+from engine.alerts import KIND_SEGMENT_CHANGE
 from engine.params import ScoringParams
-from engine.scoring import PopulationCuts, evaluate
+from engine.scoring import PopulationCuts
 from engine.segments import REASON_NAMES, SCHEME_NAMES
-from engine.state import MAX_TS, decode_states, new_events
+from engine.state import decode_records, new_events
+from engine.timeline import customer_slices, order_events, run_timeline
 from models.scorefile import score_records
 from streams.alerts import AlertContext, build_alert, build_score_updates
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
 from streams.keys import bucket_of
 from streams.metrics import WorkerMetrics
+from streams.outbox import pack_records, unpack_records
 from streams.store import Commit, PartitionRead, ReadRequest, RedisStateStore
 
 __all__ = ["BatchProcessor", "Model", "OutputTopics", "Publisher", "RawMessage", "Retry"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_TYPE_NAMES = {1: "purchase", 2: "visit", 3: "complaint"}
 SWEEP_BUCKETS = 32  # due buckets read per sweep round trip
 
 
@@ -74,13 +78,14 @@ class Publisher(Protocol):
 
 @dataclass
 class Model:
-    """The scoring model in force: parameters, segment map, version and population cuts."""
+    """The scoring model in force: parameters, segment map, version and the population cuts
+    alerts are judged against (the params file's calibrated cuts: a function of the model
+    version, never of when a timer fired)."""
 
     params: ScoringParams
     rfm_map: npt.NDArray[np.uint8]
     version: str
     cuts: PopulationCuts
-    cuts_computed_at: float = 0.0  # wall time; 0 = calibrated cuts from the params file
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ class BatchProcessor:
         self.wall_clock = wall_clock
         self.retry = retry
         self._locks: dict[int, asyncio.Lock] = {}
+        self.publish_failing_s = 0.0  # how long the current publish has been failing
 
     def lock(self, partition: int) -> asyncio.Lock:
         """The lock that serialises the agent and the timer on one partition."""
@@ -167,6 +173,7 @@ class BatchProcessor:
         if not outbox.records:
             return
         delay = self.retry.first_s
+        failing_since = 0.0
         while True:
             try:
                 await self.publisher.send_many(outbox.records)
@@ -174,9 +181,17 @@ class BatchProcessor:
             except (asyncio.CancelledError, KeyboardInterrupt):
                 raise
             except Exception as exc:  # broker errors come in many types; retry them all
+                # visible, not silent: a counter, a gauge of how long, and /healthz (worker)
+                failing_since = failing_since or time.monotonic()
+                self.publish_failing_s = time.monotonic() - failing_since
+                self.metrics.publish_errors.inc()
+                self.metrics.publish_failing.set(self.publish_failing_s)
                 log.warning("publish failed (%s); retrying in %.2fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry.max_s)
+        if failing_since:
+            self.publish_failing_s = 0.0
+            self.metrics.publish_failing.set(0)
         for (kind, reason), n in outbox.counts.items():
             self.metrics.alerts.labels(kind, reason).inc(n)
         for reason, n in outbox.suppressed.items():
@@ -187,8 +202,10 @@ class BatchProcessor:
     async def process(self, messages: Sequence[RawMessage]) -> None:
         """Apply one consumed batch (any mix of input topics and partitions).
 
-        All partitions of the batch share one Redis read round trip, one publish (one wait
-        for broker acks) and one commit round trip (a pipeline of per-partition scripts).
+        All partitions of the batch share one Redis read round trip, one commit round trip
+        (a pipeline of per-partition scripts) and one publish (one wait for broker acks),
+        in that order: alerts reach the broker only once the state that produced them is
+        committed (the outbox, :mod:`streams.outbox`).
         """
         started = time.perf_counter()
         self.metrics.batch_size.observe(len(messages))
@@ -213,24 +230,61 @@ class BatchProcessor:
                     "state read", functools.partial(self.store.read_many, requests)
                 )
                 redis_s = time.perf_counter() - t0
-                outbox = _Outbox()
-                commits = []
+                await self._flush_pending({read.partition: read.outbox for read in reads})
+                commits: list[Commit] = []
+                outboxes: dict[int, _Outbox] = {}
                 k0 = time.perf_counter()
                 for plan, read in zip(plans, reads, strict=True):
+                    outbox = _Outbox()
                     commit = self._plan_partition(plan, read, outbox, now)
                     if commit is not None:
+                        commit.outbox = pack_records(outbox.records) if outbox.records else b""
                         commits.append(commit)
+                        outboxes[plan.partition] = outbox
                 self.metrics.kernel_seconds.observe(time.perf_counter() - k0)
-                await self._publish(outbox)
                 t1 = time.perf_counter()
                 refused = await self._commit(commits)
                 self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
+                await self._publish_committed(
+                    [c for c in commits if c.partition not in refused], outboxes
+                )
                 # A refused partition was written by another worker since our read (it took
-                # the partition over, or we are the zombie). Dropping our share would lose it:
-                # the agent acks the batch next, and a later commit moves the fence past it.
-                # Re-read and redo it instead; the fence skips what the other writer applied.
+                # the partition over, or we are the zombie). Nothing of ours was written or
+                # published. Dropping our share would lose it (the agent acks the batch next),
+                # so re-read and redo it; the fence skips what the other writer applied.
                 plans = [plan for plan in plans if plan.partition in refused]
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _flush_pending(self, pending: dict[int, dict[str, bytes]]) -> None:
+        """Publish outbox entries a previous owner committed but may not have published."""
+        acks = [(p, token) for p, entries in pending.items() for token in entries]
+        if not acks:
+            return
+        records = [
+            r
+            for p, entries in pending.items()
+            for blob in entries.values()
+            for r in unpack_records(blob)
+        ]
+        await self._publish(_Outbox(records=records))
+        self.metrics.outbox_recovered.inc(len(acks))
+        await self._retrying("outbox ack", lambda: self.store.ack_outbox(acks))
+
+    async def _publish_committed(
+        self, commits: Sequence[Commit], outboxes: dict[int, _Outbox]
+    ) -> None:
+        """Publish what the given (committed) commits hold, then drop their outbox entries."""
+        merged = _Outbox()
+        for commit in commits:
+            outbox = outboxes[commit.partition]
+            merged.records += outbox.records
+            for label, n in outbox.counts.items():
+                merged.counts[label] = merged.counts.get(label, 0) + n
+            for reason, n in outbox.suppressed.items():
+                merged.suppressed[reason] = merged.suppressed.get(reason, 0) + n
+        await self._publish(merged)
+        acks = [(c.partition, c.token) for c in commits if c.outbox]
+        await self._retrying("outbox ack", lambda: self.store.ack_outbox(acks))
 
     def _plan_partition(
         self, plan: _Plan, read: PartitionRead, outbox: _Outbox, now: float
@@ -285,112 +339,138 @@ class BatchProcessor:
         if kept:
             watermark = max(watermark, max(e.ts for e in kept))
             clock = int(now) if self.live_clock else watermark
-            self._apply(
-                plan.customers, read.blobs, kept, clock, read.watermark, commit, outbox, now
-            )
+            self._apply(plan.partition, plan.customers, read.blobs, kept, clock, commit, outbox)
         commit.watermark = watermark
         self.metrics.watermark.labels(str(plan.partition)).set(watermark)
         return commit
 
+    def _decode(
+        self,
+        partition: int,
+        customers: Sequence[str],
+        blobs: Sequence[bytes | None],
+        commit: Commit,
+    ) -> npt.NDArray[np.void]:
+        """Stored records as current-version states; undecodable ones are quarantined (their
+        bytes kept under the customer id, the customer starting afresh) instead of failing
+        the batch."""
+        decoded = decode_records(blobs)
+        if decoded.upgraded:
+            self.metrics.state_upgraded.inc(len(decoded.upgraded))
+        for i, why in decoded.corrupt:
+            blob = blobs[i]
+            assert blob is not None
+            commit.quarantine[customers[i]] = blob
+            self.metrics.state_quarantined.inc()
+            log.error(
+                "quarantined the state of customer %r (partition %d): %s",
+                customers[i],
+                partition,
+                why,
+            )
+        return decoded.states
+
     def _apply(
         self,
+        partition: int,
         customers: list[str],
         blobs: list[bytes | None],
         kept: list[DecodedEvent],
-        clock: int,
-        before_clock: int,
+        watermark: int,
         commit: Commit,
         outbox: _Outbox,
-        now: float,
     ) -> None:
-        model = self.model
-        states = decode_states(blobs)
-        before = states.copy()
+        states = self._decode(partition, customers, blobs, commit)
         row_of = {c: i for i, c in enumerate(customers)}
-        rows_of_events = [row_of[e.customer_id] for e in kept]
         events = new_events(len(kept))
-        events["row"] = rows_of_events
+        events["row"] = [row_of[e.customer_id] for e in kept]
         events["kind"] = [e.kind for e in kept]
         events["severity"] = [e.severity for e in kept]
         events["resolved"] = [e.resolved for e in kept]
         events["ts"] = [e.ts for e in kept]
         events["cents"] = [e.cents for e in kept]
-        latest: dict[int, DecodedEvent] = {}
-        for row, e in zip(rows_of_events, kept, strict=True):
-            if row not in latest or e.ts >= latest[row].ts:
-                latest[row] = e
-        severity = apply_events(states, events, model.params.complaint_halflife_days)
-        rows = np.fromiter(sorted(latest), dtype=np.int32, count=len(latest))
-        self._score_and_alert(
+        events["complaint"] = [e.complaint for e in kept]
+        events["refers"] = [e.refers for e in kept]
+        order = order_events(
+            events["row"], events["ts"], events["kind"], np.array([e.event_id for e in kept])
+        )
+        events = events[order]
+        ordered = [kept[i] for i in order.tolist()]
+        rows = np.unique(events["row"]).astype(np.int32)
+        self._evaluate(
             customers,
             states,
-            before,
+            events,
+            ordered,
             rows,
-            clock,
-            lambda row: before_clock or clock,
-            severity,
+            customer_slices(events["row"], rows),
+            watermark,
             commit,
             outbox,
-            now,
-            cause=lambda row: ({"type": "event", "event_id": latest[row].event_id}, latest[row].ts),
         )
         for e in kept:
             commit.event_ids.append((e.event_id, e.ts))
 
-    def _score_and_alert(
+    def _evaluate(
         self,
-        customers: list[str],
+        customers: Sequence[str],
         states: npt.NDArray[np.void],
-        before: npt.NDArray[np.void],
+        events: npt.NDArray[np.void],
+        ordered: Sequence[DecodedEvent],
         rows: npt.NDArray[np.int32],
-        clock: int,
-        before_at: Callable[[int], int],
-        severity: npt.NDArray[np.uint8],
+        starts: npt.NDArray[np.int64],
+        watermark: int,
         commit: Commit,
         outbox: _Outbox,
-        now: float,
-        cause: Callable[[int], tuple[dict[str, Any], int]],
-    ) -> None:
+    ) -> int:
+        """Run the timeline over ``rows``; alerts, score updates and states into the commit.
+
+        Returns how many customers were evaluated.
+        """
         model = self.model
-        params, cuts = model.params, model.cuts
-        scores = evaluate(states, clock, params, cuts, model.rfm_map, rows)
-        alerts = detect_alerts(states, rows, scores, clock, params, cuts, severity)
-        due = np.clip(scores["due"], 0, MAX_TS)
-        states["due"][rows] = due
-        touched = [customers[row] for row in rows.tolist()]
-        records = score_records(touched, scores)  # shared by the alerts and score updates
-        before_records: dict[int, dict[str, Any]] = {}
-        alerting = sorted({int(a["index"]) for a in alerts if a["kind"] == KIND_SEGMENT_CHANGE})
-        by_time: dict[int, list[int]] = {}  # the scores before a change, at its own time
-        for k in alerting:
-            by_time.setdefault(before_at(int(rows[k])), []).append(k)
-        for at, ks in by_time.items():
-            picked = rows[ks]
-            old = evaluate(before, at, params, cuts, model.rfm_map, picked)
-            records_before = score_records([touched[k] for k in ks], old)
-            before_records.update(zip(ks, records_before, strict=True))
-        for a in alerts:
-            k = int(a["index"])
-            row = int(rows[k])
-            cause_info, event_ts = cause(row)
-            ctx = AlertContext(model.version, customers[row], event_ts, cause_info, now)
-            if a["suppressed"]:
-                reason = _reason_name(a)
-                outbox.suppressed[reason] = outbox.suppressed.get(reason, 0) + 1
-                continue
-            kind, body = build_alert(ctx, a, records[k], before_records.get(k), states[row])
-            topic = (
-                self.outputs.segment_change if kind == "segment_change" else self.outputs.win_back
-            )
-            outbox.records.append((topic, customers[row].encode(), body))
-            label = (kind, _reason_name(a))
-            outbox.counts[label] = outbox.counts.get(label, 0) + 1
-        updates = build_score_updates(model.version, clock, records)
-        for k, (row, customer) in enumerate(zip(rows.tolist(), touched, strict=True)):
+        line = run_timeline(
+            states, events, starts, rows, watermark, model.params, model.cuts, model.rfm_map
+        )
+        wall = self.wall_clock()
+        alerts = line.alerts
+        if alerts.shape[0]:
+            ids = [customers[i] for i in alerts["index"].tolist()]
+            after = score_records(ids, line.scores[alerts["after"]])
+            before_rows = alerts["before"]
+            before = score_records(ids, line.scores[np.maximum(before_rows, 0)])
+            for k, a in enumerate(alerts):
+                if a["suppressed"]:
+                    reason = _reason_name(a)
+                    outbox.suppressed[reason] = outbox.suppressed.get(reason, 0) + 1
+                    continue
+                event = int(a["event"])
+                cause: dict[str, Any] = (
+                    {"type": "event", "event_id": ordered[event].event_id}
+                    if event >= 0
+                    else {"type": "timer", "due": int(a["due"])}
+                )
+                ctx = AlertContext(model.version, ids[k], int(a["clock"]), cause, wall)
+                kind, body = build_alert(
+                    ctx, a, after[k], before[k] if int(before_rows[k]) >= 0 else None
+                )
+                topic = (
+                    self.outputs.segment_change
+                    if kind == "segment_change"
+                    else self.outputs.win_back
+                )
+                outbox.records.append((topic, ids[k].encode(), body))
+                label = (kind, _reason_name(a))
+                outbox.counts[label] = outbox.counts.get(label, 0) + 1
+        done = rows[line.evaluated]
+        touched = [customers[row] for row in done.tolist()]
+        records = score_records(touched, line.final[line.evaluated])
+        updates = build_score_updates(model.version, states["clock"][done].tolist(), records)
+        for k, (row, customer) in enumerate(zip(done.tolist(), touched, strict=True)):
             outbox.records.append((self.outputs.scores, customer.encode(), updates[k]))
             commit.states[customer] = states[row : row + 1].tobytes()
-            commit.due[customer] = int(due[k])
-        self.metrics.state_writes.inc(len(rows))
+            commit.due[customer] = int(states["due"][row])
+        self.metrics.state_writes.inc(len(touched))
+        return len(touched)
 
     async def _commit(self, commits: list[Commit]) -> set[int]:
         """Commit; the partitions whose commit was refused (nothing of theirs was written)."""
@@ -406,14 +486,23 @@ class BatchProcessor:
     # ------------------------------------------------------------------ timer
 
     async def sweep(self, partition: int, limit: int) -> int:
-        """Re-score customers of ``partition`` whose due time has passed; returns how many.
+        """Evaluate customers of ``partition`` at their due times up to the watermark.
 
-        The due index names buckets (with a lower bound of their earliest due time), so one call
-        reads up to ``SWEEP_BUCKETS`` due buckets whole, re-scores their due customers and gives
-        each bucket read its exact bound back with the commit. It returns at least ``limit``
-        when a full page of buckets was due, so the timer calls again.
+        The watermark (wall time in live mode) only says which due times have passed; each
+        customer is evaluated at exactly its own due times. The due index names buckets
+        (with a lower bound of their earliest due time), so one call reads up to
+        ``SWEEP_BUCKETS`` due buckets whole, evaluates their due customers and gives each
+        bucket read its exact bound back with the commit. It returns at least ``limit`` when
+        a full page of buckets was due, so the timer calls again.
         """
         async with self.lock(partition):
+            await self._flush_pending(
+                {
+                    partition: await self._retrying(
+                        "outbox read", lambda: self.store.pending_outbox(partition)
+                    )
+                }
+            )
             watermark, _ = await self._retrying("fence read", lambda: self.store.fence(partition))
             clock = int(self.wall_clock()) if self.live_clock else watermark
             if clock <= 0:
@@ -429,7 +518,7 @@ class BatchProcessor:
             customers: list[str] = []
             bucket_due: dict[int, int] = {}
             for bucket, content in zip(buckets, contents, strict=True):
-                dues = decode_states([blob for _, blob in content])["due"].tolist()
+                dues = decode_records([blob for _, blob in content]).states["due"].tolist()
                 bucket_due[bucket] = min((d for d in dues if d > clock), default=0)
                 customers += [c for (c, _), d in zip(content, dues, strict=True) if 0 < d <= clock]
             swept = await self._rescore(partition, generation, clock, customers, bucket_due)
@@ -447,38 +536,31 @@ class BatchProcessor:
         customers: list[str],
         bucket_due: dict[int, int],
     ) -> int | None:
-        """Re-score due ``customers``, set their buckets' exact due bounds; how many (None:
-        the partition was written since the buckets were read, nothing done)."""
-        read = await self._retrying(
-            "state read", lambda: self.store.read(partition, customers, [])
-        )
+        """Evaluate due ``customers`` at their due times up to ``clock``, set their buckets'
+        exact due bounds; how many (None: the partition was written since the buckets were
+        read, nothing done)."""
+        read = await self._retrying("state read", lambda: self.store.read(partition, customers, []))
         if read.generation != generation:
             return None
-        states = decode_states(read.blobs)
-        present = np.flatnonzero(states["first_seen"] > 0).astype(np.int32)
         commit = Commit(
             partition=partition,
             generation=read.generation,
             cutoffs={c: f for c, f in zip(customers, read.forgotten, strict=True) if f},
         )
+        states = self._decode(partition, customers, read.blobs, commit)
+        present = np.flatnonzero(states["first_seen"] > 0).astype(np.int32)
         outbox = _Outbox()
-        due_before = states["due"].copy()
-        self._score_and_alert(
+        events = new_events(0)
+        self._evaluate(
             customers,
             states,
-            states.copy(),
+            events,
+            [],
             present,
+            np.zeros(present.shape[0] + 1, np.int64),
             clock,
-            # just before the due time nothing discrete had changed yet
-            lambda row: max(int(due_before[row]) - 1, 1) if due_before[row] else clock,
-            np.zeros(len(customers), dtype=np.uint8),
             commit,
             outbox,
-            self.wall_clock(),
-            cause=lambda row: (
-                {"type": "timer", "due": int(due_before[row])},
-                int(due_before[row]) or clock,
-            ),
         )
         for customer, when in commit.due.items():
             if when > 0:
@@ -486,9 +568,11 @@ class BatchProcessor:
                 current = bucket_due[bucket]
                 bucket_due[bucket] = min(current, when) if current else when
         commit.bucket_due = bucket_due
-        await self._publish(outbox)
+        commit.outbox = pack_records(outbox.records) if outbox.records else b""
         # refused: another writer has the partition; its own sweep re-scores these
-        await self._commit([commit])
+        refused = await self._commit([commit])
+        if not refused:
+            await self._publish_committed([commit], {partition: outbox})
         return len(present)
 
 

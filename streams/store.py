@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -31,21 +30,23 @@ __all__ = [
     "ReadRequest",
     "RedisStateStore",
     "StateLayoutError",
-    "StateStore",
 ]
 
 DAY = 86_400
 
-# KEYS: fence, due, ddays, (state bucket, forget marker)*, dedupe keys...
+# KEYS: fence, due, ddays, outbox, quarantine, (state bucket, forget marker)*, dedupe keys...
 # ARGV: expected gen, new gen, commit token, bucket count, n_fence, (field, value)*,
 #       n_states, (customer, value, cutoff read, due, bucket)*, n_exact, (bucket, due)*,
-#       n_dd, (day, n, member*)*
+#       n_dd, (day, n, member*)*, outbox records ('' = none), n_quarantine, (customer, blob)*
+# The outbox entry (the batch's alerts and score updates, under the commit token) is written
+# with the states it describes: records are published only after this commit succeeded, and
+# a worker that dies before publishing leaves them for the partition's next owner.
 # A state whose forget marker changed since the batch read it was forgotten while the
 # batch was in flight: the erasure wins and the state is not written back.
 # The due index holds, per bucket, a lower bound of its customers' earliest due time: a write
 # can only lower it (ZADD LT); the sweep, having read the whole bucket, sets it exactly.
 _COMMIT_LUA = """
-local fence, due, ddays = KEYS[1], KEYS[2], KEYS[3]
+local fence, due, ddays, outbox, quarantine = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local current = redis.call('HGET', fence, 'gen') or '0'
 if current ~= ARGV[1] then return {0, current, redis.call('HGET', fence, 'tok') or ''} end
 redis.call('HSET', fence, 'gen', ARGV[2], 'tok', ARGV[3], 'nb', ARGV[4])
@@ -55,7 +56,7 @@ for i = 1, n do
   redis.call('HSET', fence, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 n = tonumber(ARGV[a]); a = a + 1
-local k = 3
+local k = 5
 for i = 1, n do
   local bkey, fkey = KEYS[k + 1], KEYS[k + 2]; k = k + 2
   local customer, value = ARGV[a], ARGV[a + 1]
@@ -79,6 +80,12 @@ for i = 1, n do
     redis.call('SADD', KEYS[k], ARGV[a]); a = a + 1
   end
   redis.call('ZADD', ddays, day, day)
+end
+if ARGV[a] ~= '' then redis.call('HSET', outbox, ARGV[3], ARGV[a]) end
+a = a + 1
+n = tonumber(ARGV[a]); a = a + 1
+for i = 1, n do
+  redis.call('HSET', quarantine, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 return {1, ARGV[2], ARGV[3]}
 """
@@ -125,6 +132,7 @@ class PartitionRead:
     generation: int
     seen: list[bool]  # aligned with the requested event ids
     forgotten: list[int]  # aligned with customers: forget cutoff (epoch s), 0 = not forgotten
+    outbox: dict[str, bytes] = field(default_factory=dict)  # committed, maybe unpublished
 
 
 @dataclass(slots=True)
@@ -141,30 +149,10 @@ class Commit:
     # bucket -> its exact earliest due (0 = none), from a sweep that read the whole bucket
     bucket_due: dict[int, int] = field(default_factory=dict)
     event_ids: list[tuple[str, int]] = field(default_factory=list)  # (event id, event ts)
+    outbox: bytes = b""  # packed records to publish once committed (streams.outbox)
+    quarantine: dict[str, bytes] = field(default_factory=dict)  # customer -> undecodable blob
     # identifies this commit across retries: a retry after a lost reply finds its own token
     token: str = field(default_factory=lambda: secrets.token_hex(8))
-
-
-class StateStore(Protocol):
-    """What the worker needs of a state backend."""
-
-    async def read(
-        self, partition: int, customers: Sequence[str], events: Sequence[tuple[str, int]]
-    ) -> PartitionRead: ...
-
-    async def commit(self, commit: Commit) -> int: ...
-
-    async def read_many(self, requests: Sequence[ReadRequest]) -> list[PartitionRead]: ...
-
-    async def commit_many(self, commits: Sequence[Commit]) -> list[FenceConflict]: ...
-
-    async def forget(self, partition: int, customer_id: str) -> tuple[bool, bytes | None]: ...
-
-    async def due_buckets(self, partition: int, until: int, limit: int) -> list[int]: ...
-
-    async def read_buckets(
-        self, partition: int, buckets: Sequence[int]
-    ) -> tuple[int, list[list[tuple[str, bytes]]]]: ...
 
 
 class StateLayoutError(RuntimeError):
@@ -235,6 +223,7 @@ class RedisStateStore:
                     # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
                     pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
                 pipe.hgetall(keys.fence)
+                pipe.hgetall(keys.outbox)
                 by_set: dict[tuple[int, int], list[tuple[int, int]]] = {}
                 for i, (event_id, ts) in enumerate(req.events):
                     digest = event_digest(event_id)
@@ -266,6 +255,7 @@ class RedisStateStore:
                 blobs[i] = blob
         markers: list[bytes | None] = next(replies) if req.customers else []
         fence: dict[bytes, bytes] = next(replies)
+        outbox: dict[bytes, bytes] = next(replies)
         self._check_layout(req.partition, fence.get(b"nb"))
         seen = [False] * len(req.events)
         for idx in sets:
@@ -282,6 +272,7 @@ class RedisStateStore:
             generation=int(fence.get(b"gen", 0)),
             seen=seen,
             forgotten=[int(m) if m is not None else 0 for m in markers],
+            outbox={_text(token): blob for token, blob in outbox.items()},
         )
 
     def _check_layout(self, partition: int, written_with: bytes | None) -> None:
@@ -299,7 +290,7 @@ class RedisStateStore:
             fence_fields += [topic, offset]
         if commit.watermark is not None:
             fence_fields += ["wm", commit.watermark]
-        key_list = [keys.fence, keys.due, keys.dedupe_days]
+        key_list = [keys.fence, keys.due, keys.dedupe_days, keys.outbox, keys.quarantine]
         argv: list[Any] = [
             commit.generation,
             commit.generation + 1,
@@ -325,6 +316,10 @@ class RedisStateStore:
         for (day, shard), digests in by_set.items():
             key_list.append(keys.dedupe(day, shard))
             argv += [day, len(digests), *digests]
+        argv.append(commit.outbox)
+        argv.append(len(commit.quarantine))
+        for customer, blob in commit.quarantine.items():
+            argv += [customer, blob]
         return key_list, argv
 
     async def commit(self, commit: Commit) -> int:
@@ -371,6 +366,23 @@ class RedisStateStore:
                 )
         return refused
 
+    async def pending_outbox(self, partition: int) -> dict[str, bytes]:
+        """Outbox entries of ``partition`` (token -> packed records) not yet acknowledged."""
+        entries = await self._redis.hgetall(self.keys(partition).outbox)
+        return {_text(token): blob for token, blob in entries.items()}
+
+    async def ack_outbox(self, acks: Sequence[tuple[int, str]]) -> None:
+        """Drop published outbox entries, given as (partition, token), in one round trip."""
+        if not acks:
+            return
+        by_partition: dict[int, list[str]] = {}
+        for partition, token in acks:
+            by_partition.setdefault(partition, []).append(token)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for partition, tokens in by_partition.items():
+                pipe.hdel(self.keys(partition).outbox, *tokens)
+            await pipe.execute()
+
     async def forget(self, partition: int, customer_id: str) -> tuple[bool, bytes | None]:
         """Erase a customer's state record and block replays of their past events.
 
@@ -404,8 +416,7 @@ class RedisStateStore:
         (gen, nb), contents = replies[0], replies[1:]
         self._check_layout(partition, nb)
         return int(gen or 0), [
-            [(_text(customer), blob) for customer, blob in content.items()]
-            for content in contents
+            [(_text(customer), blob) for customer, blob in content.items()] for content in contents
         ]
 
     async def fence(self, partition: int) -> tuple[int, int]:
@@ -425,9 +436,7 @@ class RedisStateStore:
         if not days:
             return 0
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(
-                *[keys.dedupe(int(_text(d)), s) for d in days for s in range(self._shards)]
-            )
+            pipe.delete(*[keys.dedupe(int(_text(d)), s) for d in days for s in range(self._shards)])
             pipe.zrem(keys.dedupe_days, *days)
             await pipe.execute()
         return len(days)
@@ -466,8 +475,3 @@ async def _chunks(source: Any, size: int) -> Any:
             chunk = []
     if chunk:
         yield chunk
-
-
-def wall_clock() -> float:
-    """Wall time in epoch seconds (injected where tests need another clock)."""
-    return time.time()

@@ -22,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from custscore.settings import Settings
 from engine.scoring import evaluate
-from engine.state import decode_states
+from engine.state import decode_records
 from models.bundle import ModelBundle, load_model
 from models.scorefile import score_record
 from streams.codec import EventDecoder
@@ -148,8 +148,17 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
     @app.timer(interval=settings.sweep_interval_s)  # type: ignore[untyped-decorator]
     async def silence_sweep() -> None:
         for partition in owned_partitions():
-            while await processor.sweep(partition, settings.sweep_batch) >= settings.sweep_batch:
-                pass
+            try:
+                while (
+                    await processor.sweep(partition, settings.sweep_batch) >= settings.sweep_batch
+                ):
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # an exception out of a Faust timer would crash the app: count, log, go on
+                metrics.timer_errors.labels("sweep").inc()
+                log.exception("sweep of partition %d failed; retrying next tick", partition)
 
     @app.timer(interval=settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def refresh_population() -> None:
@@ -168,11 +177,15 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
             metrics.redis_errors.inc()
             metrics.redis_up.set(0)
             log.warning("population refresh skipped: Redis unavailable (%s)", type(exc).__name__)
+        except Exception:
+            # nor may anything else (a bad record, a bug): count it, log it, try next time
+            metrics.timer_errors.labels("population").inc()
+            log.exception("population refresh failed; retrying at the next interval")
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
         metrics.snapshot_age.set(
-            time.time() - model.cuts_computed_at if model.cuts_computed_at else -1
+            time.time() - population.snapshot_at if population.snapshot_at else -1
         )
         return web.bytes(
             generate_latest(metrics.registry), content_type="text/plain; version=0.0.4"
@@ -184,8 +197,15 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
             redis_ok = bool(await asyncio.wait_for(redis.ping(), timeout=2))
         except Exception:
             redis_ok = False
-        body = {"redis": redis_ok, "partitions": owned_partitions(), "model_version": model.version}
-        return web.json(body, status=200 if redis_ok else 503)
+        publishing_ok = processor.publish_failing_s < settings.publish_unhealthy_after_s
+        body = {
+            "redis": redis_ok,
+            "publishing": publishing_ok,
+            "publish_failing_s": round(processor.publish_failing_s, 1),
+            "partitions": owned_partitions(),
+            "model_version": model.version,
+        }
+        return web.json(body, status=200 if redis_ok and publishing_ok else 503)
 
     @app.page("/stats")
     async def stats_view(web: Any, request: Any) -> Any:
@@ -197,8 +217,19 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         read = await store.read(partition, [customer_id], [])
         if read.blobs[0] is None:
             return web.json({"error": "unknown customer", "customer_id": customer_id}, status=404)
-        states = decode_states(read.blobs)
-        scores = evaluate(states, read.watermark, model.params, model.cuts, model.rfm_map)
+        decoded = decode_records(read.blobs)
+        if decoded.corrupt:
+            return web.json(
+                {"error": decoded.corrupt[0][1], "customer_id": customer_id}, status=500
+            )
+        states = decoded.states
+        scores = evaluate(
+            states,
+            max(read.watermark, int(states[0]["clock"])),
+            model.params,
+            model.cuts,
+            model.rfm_map,
+        )
         state = {name: _plain(states[0][name]) for name in states.dtype.names or ()}
         return web.json(
             {

@@ -1,0 +1,316 @@
+"""Per-customer event-time evaluation: every customer at its own event and due times.
+
+The streaming worker and the timer sweep both hand a batch to :func:`run_timeline`: for
+each customer (state row) it walks that customer's events in ``(ts, type, event_id)``
+order and evaluates the customer
+
+- at each of its own due times up to and including the next event's ``ts`` (a *timer*
+  evaluation at exactly the due time, with the state of the events before it),
+- at the ``ts`` of each event, right after folding it in (an *event* evaluation), and
+- after its last event, at each due time up to the partition watermark.
+
+A late event (older than the time the customer was already evaluated at) is folded in
+exactly and evaluated at the customer's own clock, so it never rewrites what was said
+before; its alerts are new ones anchored on it. Nothing here depends on where a batch was
+cut: a due time between two of a customer's events is evaluated at that due time whether
+the watermark passed it in one batch or the next event brings it along.
+
+Each evaluation runs the alert step (:func:`engine.alerts.detect_one`); alerts come back
+with their cause (the event's index, or the due time), the evaluation time and the scores
+after (and, for segment changes, just before) the cause.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from numba import njit
+
+from engine.alerts import KIND_SEGMENT_CHANGE, MAX_PER_EVALUATION, detect_one
+from engine.kernels import apply_event
+from engine.params import ScoringParams
+from engine.scoring import SCORES_DTYPE, PopulationCuts, _evaluate_one
+from engine.state import KIND_COMPLAINT, KIND_PURCHASE, MAX_TS
+
+__all__ = ["TIMELINE_ALERT_DTYPE", "Timeline", "customer_slices", "order_events", "run_timeline"]
+
+# An alert with where it came from; score indices point into Timeline.scores.
+TIMELINE_ALERT_DTYPE = np.dtype(
+    [
+        ("index", "i4"),  # the customer's state row
+        ("kind", "u1"),
+        ("scheme", "u1"),
+        ("reason", "u1"),
+        ("from_code", "u1"),
+        ("to_code", "u1"),
+        ("suppressed", "u1"),
+        ("event", "i4"),  # index of the causing event in the events array, -1 = timer
+        ("due", "i8"),  # timer: the due time evaluated (epoch s); 0 for events
+        ("clock", "i8"),  # the event time the customer was evaluated at
+        ("after", "i4"),  # scores after the cause
+        ("before", "i4"),  # segment changes: scores just before the cause (-1 otherwise)
+    ]
+)
+_MAX_DUE_STEPS = 10_000  # due times per customer and call (a guard, far above real chains)
+
+
+class Timeline(NamedTuple):
+    """What one call produced."""
+
+    alerts: npt.NDArray[np.void]  # TIMELINE_ALERT_DTYPE, in evaluation order per customer
+    scores: npt.NDArray[np.void]  # SCORES_DTYPE rows referenced by the alerts
+    final: npt.NDArray[np.void]  # SCORES_DTYPE, per processed row: its latest evaluation
+    evaluated: npt.NDArray[np.bool_]  # per processed row: evaluated at all in this call
+
+
+def order_events(
+    rows: npt.NDArray[np.int32],
+    ts: npt.NDArray[np.int64],
+    kinds: npt.NDArray[np.uint8],
+    event_ids: npt.NDArray[np.str_],
+) -> npt.NDArray[np.intp]:
+    """The permutation that sorts events by (row, ts, type, event_id)."""
+    return np.lexsort((event_ids, kinds, ts, rows))
+
+
+def customer_slices(
+    sorted_rows: npt.NDArray[np.int32], process_rows: npt.NDArray[np.int32]
+) -> npt.NDArray[np.int64]:
+    """Start offsets (len(process_rows) + 1) of each processed row's events in a sorted array."""
+    starts = np.searchsorted(sorted_rows, process_rows, side="left")
+    ends = np.searchsorted(sorted_rows, process_rows, side="right")
+    out = np.empty(process_rows.shape[0] + 1, dtype=np.int64)
+    out[:-1] = starts
+    out[-1] = ends[-1] if process_rows.shape[0] else 0
+    if process_rows.shape[0] > 1 and not np.array_equal(starts[1:], ends[:-1]):
+        raise ValueError("process_rows must list every row of the sorted events, in order")
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _evaluate_at(
+    st,
+    before,
+    clock,
+    cause_event,
+    due,
+    sev,
+    purchase,
+    P,
+    cuts,
+    rfm_map,
+    alerts,
+    n_alerts,
+    scores,
+    n_scores,
+    row,
+    final,
+    fi,
+):  # type: ignore[no-untyped-def]
+    """One evaluation: scores, alert step, bookkeeping. Returns (n_alerts, n_scores), or
+    (-1, -1) when an output array is full."""
+    if n_scores + 2 > scores.shape[0] or n_alerts + MAX_PER_EVALUATION > alerts.shape[0]:
+        return -1, -1
+    sc = scores[n_scores]
+    _evaluate_one(st, clock, P, cuts, rfm_map, sc)
+    first = n_alerts
+    n_alerts = detect_one(st, sc, clock, P, cuts, sev, purchase, alerts, n_alerts, row)
+    after = n_scores
+    n_scores += 1
+    before_at = -1
+    for j in range(first, n_alerts):
+        a = alerts[j]
+        if a.kind == KIND_SEGMENT_CHANGE and before_at < 0:
+            before_at = n_scores
+            if cause_event >= 0:
+                _evaluate_one(before, clock, P, cuts, rfm_map, scores[n_scores])
+            else:
+                _evaluate_one(st, max(clock - 1, 1), P, cuts, rfm_map, scores[n_scores])
+            n_scores += 1
+        a.event = cause_event
+        a.due = due
+        a.clock = clock
+        a.after = after
+        a.before = before_at if a.kind == KIND_SEGMENT_CHANGE else -1
+    st.clock = clock
+    st.due = min(max(sc.due, 0), MAX_TS)
+    final[fi] = sc
+    return n_alerts, n_scores
+
+
+@njit(cache=True, nogil=True)
+def _run_dues(
+    st, scratch, until, P, cuts, rfm_map, alerts, n_alerts, scores, n_scores, row, final, fi
+):  # type: ignore[no-untyped-def]
+    steps = 0
+    while st.due != 0 and st.due <= until and steps < _MAX_DUE_STEPS:
+        d = int(st.due)
+        n_alerts, n_scores = _evaluate_at(
+            st,
+            scratch,
+            d,
+            -1,
+            d,
+            0,
+            False,
+            P,
+            cuts,
+            rfm_map,
+            alerts,
+            n_alerts,
+            scores,
+            n_scores,
+            row,
+            final,
+            fi,
+        )
+        if n_alerts < 0:
+            return -1, -1, steps
+        if st.due != 0 and st.due <= d:
+            st.due = d + 1  # a due time must move forward; never loop on one second
+        steps += 1
+    return n_alerts, n_scores, steps
+
+
+@njit(cache=True, nogil=True)
+def _run(
+    states,
+    events,
+    starts,
+    process_rows,
+    watermark,
+    P,
+    cuts,
+    rfm_map,
+    halflife,
+    alerts,
+    scores,
+    final,
+    evaluated,
+):  # type: ignore[no-untyped-def]
+    scratch = np.zeros(1, dtype=states.dtype)
+    n_alerts = 0
+    n_scores = 0
+    for i in range(process_rows.shape[0]):
+        row = process_rows[i]
+        st = states[row]
+        for k in range(starts[i], starts[i + 1]):
+            ev = events[k]
+            t = int(ev.ts)
+            if st.clock == 0 or t >= st.clock:
+                n_alerts, n_scores, steps = _run_dues(
+                    st,
+                    scratch[0],
+                    t,
+                    P,
+                    cuts,
+                    rfm_map,
+                    alerts,
+                    n_alerts,
+                    scores,
+                    n_scores,
+                    row,
+                    final,
+                    i,
+                )
+                if n_alerts < 0:
+                    return -1, -1
+                clock = t
+            else:
+                clock = int(st.clock)  # late: evaluated at the customer's own clock
+            scratch[0] = st
+            apply_event(st, ev, halflife)
+            sev = 0
+            if ev.kind == KIND_COMPLAINT and ev.resolved == 0:
+                sev = int(ev.severity)
+            n_alerts, n_scores = _evaluate_at(
+                st,
+                scratch[0],
+                clock,
+                k,
+                0,
+                sev,
+                ev.kind == KIND_PURCHASE and ev.cents > 0,
+                P,
+                cuts,
+                rfm_map,
+                alerts,
+                n_alerts,
+                scores,
+                n_scores,
+                row,
+                final,
+                i,
+            )
+            if n_alerts < 0:
+                return -1, -1
+            evaluated[i] = True
+        n_alerts, n_scores, steps = _run_dues(
+            st,
+            scratch[0],
+            watermark,
+            P,
+            cuts,
+            rfm_map,
+            alerts,
+            n_alerts,
+            scores,
+            n_scores,
+            row,
+            final,
+            i,
+        )
+        if n_alerts < 0:
+            return -1, -1
+        if steps > 0:
+            evaluated[i] = True
+    return n_alerts, n_scores
+
+
+def run_timeline(
+    states: npt.NDArray[np.void],
+    events: npt.NDArray[np.void],
+    starts: npt.NDArray[np.int64],
+    process_rows: npt.NDArray[np.int32],
+    watermark: int,
+    params: ScoringParams,
+    cuts: PopulationCuts,
+    rfm_map: npt.NDArray[np.uint8],
+) -> Timeline:
+    """Evaluate ``states[process_rows]`` at their own times; updates ``states`` in place.
+
+    ``events`` (EVENT_DTYPE) are sorted by (row, ts, type, event_id) (see
+    :func:`order_events`); the events of ``process_rows[i]`` are
+    ``events[starts[i]:starts[i + 1]]`` (see :func:`customer_slices`). A row with no events
+    is evaluated only at its due times up to ``watermark`` (the timer sweep).
+    """
+    work = states.copy()
+    capacity = 8 * (events.shape[0] + process_rows.shape[0]) + 64
+    while True:
+        alerts = np.zeros(capacity * MAX_PER_EVALUATION // 4 + 16, dtype=TIMELINE_ALERT_DTYPE)
+        scores = np.zeros(capacity, dtype=SCORES_DTYPE)
+        final = np.zeros(process_rows.shape[0], dtype=SCORES_DTYPE)
+        evaluated = np.zeros(process_rows.shape[0], dtype=np.bool_)
+        n_alerts, n_scores = _run(
+            work,
+            events,
+            starts,
+            process_rows,
+            np.int64(watermark),
+            params,
+            cuts,
+            rfm_map,
+            params.complaint_halflife_days,
+            alerts,
+            scores,
+            final,
+            evaluated,
+        )
+        if n_alerts >= 0:
+            break
+        work[:] = states  # an output array was full: start again with room to spare
+        capacity *= 4
+    states[:] = work
+    return Timeline(alerts[:n_alerts], scores[:n_scores], final, evaluated)
