@@ -2,8 +2,11 @@
 
 Field rules here are shared with the stream decoder: timestamps are RFC 3339 strings or
 epoch milliseconds and must fall in the engine's time range; amounts become integer cents
-(negative = refund); complaint severity is 1..5. A bad row is reported with its line number
-and reason and skipped, never fatal.
+(negative = refund); complaint severity is 1..5; a complaint is known by its
+``complaint_id`` or else its ``event_id`` (:func:`complaint_fields`). Optional columns after
+the six standard ones, found by header name: ``status`` (``open``/``resolved``) and
+``complaint_id``. A bad row is reported with its line number and reason and skipped, never
+fatal.
 """
 
 from __future__ import annotations
@@ -18,21 +21,33 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT, MAX_TS, new_events
+from engine.state import (
+    KIND_COMPLAINT,
+    KIND_PURCHASE,
+    KIND_VISIT,
+    MAX_TS,
+    complaint_key,
+    new_events,
+)
 
 __all__ = [
     "EVENT_COLUMNS",
     "KIND_BY_TYPE",
     "MAX_ABS_AMOUNT",
+    "MAX_COMPLAINT_ID_LEN",
+    "OPTIONAL_EVENT_COLUMNS",
     "EventLog",
     "EventValueError",
     "amount_to_cents",
+    "complaint_fields",
     "parse_severity",
     "parse_ts",
     "read_event_csv",
 ]
 
 EVENT_COLUMNS = ("event_id", "type", "customer_id", "ts", "amount", "severity")
+OPTIONAL_EVENT_COLUMNS = ("status", "complaint_id")  # anywhere after EVENT_COLUMNS, by name
+MAX_COMPLAINT_ID_LEN = 128
 KIND_BY_TYPE = {"purchase": KIND_PURCHASE, "visit": KIND_VISIT, "complaint": KIND_COMPLAINT}
 MAX_ABS_AMOUNT = 10_000_000.0  # per event, currency units; larger is treated as bad input
 _MS_MIN = 1000  # 1970-01-01T00:00:01Z, the earliest time the state record can hold
@@ -99,6 +114,25 @@ def parse_severity(value: object) -> int:
     return int(number)
 
 
+def complaint_fields(event_id: str, complaint_id: str | None, *, resolved: bool) -> tuple[int, int]:
+    """(complaint key, refers) of a complaint event, as EVENT_DTYPE ``complaint``/``refers``.
+
+    An open complaint is known by its ``complaint_id`` if it has one, else by its
+    ``event_id``; a resolved one with a ``complaint_id`` is a resolution of that complaint
+    (refers = 1); a resolved one without is a complaint filed already resolved (refers = 0).
+    ``complaint_id``, when given, must be 1..MAX_COMPLAINT_ID_LEN printable characters.
+    """
+    if complaint_id is not None and (
+        not complaint_id
+        or len(complaint_id) > MAX_COMPLAINT_ID_LEN
+        or not complaint_id.isprintable()
+    ):
+        raise EventValueError(
+            "bad_id", f"complaint_id must be 1..{MAX_COMPLAINT_ID_LEN} printable characters"
+        )
+    return complaint_key(complaint_id or event_id), int(resolved and complaint_id is not None)
+
+
 @dataclass
 class EventLog:
     """Validated events of a CSV, in event-time order (stable), with customer rows assigned."""
@@ -108,6 +142,8 @@ class EventLog:
     events: npt.NDArray[np.void]
     rows_read: int
     bad_rows: list[tuple[int, str]] = field(default_factory=list)
+    # complaint_id of each event that has one, by position in ``events`` (for replay)
+    complaint_ids: dict[int, str] = field(default_factory=dict)
 
     @property
     def last_ts(self) -> int:
@@ -115,7 +151,8 @@ class EventLog:
         return int(self.events["ts"].max()) if self.events.shape[0] else 0
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+def _rows(path: Path, optional: dict[str, int]) -> Iterator[tuple[int, list[str]]]:
+    """Data rows with line numbers; fills ``optional`` with OPTIONAL_EVENT_COLUMNS positions."""
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -125,6 +162,14 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             raise EventValueError(
                 "bad_header", f"{path}: header must start with {','.join(EVENT_COLUMNS)}"
             )
+        extra = [h.strip() for h in header[len(EVENT_COLUMNS) :]]
+        optional.update(
+            {
+                name: len(EVENT_COLUMNS) + extra.index(name)
+                for name in OPTIONAL_EVENT_COLUMNS
+                if name in extra
+            }
+        )
         for row in reader:
             yield reader.line_num, row
 
@@ -139,11 +184,13 @@ def read_event_csv(path: str | Path) -> EventLog:
     index: dict[str, int] = {}
     customer_ids: list[str] = []
     event_ids: list[str] = []
-    rows: list[tuple[int, int, int, int, int, int]] = []
+    rows: list[tuple[int, int, int, int, int, int, int, int]] = []
+    cids: dict[int, str] = {}
+    optional: dict[str, int] = {}
     bad: list[tuple[int, str]] = []
     seen_ids: set[str] = set()
     read = 0
-    for line, row in _rows(path):
+    for line, row in _rows(path, optional):
         read += 1
         try:
             if len(row) < len(EVENT_COLUMNS):
@@ -155,13 +202,22 @@ def read_event_csv(path: str | Path) -> EventLog:
             if kind is None:
                 raise EventValueError("bad_type", f"unknown type {kind_name!r}")
             ts = parse_ts(ts_text)
-            cents = severity = resolved = 0
+            cents = severity = resolved = complaint = refers = 0
+            complaint_id = None
             if kind == KIND_PURCHASE:
                 if not amount_text.strip():
                     raise EventValueError("missing_field", "purchase needs an amount")
                 cents = amount_to_cents(amount_text)
             elif kind == KIND_COMPLAINT:
                 severity = parse_severity(severity_text)
+                status = _cell(row, optional.get("status")).strip()
+                if status not in ("", "open", "resolved"):
+                    raise EventValueError("bad_status", "status must be open or resolved")
+                resolved = int(status == "resolved")
+                complaint_id = _cell(row, optional.get("complaint_id")) or None
+                complaint, refers = complaint_fields(
+                    event_id, complaint_id, resolved=bool(resolved)
+                )
         except EventValueError as exc:
             bad.append((line, str(exc)))
             continue
@@ -173,20 +229,29 @@ def read_event_csv(path: str | Path) -> EventLog:
         if cust_row is None:
             cust_row = index[customer] = len(customer_ids)
             customer_ids.append(customer)
+        if complaint_id is not None:
+            cids[len(event_ids)] = complaint_id
         event_ids.append(event_id)
-        rows.append((cust_row, kind, severity, resolved, ts, cents))
+        rows.append((cust_row, kind, severity, resolved, ts, cents, complaint, refers))
     events = new_events(len(rows))
     if rows:
         columns = list(zip(*rows, strict=True))
-        for name, values in zip(
-            ("row", "kind", "severity", "resolved", "ts", "cents"), columns, strict=True
-        ):
+        names = ("row", "kind", "severity", "resolved", "ts", "cents", "complaint", "refers")
+        for name, values in zip(names, columns, strict=True):
             events[name] = values
     order = np.argsort(events["ts"], kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(order.shape[0])
     return EventLog(
         customer_ids=customer_ids,
         event_ids=[event_ids[i] for i in order],
         events=events[order],
         rows_read=read,
         bad_rows=bad,
+        complaint_ids={int(position[i]): cid for i, cid in cids.items()},
     )
+
+
+def _cell(row: list[str], index: int | None) -> str:
+    """The cell at ``index`` of ``row``, "" when the column or cell is absent."""
+    return row[index] if index is not None and index < len(row) else ""

@@ -2,8 +2,8 @@
 
 This is the one place the JSON of every topic is defined. Input values are decoded with
 msgspec into typed structs (unknown fields are ignored, wrong types rejected); semantic
-rules (time range, amount, severity, category) come from :mod:`models.events` so the CSV
-reader and the stream agree. A rejected message becomes a :class:`Rejected` with a
+rules (time range, amount, severity, complaint id and key) come from :mod:`models.events` so
+the CSV reader and the stream agree. A rejected message becomes a :class:`Rejected` with a
 machine-readable reason; nothing raises out of :meth:`EventDecoder.decode`.
 """
 
@@ -16,7 +16,13 @@ from typing import Final
 import msgspec
 
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
-from models.events import EventValueError, amount_to_cents, parse_severity, parse_ts
+from models.events import (
+    EventValueError,
+    amount_to_cents,
+    complaint_fields,
+    parse_severity,
+    parse_ts,
+)
 from models.scorefile import format_time
 
 __all__ = [
@@ -82,6 +88,7 @@ class _Complaint(msgspec.Struct):
     severity: int | float | str
     category: str | None = None
     status: str | None = None
+    complaint_id: str | None = None  # the complaint this one is (or a resolution resolves)
     text: str | None = None  # validated as a string, never stored
 
 
@@ -96,6 +103,10 @@ class DecodedEvent:
     cents: int = 0
     severity: int = 0
     resolved: int = 0
+    # complaints: engine.state.complaint_key of the complaint this event is about (its
+    # complaint_id, else its own event_id); refers = 1 for a resolution naming a complaint
+    complaint: int = 0
+    refers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +197,17 @@ class EventDecoder:
             return Rejected("bad_category", f"unknown category {msg.category[:40]!r}")
         if msg.status not in (None, "open", "resolved"):
             return Rejected("bad_status", "status must be open or resolved")
+        resolved = msg.status == "resolved"
+        complaint, refers = complaint_fields(msg.event_id, msg.complaint_id, resolved=resolved)
         return DecodedEvent(
             msg.event_id,
             msg.customer_id,
             kind,
             ts,
             severity=severity,
-            resolved=int(msg.status == "resolved"),
+            resolved=int(resolved),
+            complaint=complaint,
+            refers=refers,
         )
 
 
