@@ -34,7 +34,14 @@ from engine.params import ScoringParams
 from engine.scoring import SCORES_DTYPE, PopulationCuts, _evaluate_one
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE, MAX_TS
 
-__all__ = ["TIMELINE_ALERT_DTYPE", "Timeline", "customer_slices", "order_events", "run_timeline"]
+__all__ = [
+    "TIMELINE_ALERT_DTYPE",
+    "Timeline",
+    "customer_slices",
+    "order_events",
+    "run_timeline",
+    "warm_up",
+]
 
 # An alert with where it came from; score indices point into Timeline.scores.
 TIMELINE_ALERT_DTYPE = np.dtype(
@@ -314,3 +321,19 @@ def run_timeline(
         capacity *= 4
     states[:] = work
     return Timeline(alerts[:n_alerts], scores[:n_scores], final, evaluated)
+
+
+def warm_up(params: ScoringParams, cuts: PopulationCuts, rfm_map: npt.NDArray[np.uint8]) -> None:
+    """Compile (or load from numba's cache) the timeline kernels on a one-event batch, so the
+    first real batch does not stall the worker's event loop while they compile."""
+    from engine.state import new_events, new_states
+
+    states = new_states(1)
+    events = new_events(1)
+    events["kind"] = KIND_PURCHASE
+    events["ts"] = 86_400
+    events["cents"] = 100
+    rows = np.zeros(1, dtype=np.int32)
+    run_timeline(
+        states, events, customer_slices(events["row"], rows), rows, 86_400, params, cuts, rfm_map
+    )

@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from custscore.settings import Settings
 from engine.scoring import evaluate
 from engine.state import decode_records
+from engine.timeline import warm_up
 from models.bundle import ModelBundle, load_model
 from models.scorefile import score_record
 from streams.codec import EventDecoder
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         live_clock=settings.live_clock,
     )
     population = PopulationTracker(redis, store, model, settings.partitions, metrics)
+    warm_up(model.params, model.cuts, model.rfm_map)  # compile before the first batch
     app.custscore = processor  # type: ignore[attr-defined]  # for tests and views
 
     def owned_partitions() -> list[int]:

@@ -159,7 +159,7 @@ def test_inspect_shows_every_state_field_scores_and_segments(
     # evaluated at erin's own partition watermark, not the global one
     assert view["as_of"] == format_time(int(states[row]["last_event"]))
     assert set(view["state"]) == set(STATE_DTYPE.names or ())
-    for name in ("n_purchases", "gross_cents", "first_purchase", "last_purchase"):
+    for name in ("purchase_days", "gross_cents", "first_purchase", "last_purchase"):
         assert view["state"][name] == int(states[row][name])
     assert view["state"]["ring_cents"] == states[row]["ring_cents"].tolist()
     assert view["state_times"]["first_purchase"] == "1997-01-20T00:00:00Z"

@@ -77,5 +77,5 @@ def test_a_refused_commit_is_redone_not_dropped(redis_url: str, prefix: str) -> 
     state, conflicts, skipped = run_async(body())
     assert conflicts == 1  # B's first commit was refused ...
     assert skipped == 2  # ... and its redo skipped 2..3, which the zombie had applied
-    assert int(state["n_purchases"]) == 7  # every offset 0..6 applied exactly once
+    assert int(state["purchase_days"]) == 7  # every offset 0..6 applied exactly once
     assert int(state["gross_cents"]) == sum(1000 + 100 * o for o in range(7))

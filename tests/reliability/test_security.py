@@ -262,4 +262,4 @@ def test_forget_leaves_nothing_and_only_newer_events_come_back(
     inspect = run_script(s, "inspect", customer)
     assert inspect.returncode == 0, inspect.stderr
     state = json.loads(inspect.stdout)["state"]
-    assert state["n_purchases"] == 1 and state["gross_cents"] == 9900
+    assert state["purchase_days"] == 1 and state["gross_cents"] == 9900

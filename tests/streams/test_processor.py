@@ -44,9 +44,9 @@ def test_batch_is_applied_like_the_batch_fold(scenario, recorder: RecordingPubli
     state = scenario(body)
     ev = new_events(5)
     for i in range(5):
-        ev[i] = (0, KIND_PURCHASE, 0, 0, T0 + i * 10 * DAY, round((20.0 + i) * 100))
+        ev[i] = (0, KIND_PURCHASE, 0, 0, T0 + i * 10 * DAY, round((20.0 + i) * 100), 0, 0)
     expected = fold_events(1, ev, default_scoring_params())[0]
-    for name in ("n_purchases", "first_purchase", "last_purchase", "gross_cents", "ring_cents"):
+    for name in ("purchase_days", "first_purchase", "last_purchase", "gross_cents", "ring_cents"):
         assert np.array_equal(state[name], expected[name]), name
     updates = recorder.on(OUT.scores)
     assert updates[-1]["scores"]["frequency"] == 4
@@ -70,7 +70,7 @@ def test_redelivered_offsets_and_retried_event_ids_change_nothing(scenario, reco
 
     before, after, published, metrics = scenario(body)
     assert before.tobytes() == after.tobytes()
-    assert int(after["n_purchases"]) == 3
+    assert int(after["purchase_days"]) == 3
     assert len(recorder.records) == published  # nothing new was published
     assert metrics.fence_skipped._value.get() == 3
     assert metrics.duplicates._value.get() == 3
@@ -96,7 +96,7 @@ def test_bad_events_are_dead_lettered_and_good_ones_applied(scenario, recorder) 
         return await stored_state(proc, 0, "carol"), proc.metrics
 
     state, metrics = scenario(body)
-    assert int(state["n_purchases"]) == 2
+    assert int(state["purchase_days"]) == 2
     dead = recorder.on(OUT.dead_letter)
     assert [d["reason"] for d in dead] == ["bad_json", "bad_ts", "bad_severity", "key_mismatch"]
     assert {d["offset"] for d in dead} == {1, 2, 0}  # offsets per source topic
@@ -177,7 +177,7 @@ def test_a_zombie_cannot_overwrite_newer_state(scenario, redis_url, prefix) -> N
     # and skipped; z2 is applied on top of the owner's state, once (a refused batch must not
     # be dropped: tests/reliability/test_fence_conflict.py shows the loss that would cause)
     assert skipped == 1
-    assert int(state["n_purchases"]) == 2 and int(state["gross_cents"]) == 1000 + 9900
+    assert int(state["purchase_days"]) == 2 and int(state["gross_cents"]) == 1000 + 9900
 
 
 def test_publish_failure_is_retried_before_anything_is_written(scenario) -> None:
@@ -189,7 +189,7 @@ def test_publish_failure_is_retried_before_anything_is_written(scenario) -> None
         return await stored_state(proc, 0, "gina")
 
     state = scenario(body, publisher=flaky)
-    assert int(state["n_purchases"]) == 1
+    assert int(state["purchase_days"]) == 1
     assert flaky.fail_next == 0 and flaky.on(OUT.scores)
 
 
@@ -220,7 +220,7 @@ def test_forget_erases_everything_and_old_events_do_not_resurrect(scenario, reco
     assert found == [] and b"bob" not in members
     assert after_replay is None
     assert metrics.forgotten_skipped._value.get() == 3
-    assert int(fresh["n_purchases"]) == 1 and int(fresh["gross_cents"]) == 700
+    assert int(fresh["purchase_days"]) == 1 and int(fresh["gross_cents"]) == 700
 
 
 def test_a_batch_in_flight_cannot_write_back_a_forgotten_customer(scenario) -> None:

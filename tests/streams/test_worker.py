@@ -198,7 +198,7 @@ def test_worker_end_to_end(worker: Settings) -> None:
 
     status, hank = _get(f"{base}/customers/hank")
     assert status == 200
-    assert hank["scores"]["frequency"] == 0 and hank["state"]["n_purchases"] == 1
+    assert hank["scores"]["frequency"] == 0 and hank["state"]["purchase_days"] == 1
     assert hank["scores"]["p_alive"] == 1.0
     status, ivy = _get(f"{base}/customers/ivy")
     assert status == 200 and ivy["scores"]["lifecycle"] == "prospect"  # the visit was applied
