@@ -1,7 +1,11 @@
 """A plain-Python oracle for the engine: scores computed directly from a customer's full
-event list, by definition, with no incremental state, no numba and no shared code beyond the
-parameter tuple and segment-map data. Tests compare the kernels with it; the kernel
-benchmark uses it as the plain-Python baseline.
+event list, by the definitions in docs/scoring.md, with no incremental state, no numba and no
+shared code beyond the parameter tuple and segment-map data. Tests compare the kernels with it
+(and the BTYD quantities with lifetimes); the kernel benchmark uses it as the plain-Python
+baseline.
+
+Events are taken in the order given (the order the engine folds them: event time, then type
+and event id); only the complaint slots depend on that order.
 """
 
 from __future__ import annotations
@@ -17,21 +21,37 @@ import numpy.typing as npt
 from engine.params import ScoringParams
 from engine.scoring import PopulationCuts
 
-__all__ = ["C_KIND", "P_KIND", "V_KIND", "Ev", "bgnbd_p_alive", "complaint_level", "reference"]
+__all__ = [
+    "C_KIND",
+    "P_KIND",
+    "V_KIND",
+    "Ev",
+    "bgnbd_p_alive",
+    "complaint_level",
+    "reference",
+    "unresolved_level",
+]
 
 DAY = 86400
+MAX_TS = 2**32 - 1
 P_KIND, V_KIND, C_KIND = 1, 2, 3
+SLOTS = 4  # open complaints tracked one by one (docs/scoring.md §2)
 
 
 @dataclass(frozen=True)
 class Ev:
-    """One event: kind (1 purchase, 2 visit, 3 complaint), time, cents, severity, resolved."""
+    """One event: kind (1 purchase, 2 visit, 3 complaint), time, cents, severity, resolved,
+    complaint key (complaints: the id it is filed under or, with ``refers``, the id of the
+    complaint a resolution resolves; never 0) and refers (1 = a resolution naming a complaint).
+    """
 
     kind: int
     ts: int
     cents: int = 0
     severity: int = 0
     resolved: int = 0
+    complaint: int = 1
+    refers: int = 0
 
 
 def month_of(ts: int) -> int:
@@ -45,22 +65,75 @@ def month_start(k: int) -> int:
     return int(datetime(1970 + k // 12, k % 12 + 1, 1, tzinfo=UTC).timestamp())
 
 
-def bgnbd_p_alive(x: int, last: int, first: int, clock: int, P: ScoringParams) -> float:
-    """DOMAIN.md §5 closed form, in plain floats (x >= 1)."""
-    t_x = (last - first) / P.unit_seconds
-    big_t = (max(clock, last) - first) / P.unit_seconds
+def decay(age_s: float, halflife_days: float) -> float:
+    """2^(-age / half-life); 1 for an age of zero or less."""
+    return 2.0 ** (-max(age_s, 0.0) / (halflife_days * DAY))
+
+
+def bgnbd_p_alive(x: int, t_x: float, big_t: float, P: ScoringParams) -> float:
+    """DOMAIN.md §5 closed form, in plain floats; 1 for x = 0."""
+    if x <= 0:
+        return 1.0
     odds = P.a / (P.b + x - 1) * ((P.alpha + big_t) / (P.alpha + t_x)) ** (P.r + x)
     return float(1.0 / (1.0 + odds))
 
 
 def complaint_level(events: list[Ev], clock: int, halflife_days: float) -> float:
-    """Exact decayed severity of open complaints (the engine rounds to 1/1000 per step)."""
-    total = 0.0
+    """Exact decayed severity of complaints filed open (resolved or not since; the engine
+    rounds to 1/1000 per step)."""
+    return sum(
+        e.severity * decay(clock - e.ts, halflife_days)
+        for e in events
+        if e.kind == C_KIND and not e.resolved
+    )
+
+
+def open_complaints(events: list[Ev]) -> list[tuple[int, int]]:
+    """(key, filed at) of the complaints still open after ``events``, in slot order.
+
+    An open complaint takes the first free slot of four; when all are taken it replaces the
+    one filed earliest (the lowest slot among equals). A resolution naming a key frees the
+    first slot holding that key; a complaint filed already resolved takes no slot.
+    """
+    slots: list[tuple[int, int]] = [(0, 0)] * SLOTS
     for e in events:
-        if e.kind == C_KIND and not e.resolved:
-            age = max(clock - e.ts, 0)
-            total += e.severity * 2.0 ** (-age / (halflife_days * DAY))
-    return total
+        if e.kind != C_KIND:
+            continue
+        if e.resolved:
+            if e.refers:
+                for i, (key, _) in enumerate(slots):
+                    if key == e.complaint:
+                        slots[i] = (0, 0)
+                        break
+            continue
+        free = [i for i, (key, _) in enumerate(slots) if key == 0]
+        if free:
+            slot = free[0]
+        else:
+            earliest = min(opened for _, opened in slots)
+            slot = next(i for i, (_, opened) in enumerate(slots) if opened == earliest)
+        slots[slot] = (e.complaint, e.ts)
+    return [s for s in slots if s[0] != 0]
+
+
+def unresolved_level(events: list[Ev], clock: int, halflife_days: float) -> float:
+    """Sum over open complaints of the decay since each was filed."""
+    return sum(decay(clock - opened, halflife_days) for _, opened in open_complaints(events))
+
+
+def _first_day(today: int, holds: Any) -> int | None:
+    """First day after ``today`` on which the monotone predicate ``holds(day)`` is true."""
+    last_day = MAX_TS // DAY
+    if not holds(last_day):
+        return None
+    lo, hi = today, last_day  # holds(hi); not holds(lo) is assumed
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if holds(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def reference(
@@ -70,21 +143,20 @@ def reference(
     cuts: PopulationCuts,
     rfm_map: npt.NDArray[np.uint8],
 ) -> dict[str, Any]:
-    """Discrete scores and window features of one customer's events at ``clock``."""
-    purchases = [e for e in events if e.kind == P_KIND and e.cents >= 0]
+    """Every score of one customer's events at ``clock`` except the BTYD expectations
+    (expected purchases, Gamma-Gamma spend, CLV; the tests take those from lifetimes)."""
+    purchases = [e for e in events if e.kind == P_KIND and e.cents > 0]  # 0 is not a purchase
     refunds = [e for e in events if e.kind == P_KIND and e.cents < 0]
     visits = [e for e in events if e.kind == V_KIND]
-    complaints = [e for e in events if e.kind == C_KIND]
     W = P.window_months
     cb = month_of(clock)
-    in_window = [e for e in purchases + refunds if cb - W < month_of(e.ts) <= cb]
-    f_w = 0
-    by_month: dict[int, int] = {}
-    for e in in_window:
-        if e.cents >= 0 and e.kind == P_KIND and e in purchases:
-            by_month[month_of(e.ts)] = by_month.get(month_of(e.ts), 0) + 1
-    f_w = sum(min(c, 255) for c in by_month.values())
-    m_w = sum(e.cents for e in in_window) / 100.0
+
+    def in_window(ts: int) -> bool:
+        return cb - W < month_of(ts) <= cb
+
+    # the window counts purchase days (distinct UTC days with a purchase) and net spend
+    f_w = len({e.ts // DAY for e in purchases if in_window(e.ts)})
+    m_w = sum(e.cents for e in purchases + refunds if in_window(e.ts)) / 100.0
     effective = f_w >= 1
     out: dict[str, Any] = {
         "window_frequency": f_w,
@@ -93,20 +165,36 @@ def reference(
         "freq_per_year": f_w * 12.0 / W,
         "window_avg_spend": m_w / f_w if f_w else 0.0,
     }
-    level = complaint_level(events, clock, P.complaint_halflife_days)
-    unresolved = max(
-        sum(1 for e in complaints if not e.resolved) - sum(1 for e in complaints if e.resolved), 0
-    )
+    halflife = P.complaint_halflife_days
+    level = complaint_level(events, clock, halflife)
+    unresolved = unresolved_level(events, clock, halflife)
     last_visit = max((e.ts for e in visits), default=0)
     last_purchase = max((e.ts for e in purchases), default=0)
-    intent = last_visit > last_purchase and clock - last_visit <= P.intent_window_days * DAY
+    intent_s = P.intent_window_days * DAY
+    intent = last_visit > last_purchase and clock - last_visit <= intent_s
     up = min(P.complaint_weight * level + P.unresolved_weight * unresolved, P.adjust_max_up)
     down = min(P.visit_weight, P.adjust_max_down) if intent else 0.0
+    adj = up - down
     out["complaint_level"] = level
-    out["risk_adjustment"] = up - down
+    out["unresolved_level"] = unresolved
+    out["risk_adjustment"] = adj
+    candidates: list[int] = []
+    if intent:
+        candidates.append(last_visit + math.floor(intent_s) + 1)
+
+    def due() -> int:
+        later = [c for c in candidates if c > clock]
+        assert len(later) == len(candidates), "a due candidate at or before the clock"
+        best = min(later, default=0)
+        return best if 0 < best <= MAX_TS else 0
+
     if not purchases:
         out.update(
             frequency=0,
+            recency=0.0,
+            T=0.0,
+            monetary_value=0.0,
+            usual_gap_days=max(P.mean_gap_days, 1.0),
             r_score=0,
             f_score=0,
             m_score=0,
@@ -116,59 +204,100 @@ def reference(
             quadrant=0,
             lifecycle=1 if events else 0,
             overdue=0,
+            next_purchase_eta=0,
+            due=due(),
         )
         return out
-    times = sorted(e.ts for e in purchases)
-    first, last = times[0], times[-1]
-    prev = times[-2] if len(times) > 1 else 0
-    x = len(purchases) - 1
-    first_amount = max(e.cents for e in purchases if e.ts == first)
-    repeat = sum(e.cents for e in purchases) - first_amount - sum(-e.cents for e in refunds)
+
+    days = sorted({e.ts // DAY for e in purchases})
+    last = max(e.ts for e in purchases)
+    first_day, last_day, today = days[0], days[-1], clock // DAY
+    earlier = [e.ts for e in purchases if e.ts // DAY < last_day]
+    prev = max(earlier, default=0)
+    x = len(days) - 1
+    unit_days = P.unit_seconds / DAY
+    t_x = (last_day - first_day) / unit_days
+    big_t = (max(today, last_day) - first_day) / unit_days
+    first_day_spend = sum(e.cents for e in purchases if e.ts // DAY == first_day)
+    repeat = sum(e.cents for e in purchases) - first_day_spend - sum(-e.cents for e in refunds)
     mbar = max(repeat, 0) / 100.0 / x if x else 0.0
     elapsed = max(clock - last, 0)
-    gap = max((last - first) / x if x else P.mean_gap_days * DAY, DAY)
+    gap = max((last_day - first_day) * DAY / x if x else P.mean_gap_days * DAY, DAY)
     overdue = elapsed > P.at_risk_ratio * gap
-    r = 1 + sum(elapsed <= c * DAY for c in (P.r_cut1, P.r_cut2, P.r_cut3, P.r_cut4))
+    r_cuts = (P.r_cut1, P.r_cut2, P.r_cut3, P.r_cut4)
+    r = 1 + sum(elapsed <= c * DAY for c in r_cuts)
     f = 1 + sum(f_w >= c for c in (P.f_cut1, P.f_cut2, P.f_cut3, P.f_cut4))
     m = 1 + sum(m_w >= c for c in (P.m_cut1, P.m_cut2, P.m_cut3, P.m_cut4))
     fm = math.ceil((f + m) / 2)
     if effective:
-        tier = (
-            4
-            if m_w >= cuts.tier_vip
-            else 3
-            if m_w >= cuts.tier_major
-            else (2 if m_w >= cuts.tier_normal else 1)
-        )
-        abcd = (
-            1
-            if m_w >= cuts.abcd_a
-            else 2
-            if m_w >= cuts.abcd_b
-            else (3 if m_w >= cuts.abcd_c else 4)
-        )
+        if m_w >= cuts.tier_vip:
+            tier = 4
+        elif m_w >= cuts.tier_major:
+            tier = 3
+        elif m_w >= cuts.tier_normal:
+            tier = 2
+        else:
+            tier = 1
+        if m_w >= cuts.abcd_a:
+            abcd = 1
+        elif m_w >= cuts.abcd_b:
+            abcd = 2
+        elif m_w >= cuts.abcd_c:
+            abcd = 3
+        else:
+            abcd = 4
         hf = out["freq_per_year"] >= cuts.quad_freq_mean
         hs = out["window_avg_spend"] >= cuts.quad_spend_mean
         quad = {(True, True): 1, (False, True): 2, (False, False): 3, (True, False): 4}[(hf, hs)]
     else:
         tier = abcd = quad = 0
+    p_alive = bgnbd_p_alive(x, t_x, big_t, P)
+    fading = x >= 1 and p_alive < P.at_risk_p_alive
     months_since = cb - month_of(last)
     if months_since >= P.lost_months:
-        stage = 6
+        stage = 6  # lost
     elif not effective:
-        stage = 5
-    elif overdue or (x >= 1 and bgnbd_p_alive(x, last, first, clock, P) < P.at_risk_p_alive):
-        stage = 4
+        stage = 5  # lapsed
+    elif overdue or fading:
+        stage = 4  # at risk
     elif prev and month_of(last) - month_of(prev) >= W:
-        stage = 7
+        stage = 7  # won back
     elif x == 0:
-        stage = 2
+        stage = 2  # new
     else:
-        stage = 3
+        stage = 3  # active
+    risk = min(max(1.0 - p_alive * math.exp(-adj), 0.0), 1.0)
+
+    # due: the earliest time after the clock at which a discrete output can change
+    candidates += [last + math.floor(c * DAY) + 1 for c in r_cuts if elapsed <= c * DAY]
+    filled = [month_of(e.ts) for e in purchases + refunds if in_window(e.ts)]
+    if filled:
+        candidates.append(month_start(min(filled) + W))
+    if months_since < P.lost_months:
+        candidates.append(month_start(month_of(last) + P.lost_months))
+    if not overdue:
+        candidates.append(last + math.floor(P.at_risk_ratio * gap) + 1)
+    since = max(today, last_day)
+
+    def alive_on(day: int) -> float:
+        return bgnbd_p_alive(x, t_x, (day - first_day) / unit_days, P)
+
+    if x >= 1 and not fading:
+        day = _first_day(since, lambda d: alive_on(d) < P.at_risk_p_alive)
+        if day is not None:
+            candidates.append(day * DAY)
+    if x >= 1 and risk < P.risk_threshold:
+        # the adjustment held at its current value (it only decays until the next due time)
+        day = _first_day(
+            since, lambda d: 1.0 - alive_on(d) * math.exp(-adj) >= P.risk_threshold
+        )
+        if day is not None:
+            candidates.append(day * DAY)
+
     out.update(
         frequency=x,
-        recency=(last - first) / P.unit_seconds,
-        T=(max(clock, last) - first) / P.unit_seconds,
+        recency=t_x,
+        T=big_t,
         monetary_value=mbar,
         usual_gap_days=gap / DAY,
         days_since_last_purchase=elapsed / DAY,
@@ -182,5 +311,8 @@ def reference(
         lifecycle=stage,
         overdue=int(overdue),
         next_purchase_eta=last + round(gap),
+        p_alive=p_alive,
+        churn_risk=risk,
+        due=due(),
     )
     return out

@@ -1,4 +1,7 @@
-"""Folding events: one at a time equals the batch, equals the by-definition reference."""
+"""Folding events: one at a time equals the batch, equals the by-definition reference.
+
+Every field of ``evaluate()`` against the oracle (and lifetimes) is in test_scoring_oracle.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,15 @@ from engine.kernels import apply_events
 from engine.params import default_scoring_params
 from engine.scoring import PopulationCuts, evaluate
 from engine.segments import DEFAULT_RFM_MAP
-from engine.state import STATE_DTYPE, decode_states, encode_state, new_events, new_states
+from engine.state import (
+    DAY_BITS,
+    STATE_DTYPE,
+    STATE_VERSION,
+    decode_states,
+    encode_state,
+    new_events,
+    new_states,
+)
 from loadtest.oracle import C_KIND, P_KIND, V_KIND, Ev, reference
 
 P = default_scoring_params()
@@ -37,23 +48,54 @@ DISCRETE = (
 CONTINUOUS = ("window_monetary", "monetary_value", "recency", "T", "usual_gap_days")
 
 times = st.integers(T0, T0 + SPAN)
-purchase = st.builds(lambda t, c: Ev(P_KIND, t, c), times, st.integers(-50_000, 500_000))
+# same-second and same-day lines, zero amounts and refunds are all drawn
+amounts = st.one_of(st.integers(-50_000, 500_000), st.just(0), st.just(2500))
+purchase = st.builds(lambda t, c: Ev(P_KIND, t, c), times, amounts)
 visit = st.builds(lambda t: Ev(V_KIND, t), times)
 complaint = st.builds(
-    lambda t, s, r: Ev(C_KIND, t, 0, s, r), times, st.integers(1, 5), st.integers(0, 1)
+    lambda t, s, r, key, refers: Ev(C_KIND, t, 0, s, r, key, refers if r else 0),
+    times,
+    st.integers(1, 5),
+    st.integers(0, 1),
+    st.integers(1, 6),  # few keys: resolutions often name an open complaint
+    st.integers(0, 1),
 )
-# dense histories, and sparse ones (long gaps: won back, lapsed, lost)
-event_lists = st.one_of(
-    st.lists(st.one_of(purchase, purchase, visit, complaint), max_size=40),
-    st.lists(purchase, min_size=1, max_size=4),
+
+
+def _same_day_lines(evs: list[Ev], data: list[tuple[int, int]]) -> list[Ev]:
+    """Extra order lines on the days (and seconds) of existing purchases."""
+    out = list(evs)
+    buys = [e for e in evs if e.kind == P_KIND]
+    for k, (offset, cents) in enumerate(data):
+        if buys:
+            base = buys[k % len(buys)].ts
+            day_start = base - base % 86400
+            out.append(Ev(P_KIND, min(max(base + offset, day_start), day_start + 86399), cents))
+    return out
+
+
+# dense histories, and sparse ones (long gaps: won back, lapsed, lost); in event-time order,
+# as the engine folds them (the worker applies each customer's events by (ts, type, event_id))
+event_lists = st.builds(
+    lambda evs, extra: sorted(_same_day_lines(evs, extra), key=lambda e: e.ts),
+    st.one_of(
+        st.lists(st.one_of(purchase, purchase, visit, complaint), max_size=40),
+        st.lists(purchase, min_size=1, max_size=4),
+    ),
+    st.lists(st.tuples(st.integers(-86400, 86400), amounts), max_size=4),
 )
 
 
 def to_array(evs: list[Ev], row: int = 0) -> np.ndarray:
     arr = new_events(len(evs))
     for i, e in enumerate(evs):
-        arr[i] = (row, e.kind, e.severity, e.resolved, e.ts, e.cents)
+        arr[i] = (row, e.kind, e.severity, e.resolved, e.ts, e.cents, e.complaint, e.refers)
     return arr
+
+
+def astuple_tail(e: Ev) -> tuple[int, ...]:
+    """An event's fields after kind and ts."""
+    return (e.cents, e.severity, e.resolved, e.complaint, e.refers)
 
 
 def fold_one_at_a_time(evs: list[Ev]) -> np.ndarray:
@@ -92,7 +134,10 @@ def test_fold_matches_reference(evs: list[Ev], extra_days: int) -> None:
 @settings(max_examples=200, deadline=None)
 @given(evs=event_lists, data=st.data())
 def test_order_of_non_complaint_events_does_not_matter(evs: list[Ev], data: st.DataObject) -> None:
-    """Purchases and visits commute fully (topics interleave in any order)."""
+    """Purchases and visits commute (topics interleave in any order) while every purchase
+    day is within the DAY_BITS-day bitmap of the last one (docs/scoring.md §2)."""
+    span = (DAY_BITS - 1) * 86400
+    evs = [Ev(e.kind, T0 + (e.ts - T0) % span, *astuple_tail(e)) for e in evs]
     shuffled = data.draw(st.permutations(evs))
     # keep the relative order of complaints, which arrive in one topic
     complaints = iter([e for e in evs if e.kind == C_KIND])
@@ -105,12 +150,15 @@ def test_order_of_non_complaint_events_does_not_matter(evs: list[Ev], data: st.D
 @settings(max_examples=200, deadline=None)
 @given(evs=event_lists, ts=times, data=st.data())
 def test_equal_timestamps_commute(evs: list[Ev], ts: int, data: st.DataObject) -> None:
-    """All events at one timestamp, complaints included, give one state in any order."""
-    same = [Ev(e.kind, ts, e.cents, e.severity, e.resolved) for e in evs]
+    """Purchases and visits at one timestamp give one state in any order among themselves and
+    the complaints (whose relative order, by event id, the worker fixes)."""
+    same = [Ev(e.kind, ts, *astuple_tail(e)) for e in evs]
     shuffled = data.draw(st.permutations(same))
+    complaints = iter([e for e in same if e.kind == C_KIND])
+    reordered = [next(complaints) if e.kind == C_KIND else e for e in shuffled]
     prefix = [Ev(P_KIND, T0, 1000), Ev(C_KIND, T0, 0, 3, 0)]
     a = fold_events(1, to_array(prefix + same), P)
-    b = fold_events(1, to_array(prefix + list(shuffled)), P)
+    b = fold_events(1, to_array(prefix + reordered), P)
     assert a.tobytes() == b.tobytes()
 
 
@@ -122,7 +170,7 @@ def test_refunds_reduce_spend_but_are_not_purchases() -> None:
     ]
     st_ = fold_events(1, to_array(evs), P)
     sc = evaluate(st_, T0 + 3 * 86400, P, CUTS, DEFAULT_RFM_MAP)[0]
-    assert int(st_["n_purchases"][0]) == 2
+    assert int(st_["purchase_days"][0]) == 2
     assert sc["window_frequency"] == 2
     assert sc["window_monetary"] == pytest.approx(120.0)
     assert sc["monetary_value"] == pytest.approx(20.0)  # repeat spend 50 net of refund 30
@@ -142,7 +190,7 @@ def test_won_back_after_a_lapse() -> None:
 
 
 def test_record_is_packed_and_small() -> None:
-    assert STATE_DTYPE.itemsize <= 160
+    assert STATE_DTYPE.itemsize <= 208  # layout v2: 203 bytes
     assert not STATE_DTYPE.isalignedstruct
 
 
@@ -154,4 +202,4 @@ def test_decode_rejects_wrong_size_and_version() -> None:
     bad[0] = 99
     with pytest.raises(ValueError, match="version"):
         decode_states([bytes(bad)])
-    assert decode_states([None])["version"][0] == 1
+    assert decode_states([None])["version"][0] == STATE_VERSION
