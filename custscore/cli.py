@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "every customer's streaming state as a scores CSV"),
     "inspect": ("inspect", "one customer's state, scores and segments as JSON"),
     "forget": ("forget", "erase a customer everywhere custscore wrote them"),
+    "migrate": ("migrate", "rewrite stored state records of an older layout version"),
     "bench": ("bench", "load test and benchmark report"),
 }
 
