@@ -102,9 +102,7 @@ class KafkaBatchPublisher:
             count = self._partitions.get(topic)
             if count is None:
                 count = self._partitions[topic] = len(await producer.partitions_for(topic))
-            partition = (
-                key_partition(key, count) if key is not None else next(self._spread) % count
-            )
+            partition = key_partition(key, count) if key is not None else next(self._spread) % count
             placed.append((topic, partition, key, value))
         acks = await send_record_batches(producer, placed)
         await asyncio.gather(*acks)

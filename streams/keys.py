@@ -112,6 +112,11 @@ class PartitionKeys:
         return f"{self.tag}:outbox"
 
     @property
+    def held(self) -> str:
+        """Events fetched but held back by the event-time merge (streams.merge), packed."""
+        return f"{self.tag}:held"
+
+    @property
     def quarantine(self) -> str:
         """Stored records that could not be decoded (customer id -> original bytes)."""
         return f"{self.tag}:quarantine"

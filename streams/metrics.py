@@ -43,6 +43,8 @@ class WorkerMetrics:
     publish_errors: Counter
     publish_failing: Gauge
     timer_errors: Counter
+    merge_held: Gauge
+    merge_idle_expired: Counter
     # population KPIs merged over every partition's sketch (the same on every worker)
     pop_customers: Gauge
     pop_effective: Gauge
@@ -168,6 +170,18 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
             f"{ns}_timer_errors_total",
             "Exceptions caught in a worker timer (sweep, population refresh), by timer",
             ["timer"],
+            registry=reg,
+        ),
+        merge_held=Gauge(
+            f"{ns}_merge_held_events",
+            "Events held back by the event-time merge of a partition's three inputs",
+            ["partition"],
+            registry=reg,
+        ),
+        merge_idle_expired=Counter(
+            f"{ns}_merge_idle_expired_total",
+            "Times an input with data on the broker stayed idle past max_task_idle_ms and the "
+            "other inputs ran ahead (its events may then arrive late)",
             registry=reg,
         ),
         pop_customers=Gauge(

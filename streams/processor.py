@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from models.scorefile import score_records
 from streams.alerts import AlertContext, build_alert, build_score_updates
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
 from streams.keys import bucket_of
+from streams.merge import EventTimeMerge, pack_held, unpack_held
 from streams.metrics import WorkerMetrics
 from streams.outbox import pack_records, unpack_records
 from streams.store import Commit, PartitionRead, ReadRequest, RedisStateStore
@@ -102,10 +104,15 @@ class _Plan:
 
     partition: int
     items: list[tuple[RawMessage, DecodedEvent | Rejected]]
+    held: list[DecodedEvent]  # events the event-time merge held back earlier
 
     def __post_init__(self) -> None:
         self.valid = [(m, d) for m, d in self.items if isinstance(d, DecodedEvent)]
-        self.customers = list(dict.fromkeys(d.customer_id for _, d in self.valid))
+        self.customers = list(
+            dict.fromkeys(
+                [d.customer_id for _, d in self.valid] + [e.customer_id for e in self.held]
+            )
+        )
 
     def request(self) -> ReadRequest:
         return ReadRequest(
@@ -136,6 +143,7 @@ class BatchProcessor:
         live_clock: bool = False,
         wall_clock: Callable[[], float] = time.time,
         retry: Retry = Retry(),
+        merge: EventTimeMerge | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -149,6 +157,10 @@ class BatchProcessor:
         self.retry = retry
         self._locks: dict[int, asyncio.Lock] = {}
         self.publish_failing_s = 0.0  # how long the current publish has been failing
+        self.merge = merge
+        # per partition: events the event-time merge holds back (mirrors the `held` key as of
+        # this worker's last read or commit; absent = not read yet)
+        self._held: dict[int, list[DecodedEvent]] = {}
 
     def lock(self, partition: int) -> asyncio.Lock:
         """The lock that serialises the agent and the timer on one partition."""
@@ -216,13 +228,34 @@ class BatchProcessor:
             per_topic[msg.topic] = per_topic.get(msg.topic, 0) + 1
             decoded = self.decoder.decode(msg.topic, msg.key, msg.value, now)
             by_partition.setdefault(msg.partition, []).append((msg, decoded))
+            if self.merge is not None and isinstance(decoded, DecodedEvent):
+                self.merge.observe(msg.topic, msg.partition, msg.offset, decoded.ts)
         for topic, n in per_topic.items():
             self.metrics.events_in.labels(self.input_topics.get(topic, "unknown")).inc(n)
+        await self._run_partitions(by_partition, now)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    async def release_held(self, partition: int) -> None:
+        """Apply held events of ``partition`` whose time has come (no new message needed)."""
+        if self._held.get(partition, True):  # unknown (None) or some held
+            await self._run_partitions({partition: []}, self.wall_clock())
+
+    async def _run_partitions(
+        self,
+        by_partition: dict[int, list[tuple[RawMessage, DecodedEvent | Rejected]]],
+        now: float,
+    ) -> None:
         partitions = sorted(by_partition)
-        async with contextlib.AsyncExitStack() as held:
+        async with contextlib.AsyncExitStack() as locks:
             for partition in partitions:  # one global order: no deadlock with the timer
-                await held.enter_async_context(self.lock(partition))
-            plans = [_Plan(p, by_partition[p]) for p in partitions]
+                await locks.enter_async_context(self.lock(partition))
+            for partition in partitions:
+                if partition not in self._held:
+                    blob = await self._retrying(
+                        "held read", functools.partial(self.store.held, partition)
+                    )
+                    self._held[partition] = unpack_held(blob)
+            plans = [_Plan(p, by_partition[p], self._held[p]) for p in partitions]
             while plans:
                 t0 = time.perf_counter()
                 requests = [plan.request() for plan in plans]
@@ -233,8 +266,14 @@ class BatchProcessor:
                 await self._flush_pending({read.partition: read.outbox for read in reads})
                 commits: list[Commit] = []
                 outboxes: dict[int, _Outbox] = {}
+                stale: set[int] = set()
                 k0 = time.perf_counter()
                 for plan, read in zip(plans, reads, strict=True):
+                    if read.held != pack_held(plan.held):
+                        # another owner changed the held events since we cached them
+                        self._held[plan.partition] = unpack_held(read.held)
+                        stale.add(plan.partition)
+                        continue
                     outbox = _Outbox()
                     commit = self._plan_partition(plan, read, outbox, now)
                     if commit is not None:
@@ -245,15 +284,33 @@ class BatchProcessor:
                 t1 = time.perf_counter()
                 refused = await self._commit(commits)
                 self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
-                await self._publish_committed(
-                    [c for c in commits if c.partition not in refused], outboxes
-                )
+                committed = [c for c in commits if c.partition not in refused]
+                for commit in committed:
+                    if commit.held is not None:
+                        self._held[commit.partition] = unpack_held(commit.held)
+                    self.metrics.merge_held.labels(str(commit.partition)).set(
+                        len(self._held[commit.partition])
+                    )
+                await self._publish_committed(committed, outboxes)
+                for partition in refused:
+                    self._held.pop(partition, None)  # re-read what the other writer left
                 # A refused partition was written by another worker since our read (it took
                 # the partition over, or we are the zombie). Nothing of ours was written or
                 # published. Dropping our share would lose it (the agent acks the batch next),
                 # so re-read and redo it; the fence skips what the other writer applied.
-                plans = [plan for plan in plans if plan.partition in refused]
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+                plans = [
+                    _Plan(plan.partition, plan.items, self._held.get(plan.partition) or [])
+                    for plan in plans
+                    if plan.partition in refused or plan.partition in stale
+                ]
+                for plan in plans:
+                    if plan.partition not in self._held:
+                        blob = await self._retrying(
+                            "held read", functools.partial(self.store.held, plan.partition)
+                        )
+                        self._held[plan.partition] = unpack_held(blob)
+                        plan.held = self._held[plan.partition]
+                        plan.__post_init__()
 
     async def _flush_pending(self, pending: dict[int, dict[str, bytes]]) -> None:
         """Publish outbox entries a previous owner committed but may not have published."""
@@ -327,19 +384,31 @@ class BatchProcessor:
             kept_ids.add(decoded.event_id)
             kept.append(decoded)
         new_offsets = {t: o for t, o in offsets.items() if o > read.offsets.get(t, -1)}
-        if not new_offsets:
-            return None  # everything was at or below the fence: a redelivery
+        # the event-time merge: apply what no input can still precede, hold the rest
+        frontier = math.inf
+        if self.merge is not None:
+            expired = self.merge.expired
+            frontier = self.merge.frontier(plan.partition, read.offsets)
+            self.metrics.merge_idle_expired.inc(self.merge.expired - expired)
+        held = [e for e in plan.held if e.ts > cutoff.get(e.customer_id, 0)]
+        due = [e for e in held + kept if e.ts <= frontier]
+        still_held = [e for e in held + kept if e.ts > frontier]
+        if not new_offsets and len(still_held) == len(plan.held):
+            return None  # a redelivery at or below the fence, and nothing to release
         commit = Commit(
             partition=plan.partition,
             generation=read.generation,
             offsets=new_offsets,
             cutoffs=cutoff,
         )
+        if still_held or plan.held:
+            commit.held = pack_held(still_held)
+        commit.event_ids = [(e.event_id, e.ts) for e in kept]
         watermark = read.watermark
-        if kept:
-            watermark = max(watermark, max(e.ts for e in kept))
+        if due:
+            watermark = max(watermark, max(e.ts for e in due))
             clock = int(now) if self.live_clock else watermark
-            self._apply(plan.partition, plan.customers, read.blobs, kept, clock, commit, outbox)
+            self._apply(plan.partition, plan.customers, read.blobs, due, clock, commit, outbox)
         commit.watermark = watermark
         self.metrics.watermark.labels(str(plan.partition)).set(watermark)
         return commit
@@ -408,8 +477,6 @@ class BatchProcessor:
             commit,
             outbox,
         )
-        for e in kept:
-            commit.event_ids.append((e.event_id, e.ts))
 
     def _evaluate(
         self,

@@ -34,10 +34,11 @@ __all__ = [
 
 DAY = 86_400
 
-# KEYS: fence, due, ddays, outbox, quarantine, (state bucket, forget marker)*, dedupe keys...
+# KEYS: fence, due, ddays, outbox, quarantine, held, (state bucket, forget marker)*, dedupe keys...
 # ARGV: expected gen, new gen, commit token, bucket count, n_fence, (field, value)*,
 #       n_states, (customer, value, cutoff read, due, bucket)*, n_exact, (bucket, due)*,
-#       n_dd, (day, n, member*)*, outbox records ('' = none), n_quarantine, (customer, blob)*
+#       n_dd, (day, n, member*)*, outbox records ('' = none), n_quarantine, (customer, blob)*,
+#       held mode ('0' unchanged, '1' replaced), held events ('' = none)
 # The outbox entry (the batch's alerts and score updates, under the commit token) is written
 # with the states it describes: records are published only after this commit succeeded, and
 # a worker that dies before publishing leaves them for the partition's next owner.
@@ -47,6 +48,7 @@ DAY = 86_400
 # can only lower it (ZADD LT); the sweep, having read the whole bucket, sets it exactly.
 _COMMIT_LUA = """
 local fence, due, ddays, outbox, quarantine = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local held = KEYS[6]
 local current = redis.call('HGET', fence, 'gen') or '0'
 if current ~= ARGV[1] then return {0, current, redis.call('HGET', fence, 'tok') or ''} end
 redis.call('HSET', fence, 'gen', ARGV[2], 'tok', ARGV[3], 'nb', ARGV[4])
@@ -56,7 +58,7 @@ for i = 1, n do
   redis.call('HSET', fence, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 n = tonumber(ARGV[a]); a = a + 1
-local k = 5
+local k = 6
 for i = 1, n do
   local bkey, fkey = KEYS[k + 1], KEYS[k + 2]; k = k + 2
   local customer, value = ARGV[a], ARGV[a + 1]
@@ -86,6 +88,9 @@ a = a + 1
 n = tonumber(ARGV[a]); a = a + 1
 for i = 1, n do
   redis.call('HSET', quarantine, ARGV[a], ARGV[a + 1]); a = a + 2
+end
+if ARGV[a] == '1' then
+  if ARGV[a + 1] == '' then redis.call('DEL', held) else redis.call('SET', held, ARGV[a + 1]) end
 end
 return {1, ARGV[2], ARGV[3]}
 """
@@ -133,6 +138,7 @@ class PartitionRead:
     seen: list[bool]  # aligned with the requested event ids
     forgotten: list[int]  # aligned with customers: forget cutoff (epoch s), 0 = not forgotten
     outbox: dict[str, bytes] = field(default_factory=dict)  # committed, maybe unpublished
+    held: bytes = b""  # events held back by the event-time merge, packed (b"" = none)
 
 
 @dataclass(slots=True)
@@ -151,6 +157,7 @@ class Commit:
     event_ids: list[tuple[str, int]] = field(default_factory=list)  # (event id, event ts)
     outbox: bytes = b""  # packed records to publish once committed (streams.outbox)
     quarantine: dict[str, bytes] = field(default_factory=dict)  # customer -> undecodable blob
+    held: bytes | None = None  # the partition's held events after this commit (None: unchanged)
     # identifies this commit across retries: a retry after a lost reply finds its own token
     token: str = field(default_factory=lambda: secrets.token_hex(8))
 
@@ -224,6 +231,7 @@ class RedisStateStore:
                     pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
                 pipe.hgetall(keys.fence)
                 pipe.hgetall(keys.outbox)
+                pipe.get(keys.held)
                 by_set: dict[tuple[int, int], list[tuple[int, int]]] = {}
                 for i, (event_id, ts) in enumerate(req.events):
                     digest = event_digest(event_id)
@@ -256,6 +264,7 @@ class RedisStateStore:
         markers: list[bytes | None] = next(replies) if req.customers else []
         fence: dict[bytes, bytes] = next(replies)
         outbox: dict[bytes, bytes] = next(replies)
+        held: bytes | None = next(replies)
         self._check_layout(req.partition, fence.get(b"nb"))
         seen = [False] * len(req.events)
         for idx in sets:
@@ -273,6 +282,7 @@ class RedisStateStore:
             seen=seen,
             forgotten=[int(m) if m is not None else 0 for m in markers],
             outbox={_text(token): blob for token, blob in outbox.items()},
+            held=held or b"",
         )
 
     def _check_layout(self, partition: int, written_with: bytes | None) -> None:
@@ -290,7 +300,14 @@ class RedisStateStore:
             fence_fields += [topic, offset]
         if commit.watermark is not None:
             fence_fields += ["wm", commit.watermark]
-        key_list = [keys.fence, keys.due, keys.dedupe_days, keys.outbox, keys.quarantine]
+        key_list = [
+            keys.fence,
+            keys.due,
+            keys.dedupe_days,
+            keys.outbox,
+            keys.quarantine,
+            keys.held,
+        ]
         argv: list[Any] = [
             commit.generation,
             commit.generation + 1,
@@ -320,6 +337,7 @@ class RedisStateStore:
         argv.append(len(commit.quarantine))
         for customer, blob in commit.quarantine.items():
             argv += [customer, blob]
+        argv += ["0", ""] if commit.held is None else ["1", commit.held]
         return key_list, argv
 
     async def commit(self, commit: Commit) -> int:
@@ -365,6 +383,10 @@ class RedisStateStore:
                     )
                 )
         return refused
+
+    async def held(self, partition: int) -> bytes:
+        """The partition's events held back by the event-time merge (packed; b"" = none)."""
+        return bytes(await self._redis.get(self.keys(partition).held) or b"")
 
     async def pending_outbox(self, partition: int) -> dict[str, bytes]:
         """Outbox entries of ``partition`` (token -> packed records) not yet acknowledged."""

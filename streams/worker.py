@@ -29,6 +29,7 @@ from models.scorefile import score_record
 from streams.codec import EventDecoder
 from streams.kafka import CustscoreApp, KafkaBatchPublisher, faust_broker_options
 from streams.keys import partition_for
+from streams.merge import EventTimeMerge
 from streams.metrics import WorkerMetrics, build_metrics
 from streams.population import PopulationTracker
 from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage
@@ -108,6 +109,11 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         ),
         input_topics=input_topics,
         live_clock=settings.live_clock,
+        merge=EventTimeMerge(
+            topics=list(input_topics),
+            idle_s=settings.max_task_idle_ms / 1000.0,
+            highwater=lambda topic, partition: _highwater(app, topic, partition),
+        ),
     )
     population = PopulationTracker(redis, store, model, settings.partitions, metrics)
     warm_up(model.params, model.cuts, model.rfm_map)  # compile before the first batch
@@ -151,6 +157,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
     async def silence_sweep() -> None:
         for partition in owned_partitions():
             try:
+                await processor.release_held(partition)
                 while (
                     await processor.sweep(partition, settings.sweep_batch) >= settings.sweep_batch
                 ):
@@ -245,6 +252,15 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         )
 
     return app
+
+
+def _highwater(app: faust.App, topic: str, partition: int) -> int | None:
+    """The broker's high-water mark of a topic-partition as last fetched (None: unknown)."""
+    try:
+        high = app.consumer.highwater(faust.types.TP(topic, partition))
+    except Exception:  # no fetch response for it yet (or the consumer is not up)
+        return None
+    return int(high) if high is not None else None
 
 
 def _plain(value: Any) -> Any:
