@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import warnings
 from typing import Any
 
+import lifetimes  # a dev dependency: missing lifetimes fails these tests, it does not skip them
 import numpy as np
 import pytest
 import scipy.special as sp
 from fixtures.cdnow import lifetimes_cdnow_summary
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.btyd import (
     clv,
@@ -27,7 +31,7 @@ from engine.btyd import (
     unconditional_expected_purchases_array,
 )
 
-lifetimes = pytest.importorskip("lifetimes")
+assert lifetimes.__version__ == "0.11.3"  # the version DOMAIN.md section 7 was checked with
 warnings.filterwarnings("ignore", category=FutureWarning)
 
 # DOMAIN.md section 7 (lifetimes 0.11.3 on the CDNOW 1/10th sample, weeks).
@@ -255,9 +259,28 @@ def test_gg_expected_spend_matches_lifetimes_every_customer(cdnow: dict, ggf: ob
     np.testing.assert_allclose(mine, ref, rtol=1e-9, atol=0)
 
 
-def test_gg_population_mean_when_no_spend_history() -> None:
-    assert gg_expected_spend(3, 0.0, P, Q, V) == pytest.approx(P * V / (Q - 1), rel=1e-15)
+def test_gg_prior_weighted_at_and_below_zero_spend(ggf: object) -> None:
+    """x >= 1 with no net repeat spend: the model's prior-weighted p v / (p x + q - 1), as
+    lifetimes gives for m = 0 (not the population mean p v / (q - 1))."""
+    for x in (1, 3, 10):
+        ref = float(ggf.conditional_expected_average_profit(x, 0.0))  # type: ignore[attr-defined]
+        assert gg_expected_spend(x, 0.0, P, Q, V) == pytest.approx(ref, rel=1e-14)
+        assert gg_expected_spend(x, 0.0, P, Q, V) == pytest.approx(P * V / (P * x + Q - 1))
+        assert gg_expected_spend(x, -5.0, P, Q, V) == gg_expected_spend(x, 0.0, P, Q, V)
+    assert gg_expected_spend(0, 0.0, P, Q, V) == pytest.approx(P * V / (Q - 1), rel=1e-15)
     assert np.isnan(gg_expected_spend(3, 10.0, P, 0.9, V))
+
+
+@given(
+    x=st.integers(0, 200),
+    m=st.lists(st.floats(-1e4, 1e4, allow_nan=False), min_size=2, max_size=8),
+)
+def test_gg_and_clv_monotone_in_mean_repeat_spend(x: int, m: list[float]) -> None:
+    ms = sorted(m)
+    spend = [gg_expected_spend(x, v, P, Q, V) for v in ms]
+    value = [clv(x, 20.0, 40.0, v, R, ALPHA, A, B, P, Q, V, 52.0, 4.345, 0.01) for v in ms]
+    assert all(b >= a for a, b in itertools.pairwise(spend))
+    assert all(b >= a for a, b in itertools.pairwise(value))
 
 
 @pytest.mark.parametrize(("freq", "step"), [("W", 4.345), ("D", 30.0)])
