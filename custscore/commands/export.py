@@ -68,6 +68,7 @@ def export_scores(settings: Settings, out: str | Path, as_of: int | None = None)
     from engine.batch import score_states
     from engine.state import decode_states
     from models.bundle import load_model
+    from models.customers import customer_digests
     from models.params import ParamsError
     from models.scorefile import write_scores_csv
 
@@ -89,7 +90,9 @@ def export_scores(settings: Settings, out: str | Path, as_of: int | None = None)
         states = decode_states(list(found.blobs))
     except ValueError as exc:
         raise CliError(f"unreadable state record in Redis: {exc}", exit_code=1) from None
-    scores, _ = score_states(states, as_of, bundle.scoring, bundle.rfm_map)
+    scores, _ = score_states(
+        states, as_of, bundle.scoring, bundle.rfm_map, customer_digests(found.customer_ids)
+    )
     path = Path(out)
     try:
         rows = write_scores_csv(path, found.customer_ids, scores)
