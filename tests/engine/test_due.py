@@ -106,3 +106,54 @@ def test_configured_maps_are_total_or_rejected(rules) -> None:
             assert "no segment" in str(exc)
         else:
             raise AssertionError("a partial map was accepted")
+
+
+def _p_alive_due_chain(states, clock: int, steps: int = 400) -> list[tuple[int, np.ndarray]]:
+    out = []
+    for _ in range(steps):
+        sc = evaluate(states, clock, P, CUTS, DEFAULT_RFM_MAP)
+        due = int(sc["due"][0])
+        if due == 0:
+            break
+        assert due > clock
+        out.append((due, sc))
+        clock = due
+    return out
+
+
+def test_p_alive_crossings_are_exact_midnights() -> None:
+    """A repeat buyer's P(alive) falls below at_risk_p_alive and churn risk reaches the
+    threshold at midnights; the due chain stops at exactly those midnights."""
+    from loadtest.oracle import C_KIND, P_KIND, Ev
+
+    day = 86400
+    evs = [
+        Ev(P_KIND, T0 + 3600, 5000),
+        Ev(P_KIND, T0 + 2 * day + 7200, 5000),
+        Ev(P_KIND, T0 + 4 * day + 60, 5000),
+        Ev(P_KIND, T0 + 6 * day + 50000, 5000),
+        Ev(C_KIND, T0 + 6 * day + 60000, 0, 2, 0, 3),
+    ]
+    states = fold_events(1, to_array(evs), P)
+    clock = T0 + 6 * day + 60000
+    dues = [d for d, _ in _p_alive_due_chain(states, clock)]
+    p = lambda t: float(evaluate(states, t, P, CUTS, DEFAULT_RFM_MAP)["p_alive"][0])  # noqa: E731
+    crossing = next(d for d in dues if p(d) < P.at_risk_p_alive)
+    assert crossing % day == 0 and p(crossing - 1) >= P.at_risk_p_alive
+    assert int(evaluate(states, crossing, P, CUTS, DEFAULT_RFM_MAP)["lifecycle"][0]) == 4
+    # P(alive) is constant within a day
+    assert p(crossing) == p(crossing + day - 1)
+    risk = lambda t: float(evaluate(states, t, P, CUTS, DEFAULT_RFM_MAP)["churn_risk"][0])  # noqa: E731
+    rise = next(d for d in dues if risk(d) >= P.risk_threshold)
+    assert rise % day == 0 and risk(rise - 1) < P.risk_threshold
+
+
+@settings(max_examples=200, deadline=None)
+@given(evs=event_lists, back=st.integers(0, 400 * 86400), extra=st.integers(0, 900 * 86400))
+def test_due_is_later_than_any_clock(evs, back: int, extra: int) -> None:
+    """Any clock, also one before the customer's last events (a late evaluation)."""
+    states = fold_events(1, to_array(evs), P)
+    for clock in (T0 - back, max([e.ts for e in evs], default=T0) - back,
+                  max([e.ts for e in evs], default=T0) + extra):
+        due = int(evaluate(states, clock, P, CUTS, DEFAULT_RFM_MAP)["due"][0])
+        assert due == 0 or due > clock
