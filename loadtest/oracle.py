@@ -67,7 +67,7 @@ def month_start(k: int) -> int:
 
 def decay(age_s: float, halflife_days: float) -> float:
     """2^(-age / half-life); 1 for an age of zero or less."""
-    return 2.0 ** (-max(age_s, 0.0) / (halflife_days * DAY))
+    return float(2.0 ** (-max(age_s, 0.0) / (halflife_days * DAY)))
 
 
 def bgnbd_p_alive(x: int, t_x: float, big_t: float, P: ScoringParams) -> float:
