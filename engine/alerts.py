@@ -127,9 +127,9 @@ def _emit(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def detect_one(
+def detect_one(  # type: ignore[no-untyped-def]
     st, sc, clock: int, P, cuts, complaint_sev: int, purchase: bool, out, n: int, index: int
-) -> int:  # type: ignore[no-untyped-def]
+) -> int:
     """Alerts of one customer evaluated at ``clock`` (scores ``sc``), appended to ``out``.
 
     Updates the record's bookkeeping. ``complaint_sev`` is the severity of the open complaint

@@ -80,7 +80,7 @@ def _touch(st, t: int) -> None:  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def _day_bit(st, back: int) -> bool:  # type: ignore[no-untyped-def]
-    return (st.day_bits[back // 64] >> np.uint64(back % 64)) & np.uint64(1) != 0
+    return bool((st.day_bits[back // 64] >> np.uint64(back % 64)) & np.uint64(1) != 0)
 
 
 @njit(cache=True, nogil=True)
@@ -182,7 +182,9 @@ def _purchase(st, t: int, cents: int) -> None:  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _complaint(st, t: int, severity: int, resolved: int, key: int, refers: int, halflife_days: float) -> None:  # type: ignore[no-untyped-def]
+def _complaint(  # type: ignore[no-untyped-def]
+    st, t: int, severity: int, resolved: int, key: int, refers: int, halflife_days: float
+) -> None:
     if resolved:
         if refers:
             # a resolution notice: it cancels the open complaint it names, and only that one

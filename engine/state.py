@@ -17,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "COMPLAINT_SLOTS",
+    "DAY_BITS",
     "EVENT_DTYPE",
     "FIELD_DOCS",
     "FLAG_RISK_HIGH",
@@ -27,18 +29,16 @@ __all__ = [
     "MAX_TS",
     "RING_MONTHS",
     "STATE_DTYPE",
-    "STATE_VERSION",
-    "COMPLAINT_SLOTS",
-    "DAY_BITS",
     "STATE_DTYPE_V1",
+    "STATE_VERSION",
     "DecodedRecords",
     "complaint_key",
     "decode_records",
     "decode_states",
-    "upgrade_v1",
     "encode_state",
     "new_events",
     "new_states",
+    "upgrade_v1",
 ]
 
 STATE_VERSION: Final = 2

@@ -97,7 +97,7 @@ def customer_slices(
 
 
 @njit(cache=True, nogil=True)
-def _evaluate_at(
+def _evaluate_at(  # type: ignore[no-untyped-def]
     st,
     before,
     clock,
@@ -115,7 +115,7 @@ def _evaluate_at(
     row,
     final,
     fi,
-):  # type: ignore[no-untyped-def]
+):
     """One evaluation: scores, alert step, bookkeeping. Returns (n_alerts, n_scores), or
     (-1, -1) when an output array is full."""
     if n_scores + 2 > scores.shape[0] or n_alerts + MAX_PER_EVALUATION > alerts.shape[0]:
@@ -148,9 +148,9 @@ def _evaluate_at(
 
 
 @njit(cache=True, nogil=True)
-def _run_dues(
+def _run_dues(  # type: ignore[no-untyped-def]
     st, scratch, until, P, cuts, rfm_map, alerts, n_alerts, scores, n_scores, row, final, fi
-):  # type: ignore[no-untyped-def]
+):
     steps = 0
     while st.due != 0 and st.due <= until and steps < _MAX_DUE_STEPS:
         d = int(st.due)
@@ -182,7 +182,7 @@ def _run_dues(
 
 
 @njit(cache=True, nogil=True)
-def _run(
+def _run(  # type: ignore[no-untyped-def]
     states,
     events,
     starts,
@@ -196,7 +196,7 @@ def _run(
     scores,
     final,
     evaluated,
-):  # type: ignore[no-untyped-def]
+):
     scratch = np.zeros(1, dtype=states.dtype)
     n_alerts = 0
     n_scores = 0

@@ -386,12 +386,13 @@ class RedisStateStore:
 
     async def held(self, partition: int) -> bytes:
         """The partition's events held back by the event-time merge (packed; b"" = none)."""
-        return bytes(await self._redis.get(self.keys(partition).held) or b"")
+        blob = await self._redis.get(self.keys(partition).held)
+        return _raw(blob) if blob else b""
 
     async def pending_outbox(self, partition: int) -> dict[str, bytes]:
         """Outbox entries of ``partition`` (token -> packed records) not yet acknowledged."""
         entries = await self._redis.hgetall(self.keys(partition).outbox)
-        return {_text(token): blob for token, blob in entries.items()}
+        return {_text(token): _raw(blob) for token, blob in entries.items()}
 
     async def ack_outbox(self, acks: Sequence[tuple[int, str]]) -> None:
         """Drop published outbox entries, given as (partition, token), in one round trip."""
@@ -477,6 +478,11 @@ class RedisStateStore:
             for content in contents:
                 out.extend((_text(customer), blob) for customer, blob in content.items())
         return out
+
+
+def _raw(reply: bytes | str) -> bytes:
+    """A Redis reply item as bytes."""
+    return reply if isinstance(reply, bytes) else reply.encode()
 
 
 def _text(reply: object) -> str:
