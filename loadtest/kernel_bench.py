@@ -53,8 +53,8 @@ def measure(path: str, repeat: int = 5) -> dict[str, float]:
         lambda: evaluate(states, clock, params, cuts, DEFAULT_RFM_MAP), repeat
     )
     per_customer: dict[int, list[Ev]] = defaultdict(list)
-    for row, kind, sev, resolved, ts, cents in log.events.tolist():
-        per_customer[row].append(Ev(kind, ts, cents, sev, resolved))
+    for row, kind, sev, resolved, ts, cents, complaint, refers in log.events.tolist():
+        per_customer[row].append(Ev(kind, ts, cents, sev, resolved, complaint or 1, refers))
     t0 = time.perf_counter()
     for evs in per_customer.values():
         reference(evs, clock, params, cuts, DEFAULT_RFM_MAP)

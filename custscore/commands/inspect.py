@@ -76,16 +76,15 @@ async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, An
         states = decode_states(read.blobs)
     except ValueError as exc:
         raise CliError(f"unreadable state record of {customer_id!r}: {exc}", exit_code=1) from None
-    cuts_source = "population snapshot" if cuts is not None else "params file"
-    if cuts is None:
-        cuts = bundle.cuts
-    scores = evaluate(states, read.watermark, bundle.scoring, cuts, bundle.rfm_map)
+    # the worker judges value tier, A/B/C/D and quadrant against the params file's calibrated
+    # cuts (docs/alerts.md); the live snapshot is shown beside them to make drift visible
+    scores = evaluate(states, read.watermark, bundle.scoring, bundle.cuts, bundle.rfm_map)
     record = states[0]
     state = {name: _plain(record[name]) for name in states.dtype.names or ()}
     times = {
         name: format_time(int(record[name]))
         for name, doc in FIELD_DOCS.items()
-        if "(epoch s" in doc
+        if "(epoch s" in doc and record[name].shape == ()
     }
     return {
         "customer_id": customer_id,
@@ -93,8 +92,13 @@ async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, An
         "as_of": format_time(read.watermark),
         "model_version": bundle.model_version,
         "population_cuts": {
-            "source": cuts_source,
-            "snapshot_age_s": sketch_age,
+            "source": "params file",
+            **{k: (None if not np.isfinite(v) else v) for k, v in bundle.cuts._asdict().items()},
+        },
+        "population_snapshot": None
+        if cuts is None
+        else {
+            "age_s": sketch_age,
             **{k: (None if not np.isfinite(v) else v) for k, v in cuts._asdict().items()},
         },
         "scores": score_record(customer_id, scores[0]),

@@ -536,7 +536,8 @@ def test_transactions_inspect_forget_and_repartition_on_the_cluster(
     assert done.returncode == 0, done.stderr
     view = json.loads(done.stdout)
     assert view["customer_id"] == customer
-    assert view["population_cuts"]["source"] == "population snapshot"
+    assert view["population_cuts"]["source"] == "params file"
+    assert view["population_snapshot"] is not None  # the workers' sketches, shown beside them
     done = run_script(settings, "forget", customer)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"forgot customer {customer!r}"), done.stdout
