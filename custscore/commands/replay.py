@@ -118,7 +118,14 @@ def released_until(offsets: npt.NDArray[np.float64], start: int, elapsed: float,
 
 
 def encode_event(
-    kind: int, event_id: str, customer_id: str, ts: int, cents: int, severity: int, resolved: int
+    kind: int,
+    event_id: str,
+    customer_id: str,
+    ts: int,
+    cents: int,
+    severity: int,
+    resolved: int,
+    complaint_id: str | None = None,
 ) -> bytes:
     """The input-topic JSON of one event (``ts`` in epoch milliseconds, ``amount`` in units)."""
     import msgspec
@@ -130,6 +137,8 @@ def encode_event(
         body["severity"] = severity
         if resolved:
             body["status"] = "resolved"
+        if complaint_id is not None:
+            body["complaint_id"] = complaint_id
     return msgspec.json.encode(body)
 
 
@@ -233,6 +242,7 @@ async def replay_events(
                             cents[k],
                             severities[k],
                             resolved[k],
+                            log.complaint_ids.get(k),
                         ),
                     )
                 )

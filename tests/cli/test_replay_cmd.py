@@ -25,6 +25,7 @@ from custscore.commands.replay import (
 )
 from custscore.errors import CliError
 from custscore.settings import Settings
+from engine.state import complaint_key
 from models.events import read_event_csv
 from streams.codec import DecodedEvent, EventDecoder
 from streams.keys import partition_for
@@ -94,7 +95,9 @@ def test_encode_event_matches_the_input_contract(
         max_future_skew_s=0,
     )
     decoded = decoder.decode(topic, "cust-ü".encode(), value, wall_now=2e9)
-    assert decoded == DecodedEvent("e-1", "cust-ü", kind, 883_612_800, cents, severity, 0)
+    # an open complaint is filed under its own event id (no complaint_id given)
+    key = complaint_key("e-1") if kind == 3 else 0
+    assert decoded == DecodedEvent("e-1", "cust-ü", kind, 883_612_800, cents, severity, 0, key, 0)
 
 
 def test_progress_bar_on_a_pipe_prints_deciles_and_the_end_once() -> None:
@@ -256,3 +259,22 @@ def test_replay_bad_speed_is_one_line(
     assert main(["replay", str(tmp_path / "x.csv"), "--speed", "warp"]) == 2
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and "--speed must be 'max' or a positive factor" in err
+
+
+def test_encoded_resolution_carries_its_complaint_id() -> None:
+    """A replayed resolution names the complaint it resolves, as the decoder expects."""
+    from streams.codec import DecodedEvent, EventDecoder
+
+    decoder = EventDecoder(
+        purchase_topic="p",
+        visit_topic="v",
+        complaint_topic="c",
+        max_payload_bytes=4096,
+        max_future_skew_s=86400,
+    )
+    opened = decoder.decode("c", b"k", encode_event(3, "c-1", "k", 883_612_800, 0, 4, 0), 2e9)
+    value = encode_event(3, "r-1", "k", 883_612_900, 0, 1, 1, complaint_id="c-1")
+    assert json.loads(value)["complaint_id"] == "c-1"
+    resolution = decoder.decode("c", b"k", value, 2e9)
+    assert isinstance(opened, DecodedEvent) and isinstance(resolution, DecodedEvent)
+    assert resolution.refers == 1 and resolution.complaint == opened.complaint
