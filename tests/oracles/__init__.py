@@ -1,0 +1,1 @@
+"""Plain-Python oracles the engine's tests compare against."""

@@ -1,0 +1,442 @@
+"""A plain-Python alert oracle: the exact alerts of one customer's history, by definition.
+
+Given one customer's events (``IdEv``: a ``loadtest.oracle.Ev`` with an ``event_id``) and a
+watermark, :func:`oracle_alerts` returns every alert the rules of ``engine/alerts.py`` give
+when the customer is watched *continuously* in event time, up to and including the
+watermark: at each event (in ``(ts, type, event_id)`` order, right after folding it in) and
+at every second at which anything an alert depends on changes with no new event.
+
+Nothing here calls engine code for scores or times. Scores come from the by-definition
+reference ``loadtest.oracle.reference`` on the events up to that time; the time-driven
+change points are found here, from the reference's outputs:
+
+- *discrete outputs* (R/F/M scores, RFM segment, effective, window frequency and spend,
+  lifecycle stage, overdue, P(alive) below ``at_risk_p_alive``): between two calendar-month
+  starts every one of them is constant (window features, lost) or monotone in time (R score,
+  overdue, P(alive) of a repeat buyer), so equal values at both ends of a month piece mean
+  no change inside it, and otherwise a bisection on the second finds the first change; the
+  search goes on from there;
+- *churn risk* against the threshold (``FLAG_RISK_HIGH`` set, an alert) and against
+  threshold - hysteresis (the flag re-armed, no alert): P(alive) moves only at UTC midnights
+  and visit intent ends at one second; in between, the complaint terms only decay, so risk
+  only falls. The oracle walks the day grid: a rise can only happen at a midnight or at the
+  end of intent, and a fall below the re-arm level is found by bisection inside the one day
+  where the end-of-day risk is below it. The re-arm is therefore taken at the exact second
+  risk falls below the level, not at whenever the customer happens to be evaluated next.
+
+The alert rules (from the docstrings of ``engine/alerts.py``): five segment schemes with a
+relative Schmitt trigger on value tier, A/B/C/D and quadrant, a silent first
+classification and ``none`` handling; win-back by priority complaint > risk_rise > silence,
+flags re-armed by a newer purchase day (silence) or risk below threshold - hysteresis, a
+purchase never causing a win-back (it still marks the conditions handled), a cool-down of
+the customer's own usual gap clipped to [cooldown_min_days, cooldown_max_days] on its own
+clock, suppressed win-backs flagged and not restarting the cool-down.
+
+The complaint score is folded in fixed point (1/1000, rounded at each fold) as docs/scoring.md
+§2 defines it, so the risk compared with the thresholds is the documented one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.params import ScoringParams
+from engine.scoring import PopulationCuts
+from loadtest.oracle import (
+    C_KIND,
+    DAY,
+    P_KIND,
+    V_KIND,
+    Ev,
+    bgnbd_p_alive,
+    decay,
+    month_of,
+    month_start,
+    open_complaints,
+    reference,
+)
+
+__all__ = [
+    "COMPLAINT",
+    "RISK_RISE",
+    "SCHEMES",
+    "SEGMENT_CHANGE",
+    "SILENCE",
+    "WIN_BACK",
+    "Anchor",
+    "IdEv",
+    "OracleAlert",
+    "oracle_alerts",
+]
+
+SEGMENT_CHANGE = "segment-change"
+WIN_BACK = "win-back"
+SCHEMES = ("rfm", "value_tier", "abcd", "quadrant", "lifecycle")
+SILENCE, RISK_RISE, COMPLAINT = "silence", "risk_rise", "complaint"
+_SCALE = 1000  # complaint score fixed point (docs/scoring.md §2)
+_U4_MAX = 2**32 - 1
+
+Anchor = tuple[str, Any]  # ("event", event_id) or ("timer", due time)
+
+
+@dataclass(frozen=True)
+class IdEv(Ev):
+    """An ``Ev`` with the event id the engine orders ties by and anchors alerts on."""
+
+    event_id: str = ""
+
+
+class OracleAlert(NamedTuple):
+    kind: str  # SEGMENT_CHANGE or WIN_BACK
+    what: str  # scheme name, or win-back reason
+    from_code: int  # segment changes: class codes (0 = none); win-backs: 0
+    to_code: int
+    anchor: Anchor
+    suppressed: bool
+
+
+def _raised(cut: float, h: float) -> float:
+    return cut + h * abs(cut)
+
+
+def _lowered(cut: float, h: float) -> float:
+    return cut - h * abs(cut)
+
+
+def _tier(spend: float, vip: float, major: float, normal: float) -> int:
+    return 4 if spend >= vip else 3 if spend >= major else 2 if spend >= normal else 1
+
+
+def _abcd(spend: float, a: float, b: float, c: float) -> int:
+    return 1 if spend >= a else 2 if spend >= b else 3 if spend >= c else 4
+
+
+def _quadrant(high_f: bool, high_s: bool) -> int:
+    return {(True, True): 1, (False, True): 2, (False, False): 3, (True, False): 4}[
+        (high_f, high_s)
+    ]
+
+
+class _History:
+    """One fixed list of events (all folded so far): scores and churn risk at any time."""
+
+    def __init__(
+        self,
+        evs: list[IdEv],
+        P: ScoringParams,
+        cuts: PopulationCuts,
+        rfm_map: npt.NDArray[np.uint8],
+    ) -> None:
+        self.evs = evs
+        self.P, self.cuts, self.rfm_map = P, cuts, rfm_map
+        self._ref: dict[int, dict[str, Any]] = {}
+        self._key: dict[int, tuple[Any, ...]] = {}
+        purchases = [e for e in evs if e.kind == P_KIND and e.cents > 0]
+        self.buyer = bool(purchases)
+        days = sorted({e.ts // DAY for e in purchases})
+        self.x = len(days) - 1
+        self.first_day = days[0] if days else 0
+        self.last_day = days[-1] if days else 0
+        self.unit_days = P.unit_seconds / DAY
+        self.t_x = (self.last_day - self.first_day) / self.unit_days
+        last_purchase = max((e.ts for e in purchases), default=0)
+        last_visit = max((e.ts for e in evs if e.kind == V_KIND), default=0)
+        self.intent_s = P.intent_window_days * DAY
+        self.visit = last_visit if last_visit > last_purchase else 0
+        # the first second without visit intent (risk may jump up there)
+        self.intent_end = self.visit + math.floor(self.intent_s) + 1 if self.visit else 0
+        # decayed open-complaint severity, fixed point, rounded at each fold
+        score, at = 0, 0
+        hl = P.complaint_halflife_days
+        for e in evs:
+            if e.kind != C_KIND or e.resolved:
+                continue
+            add = e.severity * _SCALE
+            if at == 0:
+                score, at = add, e.ts
+            elif e.ts >= at:
+                score, at = round(score * decay(e.ts - at, hl)) + add, e.ts
+            else:
+                score += round(add * decay(at - e.ts, hl))
+            score = min(score, _U4_MAX)
+        self.score, self.score_at = score, at
+        self.opened = [opened for _, opened in open_complaints(list(evs))]
+
+    def ref(self, t: int) -> dict[str, Any]:
+        out = self._ref.get(t)
+        if out is None:
+            out = reference(list(self.evs), t, self.P, self.cuts, self.rfm_map)
+            self._ref[t] = out
+        return out
+
+    def key(self, t: int) -> tuple[Any, ...]:
+        """Every discrete output an alert depends on, except churn risk."""
+        out = self._key.get(t)
+        if out is None:
+            sc = self.ref(t)
+            fading = self.x >= 1 and sc["p_alive"] < self.P.at_risk_p_alive
+            out = (
+                *(
+                    sc[name]
+                    for name in (
+                        "r_score",
+                        "f_score",
+                        "m_score",
+                        "rfm_segment",
+                        "effective",
+                        "window_frequency",
+                        "window_monetary",
+                        "lifecycle",
+                        "overdue",
+                    )
+                ),
+                fading,
+            )
+            self._key[t] = out
+        return out
+
+    def risk(self, t: int) -> float:
+        """Adjusted churn risk at ``t`` (meaningful for buyers)."""
+        P = self.P
+        hl = P.complaint_halflife_days
+        pa = 1.0
+        if self.x >= 1:
+            big_t = (max(t // DAY, self.last_day) - self.first_day) / self.unit_days
+            pa = bgnbd_p_alive(self.x, self.t_x, big_t, P)
+        level = self.score / _SCALE * decay(t - self.score_at, hl) if self.score_at else 0.0
+        unresolved = 0.0
+        for opened in self.opened:
+            unresolved += decay(t - opened, hl)
+        up = min(P.complaint_weight * level + P.unresolved_weight * unresolved, P.adjust_max_up)
+        intent = self.visit > 0 and t - self.visit <= self.intent_s
+        down = min(P.visit_weight, P.adjust_max_down) if intent else 0.0
+        return min(max(1.0 - pa * math.exp(-(up - down)), 0.0), 1.0)
+
+    # --- time-driven change points -------------------------------------------------------
+
+    def changes(self, a: int, b: int) -> list[int]:
+        """Every second in (a, b] at which :meth:`key` differs from the second before."""
+        out: list[int] = []
+        bounds = [a] + [month_start(k) for k in range(month_of(a) + 1, month_of(b) + 1)]
+        prev = self.key(a)
+        for i, s in enumerate(bounds):
+            e = bounds[i + 1] - 1 if i + 1 < len(bounds) else b
+            cur, now = s, self.key(s)
+            if s != a and now != prev:
+                out.append(s)
+            # inside a month piece every output is constant or monotone: equal ends, no change
+            while cur < e and self.key(e) != now:
+                lo, hi = cur, e
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if self.key(mid) == now:
+                        lo = mid
+                    else:
+                        hi = mid
+                out.append(hi)
+                cur, now = hi, self.key(hi)
+            prev = self.key(e)
+        return out
+
+    def _rise_points(self, a: int, b: int) -> Iterator[int]:
+        """Midnights and the end of visit intent in (a, b], in order: the only seconds at
+        which churn risk can go up with no new event."""
+        end = self.intent_end if a < self.intent_end <= b else 0
+        for day in range(a // DAY + 1, b // DAY + 1):
+            if end and end < day * DAY:
+                yield end
+                end = 0
+            yield day * DAY
+        if end:
+            yield end
+
+    def next_risk_event(self, a: int, b: int, high: bool) -> int | None:
+        """First second in (a, b] at which the risk flag would change: risk at or above the
+        threshold when it is clear (repeat buyers), below threshold - hysteresis when set."""
+        P = self.P
+        if not self.buyer:
+            return None
+        if not high:
+            if self.x < 1:
+                return None
+            for t in self._rise_points(a, b):
+                if self.risk(t) >= P.risk_threshold:
+                    return t
+            return None
+        level = P.risk_threshold - P.risk_hysteresis
+        start = a + 1
+        for t in [*self._rise_points(a, b), b + 1]:
+            # risk does not rise in [start, t - 1]: it is lowest at t - 1
+            if start <= t - 1 and self.risk(t - 1) < level:
+                lo, hi = start - 1, t - 1
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if self.risk(mid) < level:
+                        hi = mid
+                    else:
+                        lo = mid
+                return hi
+            start = t
+        return None
+
+
+class _Customer:
+    """The alert bookkeeping of one customer, and the alerts so far."""
+
+    def __init__(
+        self,
+        P: ScoringParams,
+        cuts: PopulationCuts,
+        rfm_map: npt.NDArray[np.uint8],
+        watch_rearm: bool,
+    ) -> None:
+        self.P, self.cuts, self.rfm_map = P, cuts, rfm_map
+        self.watch_rearm = watch_rearm
+        self.seg = [-1] * 5  # last emitted code per scheme; -1 = never classified
+        self.risk_high = False
+        self.silence_sent = False
+        self.last_winback = 0
+        self.alerts: list[OracleAlert] = []
+
+    def _classes(self, sc: dict[str, Any]) -> list[int]:
+        P, c = self.P, self.cuts
+        h = P.class_hysteresis
+        tier = abcd = quad = 0
+        if sc["effective"]:
+            spend = sc["window_monetary"]
+            plain = sc["value_tier"]
+            prev = max(self.seg[1], 0)  # larger = better
+            if prev == 0:
+                tier = plain
+            else:
+                strict = _tier(
+                    spend, *(_raised(x, h) for x in (c.tier_vip, c.tier_major, c.tier_normal))
+                )
+                lenient = _tier(
+                    spend, *(_lowered(x, h) for x in (c.tier_vip, c.tier_major, c.tier_normal))
+                )
+                tier = strict if strict > prev else lenient if lenient < prev else prev
+            plain = sc["abcd_class"]
+            prev = max(self.seg[2], 0)  # smaller = better
+            if prev == 0:
+                abcd = plain
+            else:
+                strict = _abcd(spend, *(_raised(x, h) for x in (c.abcd_a, c.abcd_b, c.abcd_c)))
+                lenient = _abcd(spend, *(_lowered(x, h) for x in (c.abcd_a, c.abcd_b, c.abcd_c)))
+                abcd = strict if strict < prev else lenient if lenient > prev else prev
+            fy, avg = sc["freq_per_year"], sc["window_avg_spend"]
+            prev = max(self.seg[3], 0)
+            if prev == 0:
+                quad = sc["quadrant"]
+            else:
+                fmean, smean = c.quad_freq_mean, c.quad_spend_mean
+                high_f = fy >= (_lowered(fmean, h) if prev in (1, 4) else _raised(fmean, h))
+                high_s = avg >= (_lowered(smean, h) if prev in (1, 2) else _raised(smean, h))
+                quad = _quadrant(high_f, high_s)
+        return [int(sc["rfm_segment"]), tier, abcd, quad, int(sc["lifecycle"])]
+
+    def evaluate(
+        self, hist: _History, t: int, anchor: Anchor, severity: int, purchase: bool
+    ) -> None:
+        P = self.P
+        sc = hist.ref(t)
+        new = self._classes(sc)
+        for s in range(5):
+            if self.seg[s] >= 0 and new[s] != self.seg[s]:
+                self.alerts.append(
+                    OracleAlert(SEGMENT_CHANGE, SCHEMES[s], self.seg[s], new[s], anchor, False)
+                )
+            elif self.seg[s] < 0 and new[s] == 0:
+                new[s] = -1  # not in the scheme yet: still unclassified
+        self.seg = new
+
+        if not hist.buyer:
+            return
+        reason = ""
+        if severity >= P.complaint_alert_severity:
+            reason = COMPLAINT
+        risk = hist.risk(t)
+        if self.risk_high:
+            if risk < P.risk_threshold - P.risk_hysteresis:
+                self.risk_high = False
+        elif sc["frequency"] >= 1 and risk >= P.risk_threshold:
+            self.risk_high = True
+            reason = reason or RISK_RISE
+        if not self.silence_sent and (sc["overdue"] or not sc["effective"]):
+            self.silence_sent = True
+            reason = reason or SILENCE
+        if not reason or purchase:
+            return
+        gap = min(max(sc["usual_gap_days"], P.cooldown_min_days), P.cooldown_max_days)
+        suppressed = self.last_winback > 0 and t - self.last_winback < gap * DAY
+        if not suppressed:
+            self.last_winback = t
+        self.alerts.append(OracleAlert(WIN_BACK, reason, 0, 0, anchor, suppressed))
+
+    def watch(self, hist: _History, a: int, b: int) -> None:
+        """Timer evaluations in (a, b] with no new event: at every change point."""
+        points = hist.changes(a, b)
+        i, t = 0, a
+        while True:
+            nxt = points[i] if i < len(points) else None
+            risky = None
+            if self.watch_rearm or not self.risk_high:
+                risky = hist.next_risk_event(t, nxt if nxt is not None else b, self.risk_high)
+            if risky is not None and (nxt is None or risky < nxt):
+                t = risky
+            elif nxt is not None:
+                t = nxt
+                i += 1
+            else:
+                return
+            self.evaluate(hist, t, ("timer", t), 0, False)
+
+
+def oracle_alerts(
+    events: Sequence[IdEv],
+    watermark: int,
+    P: ScoringParams,
+    cuts: PopulationCuts,
+    rfm_map: npt.NDArray[np.uint8],
+    *,
+    watch_rearm: bool = True,
+) -> list[OracleAlert]:
+    """Every alert of one customer's history, watched continuously up to ``watermark``.
+
+    Events are taken in ``(ts, type, event_id)`` order; each is evaluated at its own time,
+    after the time-driven changes at or before it (a change due at exactly an event's time is
+    the timer's). Alerts come in the order they happen.
+
+    ``watch_rearm=False`` drops one thing from the continuous watch: churn risk falling below
+    threshold - hysteresis with nothing else changing is then not noticed until the next
+    event or change point (the risk flag is re-armed only where the customer is evaluated
+    anyway). Where the two readings differ, the alerts depend on *when* a customer is looked
+    at, not only on its history.
+    """
+    customer = _Customer(P, cuts, rfm_map, watch_rearm)
+    folded: list[IdEv] = []
+    hist: _History | None = None
+    hist_time = 0  # the time hist was last evaluated at
+    last_day = -1  # last purchase day so far
+    for ev in sorted(events, key=lambda e: (e.ts, e.kind, e.event_id)):
+        if hist is not None and ev.ts > hist_time:
+            customer.watch(hist, hist_time, ev.ts)
+        if ev.kind == P_KIND and ev.cents > 0:
+            if last_day >= 0 and ev.ts // DAY > last_day:
+                customer.silence_sent = False  # a newer purchase day re-arms the silence alert
+            last_day = max(last_day, ev.ts // DAY)
+        folded.append(ev)
+        hist = _History(list(folded), P, cuts, rfm_map)
+        hist_time = ev.ts
+        severity = ev.severity if ev.kind == C_KIND and not ev.resolved else 0
+        purchase = ev.kind == P_KIND and ev.cents > 0
+        customer.evaluate(hist, ev.ts, ("event", ev.event_id), severity, purchase)
+    if hist is not None and watermark > hist_time:
+        customer.watch(hist, hist_time, watermark)
+    return customer.alerts
