@@ -22,6 +22,7 @@ after (and, for segment changes, just before) the cause.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -30,9 +31,9 @@ from numba import njit
 
 from engine.alerts import KIND_SEGMENT_CHANGE, MAX_PER_EVALUATION, detect_one
 from engine.kernels import apply_event
-from engine.params import ScoringParams
+from engine.params import DAY, ScoringParams
 from engine.scoring import SCORES_DTYPE, PopulationCuts, _evaluate_one
-from engine.state import KIND_COMPLAINT, KIND_PURCHASE, MAX_TS
+from engine.state import FLAG_RISK_HIGH, KIND_COMPLAINT, KIND_PURCHASE, MAX_TS
 
 __all__ = [
     "TIMELINE_ALERT_DTYPE",
@@ -61,6 +62,7 @@ TIMELINE_ALERT_DTYPE = np.dtype(
     ]
 )
 _MAX_DUE_STEPS = 10_000  # due times per customer and call (a guard, far above real chains)
+_REARM_HORIZON_S = 730 * DAY  # how far ahead a risk re-arm is watched with no other due time
 
 
 class Timeline(NamedTuple):
@@ -118,7 +120,8 @@ def _evaluate_at(  # type: ignore[no-untyped-def]
 ):
     """One evaluation: scores, alert step, bookkeeping. Returns (n_alerts, n_scores), or
     (-1, -1) when an output array is full."""
-    if n_scores + 2 > scores.shape[0] or n_alerts + MAX_PER_EVALUATION > alerts.shape[0]:
+    # room for the scores after, before, and a scratch row (the risk re-arm watch)
+    if n_scores + 3 > scores.shape[0] or n_alerts + MAX_PER_EVALUATION > alerts.shape[0]:
         return -1, -1
     sc = scores[n_scores]
     _evaluate_one(st, clock, P, cuts, rfm_map, sc)
@@ -143,8 +146,54 @@ def _evaluate_at(  # type: ignore[no-untyped-def]
         a.before = before_at if a.kind == KIND_SEGMENT_CHANGE else -1
     st.clock = clock
     st.due = min(max(sc.due, 0), MAX_TS)
+    if st.flags & FLAG_RISK_HIGH:
+        rearm = _risk_rearm_time(st, sc, clock, P, cuts, rfm_map, scores[n_scores])
+        if rearm > 0 and (st.due == 0 or rearm < st.due):
+            st.due = rearm
     final[fi] = sc
     return n_alerts, n_scores
+
+
+@njit(cache=True, nogil=True)
+def _risk_below(st, t, level, P, cuts, rfm_map, scratch) -> bool:  # type: ignore[no-untyped-def]
+    _evaluate_one(st, t, P, cuts, rfm_map, scratch)
+    return bool(scratch.churn_risk < level)
+
+
+@njit(cache=True, nogil=True)
+def _risk_rearm_time(st, sc, clock, P, cuts, rfm_map, scratch) -> int:  # type: ignore[no-untyped-def]
+    """First second after ``clock`` (before the next due time) at which a risk above the
+    threshold falls below threshold minus hysteresis with no new event: the risk_rise alert
+    re-arms there, so it must be evaluated there (0 = not before the next due time).
+
+    Between events, P(alive) only falls (at UTC midnights) and a visit's intent credit only
+    expires; the one thing that lowers risk is complaints decaying. Without a complaint term,
+    or when even a fully decayed one would leave the risk above the re-arm level, nothing
+    can happen. Otherwise risk falls within a day and can only jump up at midnight, so the
+    last second of each day is checked, and the crossing day is bisected to the second.
+    """
+    level = P.risk_threshold - P.risk_hysteresis
+    up = P.complaint_weight * sc.complaint_level + P.unresolved_weight * sc.unresolved_level
+    if up <= 0.0 or sc.frequency < 1:
+        return 0
+    down = min(up, P.adjust_max_up) - sc.risk_adjustment  # the visit-intent credit, >= 0
+    if 1.0 - sc.p_alive * math.exp(down) >= level:
+        return 0  # even with every complaint decayed away the risk stays above the level
+    limit = int(st.due) if st.due != 0 else clock + _REARM_HORIZON_S
+    day_end = (clock // DAY + 1) * DAY - 1
+    while day_end < limit:
+        if _risk_below(st, day_end, level, P, cuts, rfm_map, scratch):
+            lo = max(clock, day_end - DAY + 1)  # risk is above the level at lo (or lo is clock)
+            hi = day_end
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if _risk_below(st, mid, level, P, cuts, rfm_map, scratch):
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
+        day_end += DAY
+    return 0
 
 
 @njit(cache=True, nogil=True)
