@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
-import numpy as np
 
 from engine.alerts import KIND_SEGMENT_CHANGE
 from engine.segments import (
@@ -34,6 +33,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AlertContext",
     "alert_id",
+    "alert_summary",
     "build_alert",
     "build_score_updates",
 ]
@@ -74,7 +74,7 @@ class AlertContext:
     customer_id: str
     event_ts: int  # event time the customer was evaluated at (epoch s)
     cause: dict[str, Any]  # {"type": "event", "event_id": ...} or {"type": "timer", "due": ...}
-    emitted_at: float  # wall time
+    emitted_at: str  # wall time, RFC 3339 (whole seconds)
 
     @property
     def anchor(self) -> str:
@@ -92,69 +92,70 @@ def alert_id(
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _summary(record: dict[str, Any]) -> dict[str, Any]:
-    return {name: record[name] for name in _SUMMARY}
-
-
-def _wall(ts: float) -> str:
-    return format_time(int(ts)) or ""
+def alert_summary(record: dict[str, Any]) -> msgspec.Raw:
+    """The ``scores`` / ``before`` object of a segment change, encoded once per evaluation
+    (several alerts of one evaluation share it)."""
+    return msgspec.Raw(_encoder.encode({name: record[name] for name in _SUMMARY}))
 
 
 def build_alert(
     ctx: AlertContext,
-    alert: np.void,
+    kind: int,
+    what: int,
+    frm: int,
+    to: int,
     after: dict[str, Any],
-    before: dict[str, Any] | None,
+    summaries: tuple[msgspec.Raw, msgspec.Raw | None],
 ) -> tuple[str, bytes]:
-    """(topic kind, JSON bytes) of one engine alert (ALERT_DTYPE).
+    """(topic kind, JSON bytes) of one engine alert.
 
-    ``after`` / ``before`` are the customer's score records (:func:`score_records`) after the
-    change and, for segment changes, before it.
+    ``what`` is the scheme (segment changes) or the reason (win-backs); ``after`` is the
+    customer's score record (:func:`models.scorefile.score_records`) after the cause, and
+    ``summaries`` the encoded :func:`alert_summary` of the scores after and, for segment
+    changes, just before it.
     """
-    common: dict[str, Any] = {
+    if kind == KIND_SEGMENT_CHANGE:
+        names = _SCHEME_VALUES[what]
+        body: dict[str, Any] = {
+            "alert_id": alert_id(
+                ctx.model_version, ctx.customer_id, kind, what, frm, to, ctx.anchor
+            ),
+            "schema_version": SCHEMA_VERSION,
+            "model_version": ctx.model_version,
+            "customer_id": ctx.customer_id,
+            "event_ts": format_time(ctx.event_ts),
+            "emitted_at": ctx.emitted_at,
+            "cause": ctx.cause,
+            "scheme": SCHEME_NAMES[what],
+            "from": names[frm],
+            "to": names[to],
+            "scores": summaries[0],
+            "before": summaries[1],
+        }
+        return "segment_change", _encoder.encode(body)
+    tier = after["value_tier"]
+    reason = REASON_NAMES[what]
+    body = {
+        "alert_id": alert_id(ctx.model_version, ctx.customer_id, kind, what, 0, 0, ctx.anchor),
         "schema_version": SCHEMA_VERSION,
         "model_version": ctx.model_version,
         "customer_id": ctx.customer_id,
         "event_ts": format_time(ctx.event_ts),
-        "emitted_at": _wall(ctx.emitted_at),
+        "emitted_at": ctx.emitted_at,
         "cause": ctx.cause,
-    }
-    kind = int(alert["kind"])
-    if kind == KIND_SEGMENT_CHANGE:
-        scheme = int(alert["scheme"])
-        frm, to = int(alert["from_code"]), int(alert["to_code"])
-        names = _SCHEME_VALUES[scheme]
-        body = {
-            "alert_id": alert_id(
-                ctx.model_version, ctx.customer_id, kind, scheme, frm, to, ctx.anchor
-            ),
-            **common,
-            "scheme": SCHEME_NAMES[scheme],
-            "from": names[frm],
-            "to": names[to],
-            "scores": _summary(after),
-            "before": _summary(before) if before is not None else None,
-        }
-        return "segment_change", _encoder.encode(body)
-    reason = int(alert["reason"])
-    scores = after
-    tier = scores["value_tier"]
-    body = {
-        "alert_id": alert_id(ctx.model_version, ctx.customer_id, kind, reason, 0, 0, ctx.anchor),
-        **common,
-        "reason": REASON_NAMES[reason],
-        "churn_risk": scores["churn_risk"],
-        "p_alive": scores["p_alive"],
-        "risk_adjustment": scores["risk_adjustment"],
+        "reason": reason,
+        "churn_risk": after["churn_risk"],
+        "p_alive": after["p_alive"],
+        "risk_adjustment": after["risk_adjustment"],
         "value_tier": tier,
-        "rfm_segment": scores["rfm_segment"],
-        "lifecycle": scores["lifecycle"],
-        "expected_value": scores["clv"],
-        "expected_avg_spend": scores["expected_avg_spend"],
-        "days_since_last_purchase": scores["days_since_last_purchase"],
-        "usual_gap_days": scores["usual_gap_days"],
-        "next_purchase_eta": scores["next_purchase_eta"],
-        "suggested_action": ACTIONS[REASON_NAMES[reason]][tier],
+        "rfm_segment": after["rfm_segment"],
+        "lifecycle": after["lifecycle"],
+        "expected_value": after["clv"],
+        "expected_avg_spend": after["expected_avg_spend"],
+        "days_since_last_purchase": after["days_since_last_purchase"],
+        "usual_gap_days": after["usual_gap_days"],
+        "next_purchase_eta": after["next_purchase_eta"],
+        "suggested_action": ACTIONS[reason][tier],
     }
     return "win_back", _encoder.encode(body)
 

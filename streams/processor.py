@@ -35,8 +35,8 @@ from engine.scoring import PopulationCuts
 from engine.segments import REASON_NAMES, SCHEME_NAMES
 from engine.state import decode_records, new_events
 from engine.timeline import customer_slices, order_events, run_timeline
-from models.scorefile import score_records
-from streams.alerts import AlertContext, build_alert, build_score_updates
+from models.scorefile import format_time, score_records
+from streams.alerts import AlertContext, alert_summary, build_alert, build_score_updates
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
 from streams.keys import bucket_of
 from streams.merge import EventTimeMerge, pack_held, unpack_held
@@ -499,34 +499,58 @@ class BatchProcessor:
             states, events, starts, rows, watermark, model.params, model.cuts, model.rfm_map
         )
         wall = self.wall_clock()
-        alerts = line.alerts
+        alerts = line.alerts[line.alerts["suppressed"] == 0]
+        for a in line.alerts[line.alerts["suppressed"] != 0].tolist():
+            reason = _reason_name(a[1], a[2], a[3])
+            outbox.suppressed[reason] = outbox.suppressed.get(reason, 0) + 1
         if alerts.shape[0]:
-            ids = [customers[i] for i in alerts["index"].tolist()]
-            after = score_records(ids, line.scores[alerts["after"]])
-            before_rows = alerts["before"]
-            before = score_records(ids, line.scores[np.maximum(before_rows, 0)])
-            for k, a in enumerate(alerts):
-                if a["suppressed"]:
-                    reason = _reason_name(a)
-                    outbox.suppressed[reason] = outbox.suppressed.get(reason, 0) + 1
-                    continue
-                event = int(a["event"])
+            # one score record per evaluation an alert refers to (several alerts of one
+            # evaluation share it), built column-wise in one go and encoded once
+            refs = np.concatenate((alerts["after"], alerts["before"]))
+            used, first = np.unique(refs, return_index=True)
+            owners = np.concatenate((alerts["index"], alerts["index"]))[first[used >= 0]]
+            used = used[used >= 0]
+            built = score_records([customers[i] for i in owners.tolist()], line.scores[used])
+            record_at = dict(zip(used.tolist(), built, strict=True))
+            summary_at = {i: alert_summary(r) for i, r in record_at.items()}
+            stamp = format_time(int(wall)) or ""
+            for (
+                row,
+                kind_code,
+                scheme,
+                reason_code,
+                frm,
+                to,
+                _,
+                event,
+                due,
+                clock,
+                after,
+                before,
+            ) in alerts.tolist():
+                customer = customers[row]
                 cause: dict[str, Any] = (
                     {"type": "event", "event_id": ordered[event].event_id}
                     if event >= 0
-                    else {"type": "timer", "due": int(a["due"])}
+                    else {"type": "timer", "due": due}
                 )
-                ctx = AlertContext(model.version, ids[k], int(a["clock"]), cause, wall)
+                ctx = AlertContext(model.version, customer, clock, cause, stamp)
                 kind, body = build_alert(
-                    ctx, a, after[k], before[k] if int(before_rows[k]) >= 0 else None
+                    ctx,
+                    kind_code,
+                    scheme if kind_code == KIND_SEGMENT_CHANGE else reason_code,
+                    frm,
+                    to,
+                    record_at[after],
+                    (summary_at[after], summary_at.get(before)),
                 )
                 topic = (
                     self.outputs.segment_change
                     if kind == "segment_change"
                     else self.outputs.win_back
                 )
-                outbox.records.append((topic, ids[k].encode(), body))
-                label = (kind, _reason_name(a))
+                outbox.records.append((topic, customer.encode(), body))
+                label = (kind, _reason_name(kind_code, scheme, reason_code))
                 outbox.counts[label] = outbox.counts.get(label, 0) + 1
         done = rows[line.evaluated]
         touched = [customers[row] for row in done.tolist()]
@@ -643,7 +667,7 @@ class BatchProcessor:
         return len(present)
 
 
-def _reason_name(alert: np.void) -> str:
-    if int(alert["kind"]) == KIND_SEGMENT_CHANGE:
-        return SCHEME_NAMES[int(alert["scheme"])]
-    return REASON_NAMES[int(alert["reason"])]
+def _reason_name(kind: int, scheme: int, reason: int) -> str:
+    if kind == KIND_SEGMENT_CHANGE:
+        return SCHEME_NAMES[scheme]
+    return REASON_NAMES[reason]
