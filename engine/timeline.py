@@ -191,7 +191,7 @@ def _risk_rearm_time(st, sc, clock, P, cuts, rfm_map, scratch) -> int:  # type: 
                     hi = mid
                 else:
                     lo = mid
-            return hi
+            return int(hi)
         day_end += DAY
     return 0
 
