@@ -83,3 +83,35 @@ clean: ## stop the embedded stack, remove caches, build output and the run direc
 
 distclean: clean ## clean, and remove .venv too
 	rm -rf $(VENV)
+
+# Mutation testing of engine/ (docs/mutation.md): mutmut, from its own tool venv (it needs a
+# newer click than faust-streaming allows), on a private copy of HEAD (never this checkout),
+# the numba kernels run as plain Python. MUTATION_SAMPLE="" runs every mutant (hours on two
+# cores); MUTANTS="engine.scoring.*" runs the named ones (globs) instead of the sample;
+# MUTATION_ARGS="--deselect tests/engine/test_x.py::test_y" skips a test failing at HEAD.
+MUTATION_DIR      ?= /tmp/custscore-mutation
+MUTMUT_VENV       ?= /tmp/custscore-mutmut-venv
+MUTATION_MODULES  ?= kernels,scoring,alerts,timeline,population,state
+MUTATION_SAMPLE   ?= kernels=60,scoring=60,alerts=45,timeline=45,population=35,state=15
+MUTATION_EXAMPLES ?= 10
+MUTANTS           ?=
+MUTATION_ARGS     ?=
+MUTATION_SCRIPT    = $(CURDIR)/$(PY) $(CURDIR)/tests/engine/mutmut_workspace.py $(MUTATION_DIR)
+MUTMUT_RUN         = NUMBA_DISABLE_JIT=1 MUTATION_MAX_EXAMPLES=$(MUTATION_EXAMPLES) \
+                     $(MUTMUT_VENV)/bin/mutmut run --max-children 2
+
+.PHONY: mutation
+mutation: $(STAMP) ## mutation-test engine/ with mutmut on a private copy (docs/mutation.md)
+	$(MUTATION_SCRIPT) --tool-venv $(MUTMUT_VENV) --modules $(MUTATION_MODULES) \
+	  $(MUTATION_ARGS)
+	cd $(MUTATION_DIR); \
+	if [ -n "$(MUTANTS)" ]; then \
+	  $(MUTMUT_RUN) $(MUTANTS); \
+	elif [ -n "$(MUTATION_SAMPLE)" ]; then \
+	  $(MUTMUT_RUN) 'engine.generate-only.*' >/dev/null; \
+	  names=$$($(MUTATION_SCRIPT) --print-sample $(MUTATION_SAMPLE)); \
+	  $(MUTMUT_RUN) $$names; \
+	else \
+	  $(MUTMUT_RUN); \
+	fi; \
+	$(MUTMUT_VENV)/bin/mutmut results
