@@ -113,12 +113,16 @@ def _column_values(name: str, values: npt.NDArray[Any]) -> list[Any]:
 
 
 def score_records(
-    customer_ids: Sequence[str], scores: npt.NDArray[np.void]
+    customer_ids: Sequence[str],
+    scores: npt.NDArray[np.void],
+    names: Sequence[str] = SCORE_COLUMNS[1:],
 ) -> list[dict[str, Any]]:
-    """Every customer's scores as JSON-ready named values, built column by column."""
+    """Every customer's scores (``names``, default every score column) as JSON-ready named
+    values, built column by column."""
+    keys = ("customer_id", *names)
     columns = [list(customer_ids)]
-    columns += [_column_values(name, scores[name]) for name in SCORE_COLUMNS[1:]]
-    return [dict(zip(SCORE_COLUMNS, row, strict=True)) for row in zip(*columns, strict=True)]
+    columns += [_column_values(name, scores[name]) for name in names]
+    return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def score_record(customer_id: str, row: np.void) -> dict[str, Any]:

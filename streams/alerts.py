@@ -30,6 +30,7 @@ from engine.segments import (
 from models.scorefile import format_time
 
 __all__ = [
+    "ALERT_SCORE_COLUMNS",
     "SCHEMA_VERSION",
     "AlertContext",
     "alert_id",
@@ -62,6 +63,14 @@ _SUMMARY: Final = (
     "days_since_last_purchase",
     "expected_purchases_90d",
     "clv",
+)
+# every score column an alert payload reads (segment-change summaries and win-back fields)
+ALERT_SCORE_COLUMNS: Final = (
+    *_SUMMARY,
+    "risk_adjustment",
+    "expected_avg_spend",
+    "usual_gap_days",
+    "next_purchase_eta",
 )
 _encoder: Final = msgspec.json.Encoder()
 

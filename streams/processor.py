@@ -36,7 +36,13 @@ from engine.segments import REASON_NAMES, SCHEME_NAMES
 from engine.state import decode_records, new_events
 from engine.timeline import customer_slices, order_events, run_timeline
 from models.scorefile import format_time, score_records
-from streams.alerts import AlertContext, alert_summary, build_alert, build_score_updates
+from streams.alerts import (
+    ALERT_SCORE_COLUMNS,
+    AlertContext,
+    alert_summary,
+    build_alert,
+    build_score_updates,
+)
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
 from streams.keys import bucket_of
 from streams.merge import EventTimeMerge, pack_held, unpack_held
@@ -510,7 +516,9 @@ class BatchProcessor:
             used, first = np.unique(refs, return_index=True)
             owners = np.concatenate((alerts["index"], alerts["index"]))[first[used >= 0]]
             used = used[used >= 0]
-            built = score_records([customers[i] for i in owners.tolist()], line.scores[used])
+            built = score_records(
+                [customers[i] for i in owners.tolist()], line.scores[used], ALERT_SCORE_COLUMNS
+            )
             record_at = dict(zip(used.tolist(), built, strict=True))
             summary_at = {i: alert_summary(r) for i, r in record_at.items()}
             stamp = format_time(int(wall)) or ""
