@@ -28,6 +28,7 @@ from reliability.support import (
     read_alert_ids,
     wait_applied,
     wait_quiet,
+    wait_settled,
 )
 from streams.topics import ensure_topics
 
@@ -84,9 +85,15 @@ def finish(
     began: float,
     client: redis.Redis,
 ) -> Run:
-    """Wait for every event to be applied and the workers to settle; export; read alerts."""
+    """Wait for every event to be applied and the run to settle; export; read alerts.
+
+    Settled is exact (support.wait_settled): every outbox entry published, nothing held back,
+    every due time up to each partition's watermark evaluated. The watermark ends at the
+    partition's largest event time whatever the faults, so from then on the alert set is
+    complete and must equal any other run's."""
     wait_applied(client, settings, expected_fences(settings, subset.log), APPLY_TIMEOUT_S, workers)
     seconds = time.monotonic() - began
+    wait_settled(client, settings, APPLY_TIMEOUT_S, workers)
     wait_quiet([w for w in workers if w.running()])
     export = out_dir / "export.csv"
     result = run_script(settings, "export", "--out", str(export))

@@ -35,13 +35,20 @@ from streams.keys import PartitionKeys, partition_for
 __all__ = [
     "FAULT_SETTINGS",
     "Worker",
+    "alert_table",
     "applied",
+    "bad_purchase_causes",
     "cdnow_subset",
+    "compare_alerts",
     "compare_scores",
+    "event_kinds",
     "expected_fences",
     "read_alert_ids",
+    "settle_state",
     "wait_applied",
+    "wait_progress",
     "wait_quiet",
+    "wait_settled",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +133,69 @@ def wait_applied(
         time.sleep(0.2)
 
 
+def settle_state(client: redis.Redis, settings: Settings) -> dict[int, tuple[int, int, int]]:
+    """Partitions that are not settled: partition -> (outbox entries not yet published,
+    events held back by the event-time merge, due buckets at or before the watermark)."""
+    out: dict[int, tuple[int, int, int]] = {}
+    for p in range(settings.partitions):
+        keys = PartitionKeys(settings.redis_key_prefix, p)
+        wm = int(client.hget(keys.fence, "wm") or 0)
+        outbox = int(client.hlen(keys.outbox))
+        held = 1 if client.get(keys.held) else 0
+        due = int(client.zcount(keys.due, "-inf", wm)) if wm > 0 else 0
+        if outbox or held or due:
+            out[p] = (outbox, held, due)
+    return out
+
+
+def wait_progress(
+    client: redis.Redis,
+    settings: Settings,
+    point: int,
+    workers: list[Worker],
+    timeout_s: float = 300.0,
+) -> int:
+    """Wait until at least ``point`` events are applied; the count then. A worker that died
+    unexpectedly, or a timeout, fails with the workers' log tails (what stalled it)."""
+    began = time.monotonic()
+    while (done := applied(client, settings)) < point:
+        for w in workers:
+            if w.expected_alive and not w.running():
+                raise AssertionError(f"worker {w.name} died at {done} applied: {w.tail()}")
+        if time.monotonic() - began > timeout_s:
+            logs = "\n".join(f"--- {w.name}\n{w.tail()}" for w in workers)
+            left = settle_state(client, settings)
+            raise AssertionError(f"{done} of {point} applied after {timeout_s:g} s: {left}\n{logs}")
+        time.sleep(0.05)
+    return done
+
+
+def wait_settled(
+    client: redis.Redis,
+    settings: Settings,
+    timeout_s: float,
+    workers: list[Worker] = (),  # type: ignore[assignment]
+) -> float:
+    """Wait until every partition is settled, exactly: no outbox entry left to publish (every
+    alert of a committed change is acknowledged by the broker), no event held back, and no
+    due bucket at or before the partition watermark (the timer sweep has evaluated every
+    customer at each of its due times up to the watermark). Call it once every event is
+    applied (:func:`wait_applied`): from then on the alert set can no longer grow."""
+    began = time.monotonic()
+    while True:
+        left = settle_state(client, settings)
+        if not left:
+            return time.monotonic() - began
+        for w in workers:
+            if w.expected_alive and not w.running():
+                raise AssertionError(f"worker {w.name} died: {w.tail()}")
+        if time.monotonic() - began > timeout_s:
+            raise AssertionError(
+                f"not settled within {timeout_s:g} s: partition -> (outbox, held, due) {left}"
+            )
+        time.sleep(0.2)
+
+
 def wait_quiet(workers: list[Worker], quiet_s: float = 2.0, timeout_s: float = 60.0) -> None:
     """Wait until no live worker has a batch in flight and state writes stopped moving."""
     began = time.monotonic()
@@ -196,6 +266,79 @@ def read_alert_ids(settings: Settings, idle_polls: int = 4) -> dict[str, list[di
     from fixtures.stack import run_async
 
     return run_async(_read_alerts(settings, idle_polls))
+
+
+Alerts = dict[str, list[dict[str, Any]]]  # topic -> alerts as read, in topic order
+
+
+def alert_table(alerts: Alerts) -> dict[str, dict[str, Any]]:
+    """alert id -> payload without ``emitted_at`` (wall time). A redelivered alert must repeat
+    its payload exactly; a mismatch is an AssertionError."""
+    out: dict[str, dict[str, Any]] = {}
+    for batch in alerts.values():
+        for alert in batch:
+            body = {k: v for k, v in alert.items() if k != "emitted_at"}
+            seen = out.setdefault(alert["alert_id"], body)
+            assert seen == body, f"alert {alert['alert_id']} redelivered with another payload"
+    return out
+
+
+def compare_alerts(got: Alerts, want: Alerts) -> list[str]:
+    """How two runs' alert sets differ: ids only in one of them, and payloads (``emitted_at``
+    aside) that differ for the same id. Empty when they are the same set."""
+    a, b = alert_table(got), alert_table(want)
+    out: list[str] = []
+    for name, ids in (("extra", a.keys() - b.keys()), ("missing", b.keys() - a.keys())):
+        for alert_id in sorted(ids):
+            body = a.get(alert_id) or b[alert_id]
+            out.append(f"{name}: {_describe(body)}")
+    for alert_id in sorted(a.keys() & b.keys()):
+        if a[alert_id] != b[alert_id]:
+            fields = sorted(
+                k
+                for k in a[alert_id].keys() | b[alert_id].keys()
+                if a[alert_id].get(k) != b[alert_id].get(k)
+            )
+            out.append(f"payload differs in {fields}: {_describe(a[alert_id])}")
+    return out
+
+
+def _describe(alert: dict[str, Any]) -> str:
+    what = (
+        f"{alert['scheme']} {alert['from']}->{alert['to']}"
+        if "scheme" in alert
+        else f"win-back {alert['reason']}"
+    )
+    where = f"at {alert['event_ts']} ({alert['cause']})"
+    return f"{alert['alert_id'][:12]} {alert['customer_id']} {what} {where}"
+
+
+_BAD_AFTER_PURCHASE = frozenset({"at_risk", "lapsed", "lost"})
+
+
+def bad_purchase_causes(alerts: Alerts, event_kinds: dict[str, int]) -> list[str]:
+    """Alerts a purchase must never cause: any win-back, and a lifecycle move into at_risk,
+    lapsed or lost. ``event_kinds`` maps event id -> EVENT_DTYPE kind (1 = purchase); an
+    event-caused alert naming an unknown event id is reported too."""
+    out: list[str] = []
+    for alert in alert_table(alerts).values():
+        cause = alert["cause"]
+        if cause["type"] != "event":
+            continue
+        kind = event_kinds.get(cause["event_id"])
+        if kind is None:
+            out.append(f"unknown cause: {_describe(alert)}")
+        elif kind == 1 and (
+            "reason" in alert
+            or (alert["scheme"] == "lifecycle" and alert["to"] in _BAD_AFTER_PURCHASE)
+        ):
+            out.append(_describe(alert))
+    return out
+
+
+def event_kinds(log: EventLog) -> dict[str, int]:
+    """event id -> kind (1 purchase, 2 visit, 3 complaint) of every event of ``log``."""
+    return dict(zip(log.event_ids, log.events["kind"].tolist(), strict=True))
 
 
 # --------------------------------------------------------------------------- workers
