@@ -400,3 +400,51 @@ def test_warm_up_runs() -> None:
     from engine.timeline import warm_up
 
     assert warm_up(P, CUTS, DEFAULT_RFM_MAP) is None
+
+
+def test_no_fading_due_when_at_risk_p_alive_is_zero() -> None:
+    """P(alive) < 0 never holds: the due time is the next recency cut (§3.12)."""
+    params = P._replace(at_risk_p_alive=0.0, at_risk_ratio=10.0)  # overdue after 70 days
+    st = fold([Ev(P_KIND, T0, 1000), Ev(P_KIND, T0 + 7 * DAY, 1000)])
+    clock = T0 + 7 * DAY
+    assert int(score(st, clock, params)["due"]) == clock + math.floor(P.r_cut4 * DAY) + 1
+
+
+def test_the_oldest_window_bucket_may_be_january_1970() -> None:
+    """§3.12: the window due time is when the oldest non-empty bucket leaves the window, the
+    bucket of month index 0 (January 1970) included."""
+    far = 100_000.0
+    params = P._replace(
+        r_cut1=far,
+        r_cut2=far,
+        r_cut3=far,
+        r_cut4=far,
+        at_risk_ratio=1e4,
+        at_risk_p_alive=1e-9,
+        risk_threshold=0.999999,
+    )
+    st = fold([Ev(P_KIND, 5 * DAY, 1000), Ev(P_KIND, 65 * DAY, 1000)])  # Jan and Mar 1970
+    due = int(score(st, 70 * DAY, params)["due"])
+    assert due == int(datetime(1971, 1, 1, tzinfo=UTC).timestamp())
+
+
+def test_an_event_twelve_months_behind_the_ring_head_counts_only_in_lifetime_totals() -> None:
+    """§2: an event 12 or more months older than the newest bucket does not enter the ring
+    (its slot is the newest month's)."""
+    jan98 = int(datetime(1998, 1, 15, tzinfo=UTC).timestamp())
+    for late in (T0 + 14 * DAY, T0 - 20 * DAY):  # 1997-01-15 (12 months back), 1996-12-12
+        st = fold([Ev(P_KIND, jan98, 1000), Ev(P_KIND, late, 500), Ev(P_KIND, late + 60, -200)])
+        sc = score(st, jan98 + DAY)
+        assert float(sc["window_monetary"]) == 10.0
+        assert int(sc["window_frequency"]) == 1
+        assert int(st["gross_cents"][0]) == 1500 and int(st["refund_cents"][0]) == 200
+
+
+def test_the_ring_wraps_from_january_1970() -> None:
+    """The ring starts at the first monetary event, month index 0 included; a purchase 12
+    months later clears that month's slot."""
+    jan71 = int(datetime(1971, 1, 10, tzinfo=UTC).timestamp())
+    st = fold([Ev(P_KIND, 5 * DAY, 700), Ev(P_KIND, jan71, 300)])
+    sc = score(st, jan71 + DAY)
+    assert float(sc["window_monetary"]) == 3.0
+    assert int(sc["window_frequency"]) == 1
