@@ -110,6 +110,7 @@ mutation: $(STAMP) ## mutation-test engine/ with mutmut on a private copy (docs/
 	elif [ -n "$(MUTATION_SAMPLE)" ]; then \
 	  $(MUTMUT_RUN) 'engine.generate-only.*' >/dev/null 2>&1 || true; \
 	  names=$$($(MUTATION_SCRIPT) --print-sample $(MUTATION_SAMPLE)); \
+	  test -n "$$names"; \
 	  $(MUTMUT_RUN) $$names; \
 	else \
 	  $(MUTMUT_RUN); \
