@@ -366,6 +366,8 @@ class Worker:
         env = settings_env(self.settings)
         env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
+        # this checkout's code whatever the cwd (the venv may point at another checkout)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -378,7 +380,8 @@ class Worker:
                     "--loglevel",
                     self.loglevel,
                 ],
-                cwd=ROOT,
+                # Faust's data directory (<app id>-data) goes next to the log, not into the repo
+                cwd=self.log_path.parent,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
