@@ -105,7 +105,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="population sketch and KPI refresh period (/stats, gauges)"
     )
     max_task_idle_ms: int = Field(
-        500,
+        10_000,
         ge=0,
         le=600_000,
         description="longest a partition waits for an input that still has data on the "

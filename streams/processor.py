@@ -234,8 +234,6 @@ class BatchProcessor:
             per_topic[msg.topic] = per_topic.get(msg.topic, 0) + 1
             decoded = self.decoder.decode(msg.topic, msg.key, msg.value, now)
             by_partition.setdefault(msg.partition, []).append((msg, decoded))
-            if self.merge is not None and isinstance(decoded, DecodedEvent):
-                self.merge.observe(msg.topic, msg.partition, msg.offset, decoded.ts)
         for topic, n in per_topic.items():
             self.metrics.events_in.labels(self.input_topics.get(topic, "unknown")).inc(n)
         await self._run_partitions(by_partition, now)
@@ -255,6 +253,13 @@ class BatchProcessor:
         async with contextlib.AsyncExitStack() as locks:
             for partition in partitions:  # one global order: no deadlock with the timer
                 await locks.enter_async_context(self.lock(partition))
+            if self.merge is not None:
+                # under the lock: a timer's release never sees these messages' heads before
+                # the messages themselves are planned (they would arrive late otherwise)
+                for items in by_partition.values():
+                    for msg, decoded in items:
+                        ts = decoded.ts if isinstance(decoded, DecodedEvent) else -1
+                        self.merge.observe(msg.topic, msg.partition, msg.offset, ts)
             for partition in partitions:
                 if partition not in self._held:
                     blob = await self._retrying(

@@ -20,8 +20,8 @@ event-time merge, and no due time at or before the watermark left unevaluated.
 The same alerts are checked for purchase causes: no purchase causes a win-back or a
 lifecycle move into at_risk, lapsed or lost.
 
-Both tests are marked xfail until the event-time merge race they found is fixed
-(``MERGE_RACE`` below; docs/reliability.md, bug 4).
+They found an event-time merge race (a timer release running past a batch waiting for the
+partition lock, tests/reliability/test_merge_race.py), fixed in streams/processor.py.
 """
 
 from __future__ import annotations
@@ -66,20 +66,10 @@ BATCH_SIZES = (50, 1_000)
 APPLY_TIMEOUT_S = 300.0
 # The event-time merge gives up waiting for an input that still has data on the broker after
 # max_task_idle_ms; from then on that input's events arrive late and the alerts depend on
-# timing (DESIGN.md §5 names it as the exception). The default 500 ms expired 2 to 7 times
-# per run of this test on this 2-core machine (docs/reliability.md), so the test sets a
-# bound that does not expire and asserts that it did not.
+# timing (DESIGN.md §5 names it as the exception). A 500 ms bound expired 2 to 7 times per
+# run of this test on a loaded 2-core machine (docs/reliability.md); the default is 10 s,
+# and the test sets a bound that does not expire and asserts that it did not.
 MAX_TASK_IDLE_MS = 60_000
-# streams/processor.py observes a batch in the event-time merge before it takes the
-# partition lock; the timer's release_held can then release held events past that batch's
-# events (tests/reliability/test_merge_race.py reproduces it deterministically). Every run of
-# the comparison on the code of 2026-11-29 hit it (1 to 57 ids differing, late purchases);
-# with the lock fixed it passed exactly. Remove this mark once the fix is in.
-MERGE_RACE = pytest.mark.xfail(
-    strict=False,
-    reason="product bug: the timer's release_held runs the event-time merge past a batch "
-    "that process() observed but has not applied (tests/reliability/test_merge_race.py)",
-)
 
 
 def sentinel_customers(partitions: int) -> list[str]:
@@ -207,7 +197,6 @@ def late_evaluations(alerts: dict[str, list[dict[str, Any]]], log: EventLog) -> 
     )
 
 
-@MERGE_RACE
 def test_batch_sizes_50_and_1000_publish_the_same_alerts(
     runs: dict[int, Run], stream: EventLog
 ) -> None:
@@ -241,7 +230,6 @@ def test_batch_sizes_50_and_1000_publish_the_same_alerts(
     assert not diff, f"batch 50 vs 1,000: {len(diff)} differences, e.g.\n" + "\n".join(diff[:20])
 
 
-@MERGE_RACE
 def test_no_purchase_causes_a_win_back_or_a_lifecycle_fall(
     runs: dict[int, Run], stream: EventLog
 ) -> None:

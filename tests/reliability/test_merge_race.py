@@ -19,7 +19,6 @@ import asyncio
 import uuid
 from typing import Any
 
-import pytest
 from fixtures.stack import run_async
 
 from reliability.support import compare_alerts
@@ -46,12 +45,6 @@ def _alerts(publisher: RecordingPublisher) -> dict[str, list[dict[str, Any]]]:
     return {t: publisher.on(t) for t in ("customer.segment-change", "customer.win-back")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: BatchProcessor.process observes a batch in the event-time merge "
-    "before it holds the partition lock, so the timer's release_held can release held events "
-    "past the waiting batch's events (docs/reliability.md)",
-)
 def test_a_timer_release_does_not_run_past_an_in_flight_batch(redis_url: str) -> None:
     async def body() -> list[str]:
         feed = Feed()
