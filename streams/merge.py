@@ -8,7 +8,10 @@ has not received (its high-water mark is past the last offset delivered or appli
 next event is then no earlier than the largest ``ts`` it delivered so far (its *head*), so
 events up to that head are safe and later ones wait. The wait is bounded, as Kafka Streams
 bounds it with ``max.task.idle.ms`` (KIP-353, KIP-695): an input that delivers nothing for
-``max_task_idle_ms`` while others wait stops holding them back.
+``max_task_idle_ms`` while others wait stops holding them back. Unlike Kafka Streams, the
+bound also covers an input whose data is known to be on the broker: an offset that is never
+delivered (a transaction marker, a compacted record) would otherwise stall the partition for
+good, so the default (10 s) is far above a fetch under load instead.
 
 The order can still differ from the exact event-time merge when an input stays idle past the
 bound (its events then arrive late), when one topic-partition itself holds events out of
