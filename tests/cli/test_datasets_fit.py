@@ -6,7 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from custscore.cli import main
@@ -131,32 +130,37 @@ def test_fit_missing_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_fit_events_matches_lifetimes_on_the_same_summary(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Fit the CDNOW sample event log; the oracle is lifetimes' BG/NBD fit on a summary of the
-    same events computed here with pandas (x = purchases - 1, t_x and T from the first
-    purchase, T at the last event of the log)."""
+    """Fit the CDNOW sample event log; the oracle is lifetimes' BG/NBD fit on lifetimes' own
+    summary of the same events (purchase days, freq "D" in weeks, amounts above 0: a zero
+    amount is not a purchase; T at the last event of the log)."""
     import pandas as pd
     from lifetimes import BetaGeoFitter
+    from lifetimes.utils import summary_data_from_transaction_data
 
     events = tmp_path / "sample.csv"
     assert main(["datasets", "cdnow", "--sample", "--out", str(events)]) == 0
     out = tmp_path / "params.json"
     assert main(["fit", str(events), "--out", str(out), "--time-unit", "weeks"]) == 0
     printed = capsys.readouterr().out
-    assert "(events, weeks): 2,357 customers" in printed
 
     df = pd.read_csv(events, dtype={"customer_id": str})
-    ts = pd.to_datetime(df["ts"])
-    g = ts.groupby(df["customer_id"])
-    week = pd.Timedelta(days=7)
-    x = (g.size() - 1).to_numpy(np.float64)
-    t_x = ((g.max() - g.min()) / week).to_numpy(np.float64)
-    big_t = ((ts.max() - g.min()) / week).to_numpy(np.float64)
-    ref = BetaGeoFitter().fit(x, t_x, big_t).params_
+    df["date"] = pd.to_datetime(df["ts"]).dt.tz_localize(None)
+    summary = summary_data_from_transaction_data(
+        df[df["amount"] > 0],
+        "customer_id",
+        "date",
+        observation_period_end=df["date"].max(),
+        freq="D",
+        freq_multiplier=7,
+    )
+    n = len(summary)
+    assert f"(events, weeks): {n:,} customers" in printed
+    ref = BetaGeoFitter().fit(summary["frequency"], summary["recency"], summary["T"]).params_
 
     obj = json.loads(out.read_text())
     assert obj["time_unit"] == "weeks"
     assert obj["fit"]["kind"] == "events"
-    assert obj["fit"]["n_customers"] == 2357
+    assert obj["fit"]["n_customers"] == n == 2349  # 8 sample customers only have $0 lines
     for name in ("r", "alpha", "a", "b"):
         assert obj["bgnbd"][name] == pytest.approx(float(ref[name]), rel=1e-4), name
     assert obj["fit"]["gamma_gamma"] == "fitted"
