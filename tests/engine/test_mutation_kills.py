@@ -448,3 +448,14 @@ def test_the_ring_wraps_from_january_1970() -> None:
     sc = score(st, jan71 + DAY)
     assert float(sc["window_monetary"]) == 3.0
     assert int(sc["window_frequency"]) == 1
+
+
+# --- engine/btyd.py ------------------------------------------------------------------------
+
+
+def test_hyp2f1_is_a_polynomial_when_a_is_a_non_positive_integer() -> None:
+    """2F1(-n, b; b; z) = (1 - z)^n (the series stops after n + 1 terms)."""
+    from engine.btyd import hyp2f1
+
+    for n, z in ((1, 0.5), (2, 0.5), (3, -0.75), (2, 0.9)):
+        assert hyp2f1(-float(n), 1.5, 1.5, z) == pytest.approx((1.0 - z) ** n, rel=1e-14)
