@@ -105,7 +105,7 @@ def test_demo_prints_the_summary_and_stops_everything(
     found = {k: re.search(rf"^  {k} +([\d,]+) ", out, re.M) for k in ("win_back", "segment_change")}
     counts = {k: int(m.group(1).replace(",", "")) for k, m in found.items() if m}
     assert len(counts) == 2 and all(n > 0 for n in counts.values()), counts
-    assert "customers 2,357, buyers 2,357" in out
+    assert "customers 2,357, buyers 2,349" in out  # 8 sample customers only have $0 lines
     assert re.search(r"value tiers +vip \d+, major \d+, normal [\d,]+, small [\d,]+", out)
     assert "RFM segments  " in out and "Champions" in out
     assert out.count('"alert_id": ') == 3
