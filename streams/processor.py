@@ -111,12 +111,16 @@ class _Plan:
     partition: int
     items: list[tuple[RawMessage, DecodedEvent | Rejected]]
     held: list[DecodedEvent]  # events the event-time merge held back earlier
+    frontier: float = math.inf  # events up to this time may be applied (streams.merge)
 
     def __post_init__(self) -> None:
+        self.still_held: list[DecodedEvent] = self.held  # what stays held after this batch
         self.valid = [(m, d) for m, d in self.items if isinstance(d, DecodedEvent)]
+        # only customers with an event to apply now need their state read
         self.customers = list(
             dict.fromkeys(
-                [d.customer_id for _, d in self.valid] + [e.customer_id for e in self.held]
+                [d.customer_id for _, d in self.valid if d.ts <= self.frontier]
+                + [e.customer_id for e in self.held if e.ts <= self.frontier]
             )
         )
 
@@ -167,6 +171,10 @@ class BatchProcessor:
         # per partition: events the event-time merge holds back (mirrors the `held` key as of
         # this worker's last read or commit; absent = not read yet)
         self._held: dict[int, list[DecodedEvent]] = {}
+        # per partition: the generation the cached held events belong to (our last commit's)
+        self._generation: dict[int, int] = {}
+        # per partition: the applied-offset fence of this worker's last read (merge frontier)
+        self._applied: dict[int, dict[str, int]] = {}
 
     def lock(self, partition: int) -> asyncio.Lock:
         """The lock that serialises the agent and the timer on one partition."""
@@ -260,13 +268,7 @@ class BatchProcessor:
                     for msg, decoded in items:
                         ts = decoded.ts if isinstance(decoded, DecodedEvent) else -1
                         self.merge.observe(msg.topic, msg.partition, msg.offset, ts)
-            for partition in partitions:
-                if partition not in self._held:
-                    blob = await self._retrying(
-                        "held read", functools.partial(self.store.held, partition)
-                    )
-                    self._held[partition] = unpack_held(blob)
-            plans = [_Plan(p, by_partition[p], self._held[p]) for p in partitions]
+            plans = [await self._make_plan(p, by_partition[p]) for p in partitions]
             while plans:
                 t0 = time.perf_counter()
                 requests = [plan.request() for plan in plans]
@@ -280,9 +282,10 @@ class BatchProcessor:
                 stale: set[int] = set()
                 k0 = time.perf_counter()
                 for plan, read in zip(plans, reads, strict=True):
-                    if read.held != pack_held(plan.held):
-                        # another owner changed the held events since we cached them
-                        self._held[plan.partition] = unpack_held(read.held)
+                    self._applied[plan.partition] = read.offsets
+                    if read.generation != self._generation.get(plan.partition):
+                        # another writer since our held events were read: read them again
+                        self._held.pop(plan.partition, None)
                         stale.add(plan.partition)
                         continue
                     outbox = _Outbox()
@@ -296,9 +299,11 @@ class BatchProcessor:
                 refused = await self._commit(commits)
                 self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
                 committed = [c for c in commits if c.partition not in refused]
+                plan_of = {plan.partition: plan for plan in plans}
                 for commit in committed:
+                    self._generation[commit.partition] = commit.generation + 1
                     if commit.held is not None:
-                        self._held[commit.partition] = unpack_held(commit.held)
+                        self._held[commit.partition] = plan_of[commit.partition].still_held
                     self.metrics.merge_held.labels(str(commit.partition)).set(
                         len(self._held[commit.partition])
                     )
@@ -310,18 +315,33 @@ class BatchProcessor:
                 # published. Dropping our share would lose it (the agent acks the batch next),
                 # so re-read and redo it; the fence skips what the other writer applied.
                 plans = [
-                    _Plan(plan.partition, plan.items, self._held.get(plan.partition) or [])
+                    await self._make_plan(plan.partition, plan.items)
                     for plan in plans
                     if plan.partition in refused or plan.partition in stale
                 ]
-                for plan in plans:
-                    if plan.partition not in self._held:
-                        blob = await self._retrying(
-                            "held read", functools.partial(self.store.held, plan.partition)
-                        )
-                        self._held[plan.partition] = unpack_held(blob)
-                        plan.held = self._held[plan.partition]
-                        plan.__post_init__()
+
+    async def _make_plan(
+        self, partition: int, items: list[tuple[RawMessage, DecodedEvent | Rejected]]
+    ) -> _Plan:
+        """A partition's plan: its held events (read with the generation they belong to when
+        not known), and the event-time frontier from what this worker knows of the inputs.
+
+        The frontier uses the fence offsets of this worker's last read of the partition, so it
+        can only be lower than one computed after this read: it never lets an event through
+        too early, and it says which customers' states the read needs.
+        """
+        if partition not in self._held:
+            blob, generation = await self._retrying(
+                "held read", functools.partial(self.store.held, partition)
+            )
+            self._held[partition] = unpack_held(blob)
+            self._generation[partition] = generation
+        frontier = math.inf
+        if self.merge is not None:
+            expired = self.merge.expired
+            frontier = self.merge.frontier(partition, self._applied.get(partition, {}))
+            self.metrics.merge_idle_expired.inc(self.merge.expired - expired)
+        return _Plan(partition, items, self._held[partition], frontier)
 
     async def _flush_pending(self, pending: dict[int, dict[str, bytes]]) -> None:
         """Publish outbox entries a previous owner committed but may not have published."""
@@ -396,11 +416,7 @@ class BatchProcessor:
             kept.append(decoded)
         new_offsets = {t: o for t, o in offsets.items() if o > read.offsets.get(t, -1)}
         # the event-time merge: apply what no input can still precede, hold the rest
-        frontier = math.inf
-        if self.merge is not None:
-            expired = self.merge.expired
-            frontier = self.merge.frontier(plan.partition, read.offsets)
-            self.metrics.merge_idle_expired.inc(self.merge.expired - expired)
+        frontier = plan.frontier
         held = [e for e in plan.held if e.ts > cutoff.get(e.customer_id, 0)]
         due = [e for e in held + kept if e.ts <= frontier]
         still_held = [e for e in held + kept if e.ts > frontier]
@@ -414,6 +430,7 @@ class BatchProcessor:
         )
         if still_held or plan.held:
             commit.held = pack_held(still_held)
+        plan.still_held = still_held
         commit.event_ids = [(e.event_id, e.ts) for e in kept]
         watermark = read.watermark
         if due:
@@ -675,7 +692,11 @@ class BatchProcessor:
         commit.outbox = pack_records(outbox.records) if outbox.records else b""
         # refused: another writer has the partition; its own sweep re-scores these
         refused = await self._commit([commit])
-        if not refused:
+        if refused:
+            self._held.pop(partition, None)  # and may have changed the held events
+        else:
+            if self._generation.get(partition) == commit.generation:
+                self._generation[partition] = commit.generation + 1
             await self._publish_committed([commit], {partition: outbox})
         return len(present)
 

@@ -138,7 +138,6 @@ class PartitionRead:
     seen: list[bool]  # aligned with the requested event ids
     forgotten: list[int]  # aligned with customers: forget cutoff (epoch s), 0 = not forgotten
     outbox: dict[str, bytes] = field(default_factory=dict)  # committed, maybe unpublished
-    held: bytes = b""  # events held back by the event-time merge, packed (b"" = none)
 
 
 @dataclass(slots=True)
@@ -231,7 +230,6 @@ class RedisStateStore:
                     pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
                 pipe.hgetall(keys.fence)
                 pipe.hgetall(keys.outbox)
-                pipe.get(keys.held)
                 by_set: dict[tuple[int, int], list[tuple[int, int]]] = {}
                 for i, (event_id, ts) in enumerate(req.events):
                     digest = event_digest(event_id)
@@ -264,7 +262,6 @@ class RedisStateStore:
         markers: list[bytes | None] = next(replies) if req.customers else []
         fence: dict[bytes, bytes] = next(replies)
         outbox: dict[bytes, bytes] = next(replies)
-        held: bytes | None = next(replies)
         self._check_layout(req.partition, fence.get(b"nb"))
         seen = [False] * len(req.events)
         for idx in sets:
@@ -282,7 +279,6 @@ class RedisStateStore:
             seen=seen,
             forgotten=[int(m) if m is not None else 0 for m in markers],
             outbox={_text(token): blob for token, blob in outbox.items()},
-            held=held or b"",
         )
 
     def _check_layout(self, partition: int, written_with: bytes | None) -> None:
@@ -384,10 +380,15 @@ class RedisStateStore:
                 )
         return refused
 
-    async def held(self, partition: int) -> bytes:
-        """The partition's events held back by the event-time merge (packed; b"" = none)."""
-        blob = await self._redis.get(self.keys(partition).held)
-        return _raw(blob) if blob else b""
+    async def held(self, partition: int) -> tuple[bytes, int]:
+        """The partition's events held back by the event-time merge (packed; b"" = none) and
+        the partition's generation they belong to, read atomically."""
+        keys = self.keys(partition)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(keys.held)
+            pipe.hget(keys.fence, "gen")
+            blob, gen = await pipe.execute()
+        return (_raw(blob) if blob else b""), int(gen or 0)
 
     async def pending_outbox(self, partition: int) -> dict[str, bytes]:
         """Outbox entries of ``partition`` (token -> packed records) not yet acknowledged."""

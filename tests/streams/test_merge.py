@@ -84,7 +84,7 @@ def test_purchase_waits_for_the_lagging_visit_input(redis_url: str, prefix: str)
                 ("customer.complaint", 0): 0,  # empty: nothing to wait for
             }
             await proc.process([p1, p2])
-            held_after_first = await proc.store.held(0)
+            held_after_first, _ = await proc.store.held(0)
             state = await stored_state(proc, 0, "ann")
             await proc.process([v1])
             return held_after_first, state, await stored_state(proc, 0, "ann"), proc.metrics
@@ -121,7 +121,7 @@ def test_held_events_survive_a_new_worker(redis_url: str, prefix: str) -> None:
         second = with_merge(make_processor(redis_url, prefix), broker)
         try:
             await second.process([p1])  # the redelivery is at the fence: skipped
-            held = await second.store.held(0)
+            held, _ = await second.store.held(0)
             broker.now += 1.0  # the visit input idles past the bound
             await second.release_held(0)  # (the timer calls this)
             broker.now += 1.0
