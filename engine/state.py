@@ -4,7 +4,9 @@ The record is what Redis stores per customer (``STATE_DTYPE.itemsize`` bytes). T
 unsigned 32-bit epoch seconds (UTC, valid 1970-01-01T00:00:01 .. 2106-02-07); 0 means
 "never". Money is in integer cents so that sums are exact and independent of event order.
 Everything in the record is folded by :mod:`engine.kernels` from the customer's events; the
-``seg_*`` / ``flags`` / ``last_winback`` / ``due`` fields are written by the alert step.
+``seg_*`` / ``flags`` / ``last_winback`` / ``due`` / ``clock`` fields are written by the
+per-customer evaluation (:mod:`engine.timeline`). Records of layout version 1 are upgraded on
+read (:func:`decode_records`).
 """
 
 from __future__ import annotations
@@ -185,9 +187,9 @@ def upgrade_v1(old: np.void) -> npt.NDArray[np.void]:
 
     Version 1 counted purchase events, not purchase days, and did not keep the days
     themselves: the upgrade keeps the counts it has (an over-count where one day had several
-    order lines; ``custscore migrate --rebuild`` from the event log is exact), marks the days
-    it knows (first, previous and last purchase) and turns each unresolved complaint into a
-    slot no resolution can name, filed at the complaint time, so its term decays.
+    order lines; replaying the event log into fresh state is exact), marks the days it knows
+    (first, previous and last purchase) and turns each unresolved complaint into a slot no
+    resolution can name, filed at the complaint time, so its term decays.
     """
     new = new_states(1)
     row = new[0]
