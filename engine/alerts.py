@@ -1,26 +1,30 @@
 """Alert detection: pure comparisons of the last emitted segments with freshly evaluated scores.
 
-For each considered customer it emits at most one change per scheme and at most one
-win-back, and updates the record's bookkeeping (``seg_*``, ``flags``, ``last_winback``) so
-the same condition does not fire twice:
+One call of :func:`detect_one` is one evaluation of one customer (the driver is
+:mod:`engine.timeline`, which evaluates each customer at each of its event and due times, so
+every transition is seen). It emits at most one change per scheme and at most one win-back,
+and updates the record's bookkeeping (``seg_*``, ``flags``, ``last_winback``) so the same
+condition does not fire twice:
 
 - segment changes for rfm, value_tier, abcd, quadrant and lifecycle. The population-relative
   schemes (value_tier, abcd, quadrant) move only when the value clears the cut by the
-  relative ``class_hysteresis`` margin, so a customer sitting on a boundary does not flap as
-  the population snapshot is refreshed (the margin is relative to the cut's magnitude, so
+  relative ``class_hysteresis`` margin, so a customer whose spend wobbles around a boundary
+  does not flap (the margin is relative to the cut's magnitude, so
   it also holds for cuts at or below zero). A customer's very first classification is
   recorded silently (there is no "from"), and ``none`` counts as "not classified yet" until
   a real class is first recorded (a prospect's first purchase alerts its lifecycle only);
   later moves to and from ``none`` (e.g. a member lapsing out of the value tiers and coming
   back) are alerted like any other change.
-- win-back, one reason by priority: ``complaint`` (an open complaint of at least
-  ``complaint_alert_severity`` in this batch, for a customer who has bought), ``risk_rise``
+- win-back, one reason by priority: ``complaint`` (the evaluation is caused by an open
+  complaint of at least ``complaint_alert_severity``, of a customer who has bought), ``risk_rise``
   (adjusted churn risk crossed ``risk_threshold`` upward; repeat buyers only, because BG/NBD
-  gives one-time buyers P(alive) = 1 — see DOMAIN.md §5; re-armed below threshold minus
+  gives one-time buyers P(alive) = 1 (docs/scoring.md); re-armed below threshold minus
   hysteresis), ``silence`` (overdue relative to the customer's own rhythm, or to the
-  population's for one-time buyers; once per last purchase). A win-back inside the
-  customer's cool-down (own usual gap clipped to [cooldown_min, cooldown_max] days) is
-  marked suppressed: the caller counts it and does not publish it.
+  population's for one-time buyers; once per last purchase day). An evaluation caused by a
+  purchase never emits a win-back (a purchase is evidence of life; conditions it leaves
+  standing are marked handled). A win-back inside the customer's cool-down (own usual gap
+  clipped to [cooldown_min, cooldown_max] days, on the customer's own clock) is marked
+  suppressed: the caller counts it and does not publish it.
 """
 
 from __future__ import annotations
