@@ -15,7 +15,10 @@ good, so the default (10 s) is far above a fetch under load instead.
 
 The order can still differ from the exact event-time merge when an input stays idle past the
 bound (its events then arrive late), when one topic-partition itself holds events out of
-``ts`` order, and for the first bound after a worker starts (the heads are not stored). Late
+``ts`` order, when data is produced to an input after the worker's last fetch found it caught
+up (a caught-up input does not hold the others back, as in Kafka Streams with
+``max.task.idle.ms`` = 0), and for the first bound after a worker starts (the heads are not
+stored). Late
 events are applied exactly and evaluated at the customer's own clock (engine.timeline).
 
 Events held back are kept in Redis with the partition's fenced commit (the ``held`` key), so
