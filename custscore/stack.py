@@ -466,7 +466,9 @@ class EmbeddedStack:
     process dies without calling :meth:`stop` (Linux). The kernel ties them to the
     *thread* that called :meth:`start`, so call it from the main thread, not from a
     short-lived worker thread. ``stack up`` leaves it off so the servers outlive the
-    command.
+    command. ``appendfsync="always"`` makes every acknowledged write survive a Valkey
+    process kill; with ``everysec`` Valkey may postpone the AOF write for up to 2 s while a
+    slow fsync runs, and still reply.
     """
 
     def __init__(
@@ -483,6 +485,7 @@ class EmbeddedStack:
         redis_bin: str | None = None,
         keep_redis_data: bool = False,
         tie_to_parent: bool = False,
+        appendfsync: str = "everysec",
     ) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.broker_host = broker_host
@@ -493,6 +496,7 @@ class EmbeddedStack:
         self.stop_grace_s = stop_grace_s
         self.keep_redis_data = keep_redis_data
         self.tie_to_parent = tie_to_parent
+        self.appendfsync = appendfsync
         self._broker_bin = broker_bin
         self._redis_bin = redis_bin
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -657,7 +661,7 @@ class EmbeddedStack:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "everysec",
+            self.appendfsync,
             "--save",
             "",
             # Loopback clients are allowed without a password; anything else is refused.

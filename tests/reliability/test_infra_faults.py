@@ -64,6 +64,9 @@ class PrivateStack:
             start_timeout_s=30.0,
             keep_redis_data=True,
             tie_to_parent=True,
+            # the durability the kill test asserts; everysec may postpone the AOF write
+            # behind a slow fsync and lose acknowledged commits to a process kill
+            appendfsync="always",
         )
         self.info = self.stack.start()
         self.restarted: list[subprocess.Popen[bytes]] = []
