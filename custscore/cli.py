@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from config.settings import SettingsError, load_settings
 from custscore.errors import CliError
-from custscore.settings import SettingsError, load_settings
 
 __all__ = ["main"]
 

@@ -34,7 +34,7 @@ from custscore.errors import CliError
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from custscore.settings import Settings
+    from config.settings import Settings
 
 __all__ = ["RepartitionResult", "main", "repartition"]
 
@@ -125,7 +125,7 @@ async def repartition(settings: Settings, to_prefix: str, to_partitions: int) ->
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m custscore.repartition --to-prefix P --to-partitions N``."""
-    from custscore.settings import SettingsError, load_settings
+    from config.settings import SettingsError, load_settings
 
     parser = argparse.ArgumentParser(
         prog="python -m custscore.repartition",

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 from custscore.errors import CliError
 
 if TYPE_CHECKING:
-    from custscore.settings import Settings
+    from config.settings import Settings
 
 __all__ = [
     "BROKER",

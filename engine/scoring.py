@@ -24,7 +24,7 @@ from engine.btyd import clv as btyd_clv
 from engine.btyd import expected_purchases, gg_expected_spend, p_alive
 from engine.calendar import month_index, month_start
 from engine.kernels import COMPLAINT_SCALE, decay_factor
-from engine.params import DAY, ScoringParams
+from engine.scoring_params import DAY, ScoringParams
 from engine.state import MAX_TS, RING_MONTHS
 
 __all__ = [

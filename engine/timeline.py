@@ -15,7 +15,7 @@ before; its alerts are new ones anchored on it. Nothing here depends on where a 
 cut: a due time between two of a customer's events is evaluated at that due time whether
 the watermark passed it in one batch or the next event brings it along.
 
-Each evaluation runs the alert step (:func:`engine.alerts.detect_one`); alerts come back
+Each evaluation runs the alert step (:func:`engine.alert_rules.detect_one`); alerts come back
 with their cause (the event's index, or the due time), the evaluation time and the scores
 after (and, for segment changes, just before) the cause.
 """
@@ -29,10 +29,10 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from engine.alerts import KIND_SEGMENT_CHANGE, MAX_PER_EVALUATION, detect_one
+from engine.alert_rules import KIND_SEGMENT_CHANGE, MAX_PER_EVALUATION, detect_one
 from engine.kernels import apply_event
-from engine.params import DAY, ScoringParams
 from engine.scoring import SCORES_DTYPE, PopulationCuts, _evaluate_one
+from engine.scoring_params import DAY, ScoringParams
 from engine.state import FLAG_RISK_HIGH, KIND_COMPLAINT, KIND_PURCHASE, MAX_TS
 
 __all__ = [

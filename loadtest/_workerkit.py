@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from custscore.settings import Settings, load_settings
+from config.settings import Settings, load_settings
 
 __all__ = [
     "FAUST_CONF_KEYS",

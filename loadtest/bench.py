@@ -51,7 +51,7 @@ import numpy as np
 from custscore.errors import CliError
 
 if TYPE_CHECKING:
-    from custscore.settings import Settings
+    from config.settings import Settings
     from custscore.stack import EmbeddedStack
     from loadtest.producer import ProduceResult, Stream
 
@@ -500,7 +500,7 @@ class Bench:
     # -- setup ---------------------------------------------------------------------
 
     def start_stack(self) -> None:
-        from custscore.settings import load_settings
+        from config.settings import load_settings
         from custscore.stack import EmbeddedStack
 
         stack = EmbeddedStack.start_on_free_ports(
@@ -971,7 +971,7 @@ def machine_info() -> dict[str, Any]:
 def build_stream(config: BenchConfig) -> Stream:
     from loadtest.generate import StreamSpec
     from loadtest.producer import Stream
-    from models.params import default_params
+    from models.params_file import default_params
 
     if config.source == "synthetic":
         spec = StreamSpec.from_params(

@@ -16,10 +16,11 @@ Every customer is drawn from the model the engine scores with (Fader, Hardie & L
   (mean 1) propensity; complaint severity is uniform 1..5.
 
 Observation ends at ``horizon`` time units after ``start``. Parameters come from a params file
-(:func:`models.params.load_params`, default :func:`models.params.default_params`: the CDNOW fit,
-in weeks). Generation is seeded and exact, and streams: it keeps O(customers) arrays of next
-event times and emits one time slice (default one day) at a time, each slice sorted by event
-time, so memory does not grow with the number of events. Output is the standard event CSV
+(:func:`models.params_file.load_params`, default
+:func:`models.params_file.default_params`: the CDNOW fit, in weeks). Generation is seeded
+and exact, and streams: it keeps O(customers) arrays of next event times and emits one
+time slice (default one day) at a time, each slice sorted by event time, so memory does not grow with the number of
+events. Output is the standard event CSV
 (``event_id,type,customer_id,ts,amount,severity``, ``ts`` in epoch milliseconds) or the input
 topics' JSON (DESIGN.md §2) produced straight to Kafka.
 """
@@ -42,8 +43,8 @@ import numpy.typing as npt
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
 
 if TYPE_CHECKING:
-    from custscore.settings import Settings
-    from models.params import ParamsFile
+    from config.settings import Settings
+    from models.params_file import ParamsFile
 
 __all__ = [
     "CSV_HEADER",
@@ -183,7 +184,7 @@ def generate(spec: StreamSpec, stats: GenerationStats | None = None) -> Iterator
     rng = np.random.default_rng(spec.seed)
     n = spec.customers
     unit = spec.unit_seconds
-    # latent traits (the same draws as loadtest.btyd_sim, per customer)
+    # latent traits (the same draws as oracles.btyd_sim, per customer)
     lam = rng.gamma(spec.r, 1.0 / spec.alpha, n)
     drop = np.clip(rng.beta(spec.a, spec.b, n), 1e-12, 1.0)
     nu = rng.gamma(spec.q, 1.0 / spec.v, n)
@@ -483,7 +484,7 @@ def spec_from_args(args: argparse.Namespace) -> StreamSpec:
     """A :class:`StreamSpec` from parsed options (raises ValueError on bad values)."""
     from datetime import UTC, datetime
 
-    from models.params import default_params, load_params
+    from models.params_file import default_params, load_params
 
     params = load_params(args.params) if args.params else default_params()
     start = int(datetime.fromisoformat(args.start).replace(tzinfo=UTC).timestamp())
@@ -520,7 +521,7 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     progress = _Progress(sys.stderr)
     if args.kafka:
         if settings is None:
-            from custscore.settings import load_settings
+            from config.settings import load_settings
 
             settings = load_settings()
         stats = asyncio.run(produce_stream(settings, spec, progress=progress))

@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
+from oracles.fold_reference import Ev, reference
 
-from engine.batch import fold_events
-from engine.params import default_scoring_params
+from engine.batch_scoring import fold_events
 from engine.scoring import PopulationCuts, evaluate
+from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
-from loadtest.oracle import Ev, reference
 from models.events import read_event_csv
 
 __all__ = ["main", "measure"]

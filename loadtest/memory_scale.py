@@ -42,7 +42,7 @@ async def _fill(settings: Any, spec: Any, say: Any) -> dict[str, Any]:
     from engine.segments import DEFAULT_RFM_MAP
     from engine.state import EVENT_DTYPE, MAX_TS, new_states
     from loadtest.generate import GenerationStats, customer_id, generate
-    from models.params import default_params
+    from models.params_file import default_params
     from streams.keys import partition_for
     from streams.redis_conn import redis_client
     from streams.store import Commit, RedisStateStore
@@ -181,11 +181,11 @@ def run_memory(
     """Fill an embedded Valkey with ``customers`` customers; measure; write ``out`` (JSON)."""
     import redis
 
-    from custscore.settings import load_settings
+    from config.settings import load_settings
     from custscore.stack import EmbeddedStack, free_port
     from loadtest.generate import StreamSpec
     from loadtest.redis_memory import breakdown
-    from models.params import default_params
+    from models.params_file import default_params
 
     run_dir = Path(tempfile.mkdtemp(prefix="custscore-memory-"))
     broker_port, redis_port = free_port(), free_port()

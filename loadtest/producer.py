@@ -20,7 +20,7 @@ import numpy.typing as npt
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
 
 if TYPE_CHECKING:
-    from custscore.settings import Settings
+    from config.settings import Settings
     from loadtest.generate import StreamSpec
 
 __all__ = ["ProduceResult", "Stream", "produce"]

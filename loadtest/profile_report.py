@@ -32,13 +32,13 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode + validate (streams/codec.py, msgspec)", ("streams/codec.py", "models/events.py")),
     (
         "numba kernels (apply_events, evaluate, detect_alerts)",
-        ("engine/kernels.py", "engine/scoring.py", "engine/alerts.py", "engine/btyd.py"),
+        ("engine/kernels.py", "engine/scoring.py", "engine/alert_rules.py", "engine/btyd.py"),
     ),
     ("numba dispatch / cache load", ("numba/", "llvmlite/")),
     ("state records (engine/state.py)", ("engine/",)),
     (
-        "alert + score JSON (streams/alerts.py, models/scorefile.py)",
-        ("streams/alerts.py", "models/scorefile.py"),
+        "alert + score JSON (streams/alert_payloads.py, models/scorefile.py)",
+        ("streams/alert_payloads.py", "models/scorefile.py"),
     ),
     (
         "Redis client (redis-py: commands, pipeline, parsing; hiredis packing)",
@@ -49,7 +49,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("streams/store.py", "streams/keys.py"),
     ),
     ("Prometheus metrics", ("prometheus_client/",)),
-    ("population refresh (streams/population.py)", ("streams/population.py",)),
+    ("population refresh (streams/population_refresh.py)", ("streams/population_refresh.py",)),
     ("processor glue (streams/processor.py)", ("streams/processor.py",)),
     ("agent glue (streams/worker.py)", ("streams/worker.py",)),
     ("aiokafka fetch + record parsing", ("aiokafka/consumer/", "aiokafka/record/")),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import redis
 
-    from custscore.settings import Settings
+    from config.settings import Settings
 
 __all__ = ["breakdown", "client", "measure_run", "used_memory"]
 

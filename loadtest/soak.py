@@ -180,8 +180,8 @@ def run_soak(
     import psutil
     import redis
 
+    from config.settings import load_settings
     from custscore.commands.demo import WorkerProcess, WorkerWatch
-    from custscore.settings import load_settings
     from custscore.stack import EmbeddedStack, free_port
     from streams.topics import ensure_topics
 

@@ -3,11 +3,11 @@
     CUSTSCORE_... python -m loadtest.worker_naive
 
 A Faust agent that handles one event at a time: ``json.loads`` the value, one Redis ``GET`` of
-the customer's state (a JSON document), update it and score it in plain Python (the rules of
-loadtest/oracle.py: RFM scores against the params file's cut points, named RFM segment, value
-tier, BG/NBD P(alive) in closed form, a complaint-adjusted churn risk, lifecycle stage), one
-Redis ``SET`` of the new document, then ``send`` a score update to ``customer.scores`` and, when
-the RFM segment or value tier changed, a segment-change alert.
+the customer's state (a JSON document), update it and score it in plain Python (the rules
+of the tests' plain-Python fold reference: RFM scores against the params file's cut points,
+named RFM segment, value tier, BG/NBD P(alive) in closed form, a complaint-adjusted churn
+risk, lifecycle stage), one Redis ``SET`` of the new document, then ``send`` a score update
+to ``customer.scores`` and, when the RFM segment or value tier changed, a segment-change alert.
 
 What it does *not* do, which custscore does (so it is flattered, not handicapped): no event-id
 de-duplication, no applied-offset fence or atomic commit (at-least-once effects), no dead-letter

@@ -16,7 +16,7 @@ import contextlib
 import signal
 import time
 
-from custscore.settings import Settings
+from config.settings import Settings
 from loadtest._workerkit import Counters, input_kinds, serve_http, settings_from_env
 
 __all__ = ["main", "run"]

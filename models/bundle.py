@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from engine.params import ScoringParams
 from engine.scoring import PopulationCuts
+from engine.scoring_params import ScoringParams
 from engine.segments import DEFAULT_RFM_MAP
 
 __all__ = ["ModelBundle", "load_model"]
@@ -30,9 +30,9 @@ def load_model(path: str | Path | None, *, window_months: int | None = None) -> 
 
     ``window_months`` overrides the file's trailing window (12 retail, 6 department stores,
     3 supermarkets); the model version then changes with it. Raises
-    models.params.ParamsError (one line) for a bad file or value.
+    models.params_file.ParamsError (one line) for a bad file or value.
     """
-    from models.params import default_params, from_scoring_params, load_params
+    from models.params_file import default_params, from_scoring_params, load_params
 
     params_file = load_params(path) if path is not None else default_params()
     if window_months is not None and window_months != params_file.scoring.window_months:

@@ -8,7 +8,7 @@ the last event), so that the thresholds describe the same quantities the worker 
   spend). Frequency is an integer: its cut points are rounded up and made strictly
   increasing from 2, so that one purchase always scores 1 when counts are concentrated.
 - Value tier, A/B/C/D cut points and quadrant means are the exact population snapshot
-  (engine.population) at the as-of time.
+  (engine.ranking) at the as-of time.
 - ``mean_gap_days`` is the mean own inter-purchase gap of repeat buyers.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from engine.batch import fold_events, score_states
-from engine.params import ScoringParams
+from engine.batch_scoring import fold_events, score_states
 from engine.scoring import PopulationCuts
+from engine.scoring_params import ScoringParams
 from models.customers import customer_digests
 from models.events import EventLog
 

@@ -1,6 +1,6 @@
 """Stable per-customer digests: the tie-breaker of the exact population ranking.
 
-``engine.population`` ranks effective members by spend and, among equal spends, by this
+``engine.ranking`` ranks effective members by spend and, among equal spends, by this
 digest, so the value tier and A/B/C/D of tied customers depend only on their ids (the same
 in ``custscore score``, ``export`` and any order of the customers).
 """

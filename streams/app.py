@@ -6,7 +6,7 @@ optional TOML file); everything below receives them as arguments.
 
 from __future__ import annotations
 
-from custscore.settings import load_settings
+from config.settings import load_settings
 from streams.worker import create_app
 
 settings = load_settings()

@@ -21,9 +21,9 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from custscore.settings import Settings
-from streams.batches import send_record_batches
+from config.settings import Settings
 from streams.keys import key_partition
+from streams.record_batches import send_record_batches
 from streams.topics import ssl_context
 
 __all__ = [

@@ -29,14 +29,14 @@ import numpy.typing as npt
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.alerts import KIND_SEGMENT_CHANGE
-from engine.params import ScoringParams
+from engine.alert_rules import KIND_SEGMENT_CHANGE
 from engine.scoring import PopulationCuts
+from engine.scoring_params import ScoringParams
 from engine.segments import REASON_NAMES, SCHEME_NAMES
 from engine.state import decode_records, new_events
 from engine.timeline import customer_slices, order_events, run_timeline
 from models.scorefile import format_time, score_records
-from streams.alerts import (
+from streams.alert_payloads import (
     ALERT_SCORE_COLUMNS,
     AlertContext,
     alert_summary,

@@ -15,7 +15,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import DataError
 
-from custscore.settings import Settings
+from config.settings import Settings
 
 __all__ = ["HiredisPackedConnection", "redis_client"]
 

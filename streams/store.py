@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from custscore.settings import Settings
+from config.settings import Settings
 from streams.keys import DEFAULT_BUCKETS, PartitionKeys, bucket_of, event_digest
 
 DEFAULT_DEDUPE_SHARDS = 4  # dedupe sets per partition and event day

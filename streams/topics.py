@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from custscore.settings import Settings
+from config.settings import Settings
 from streams.admin import create_topics
 
 __all__ = ["ensure_topics", "kafka_security_options", "ssl_context", "topic_plan"]

@@ -20,7 +20,7 @@ from prometheus_client import generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from custscore.settings import Settings
+from config.settings import Settings
 from engine.scoring import evaluate
 from engine.state import decode_records
 from engine.timeline import warm_up
@@ -31,7 +31,7 @@ from streams.kafka import CustscoreApp, KafkaBatchPublisher, faust_broker_option
 from streams.keys import partition_for
 from streams.merge import EventTimeMerge
 from streams.metrics import WorkerMetrics, build_metrics
-from streams.population import PopulationTracker
+from streams.population_refresh import PopulationTracker
 from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage
 from streams.redis_conn import redis_client
 from streams.store import RedisStateStore

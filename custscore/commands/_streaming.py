@@ -1,7 +1,7 @@
 """Shared plumbing of the streaming commands: Kafka and Redis clients, one-line errors.
 
 ``replay``, ``export``, ``inspect``, ``forget`` and ``demo`` talk to the same broker and Redis the
-worker uses; this module builds their clients from :class:`~custscore.settings.Settings` and turns
+worker uses; this module builds their clients from :class:`~config.settings.Settings` and turns
 "nothing answers there" into a :class:`~custscore.errors.CliError` that says what to do.
 """
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from aiokafka import AIOKafkaProducer
 
-    from custscore.settings import Settings
+    from config.settings import Settings
     from streams.store import RedisStateStore
 
 __all__ = [

@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from config.settings import Settings
 from custscore.errors import CliError
-from custscore.settings import Settings
 
 __all__ = ["register"]
 

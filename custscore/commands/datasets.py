@@ -19,8 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.settings import Settings
 from custscore.errors import CliError
-from custscore.settings import Settings
 
 __all__ = ["EVENT_HEADER", "CdnowStats", "find_cdnow", "register", "write_cdnow_events"]
 

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
+from config.settings import ENV_PREFIX, Settings
 from custscore.commands._streaming import ensure_topics_or_fail, kafka_options
 from custscore.errors import CliError
-from custscore.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
     from custscore.commands.replay import ReplayResult

@@ -2,7 +2,7 @@
 
 Reads every state record of every partition from Redis (SCAN + MGET, never KEYS), evaluates
 them at the largest partition watermark (or ``--as-of``) against the exact population snapshot
-with :func:`engine.batch.score_states`, and writes them with
+with :func:`engine.batch_scoring.score_states`, and writes them with
 :func:`models.scorefile.write_scores_csv`: the same code and columns as ``custscore score``, so
 the two files agree on the same events.
 """
@@ -19,7 +19,7 @@ from custscore.commands._streaming import open_store
 from custscore.errors import CliError
 
 if TYPE_CHECKING:
-    from custscore.settings import Settings
+    from config.settings import Settings
 
 __all__ = ["ExportResult", "StreamingStates", "export_scores", "read_all_states", "register"]
 
@@ -65,11 +65,11 @@ async def read_all_states(settings: Settings) -> StreamingStates:
 
 def export_scores(settings: Settings, out: str | Path, as_of: int | None = None) -> ExportResult:
     """Score every stored customer at ``as_of`` (default: largest watermark) into ``out``."""
-    from engine.batch import score_states
+    from engine.batch_scoring import score_states
     from engine.state import decode_states
     from models.bundle import load_model
     from models.customers import customer_digests
-    from models.params import ParamsError
+    from models.params_file import ParamsError
     from models.scorefile import write_scores_csv
 
     try:

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from config.settings import Settings
 from custscore.errors import CliError
-from custscore.settings import Settings
 
 __all__ = ["FitOutcome", "fit_input", "register"]
 
@@ -42,7 +42,7 @@ class _Data:
 class FitOutcome:
     """What :func:`fit_input` fitted and wrote."""
 
-    params: Any  # models.params.ParamsFile
+    params: Any  # models.params_file.ParamsFile
     lines: list[str]  # the report printed by the command
 
 
@@ -114,7 +114,7 @@ def _read_events(path: Path, time_unit: str) -> _Data:
     from engine.segments import DEFAULT_RFM_MAP
     from models.calibrate import calibrate, summarize_log
     from models.events import EventValueError, read_event_csv
-    from models.params import THRESHOLD_FIELDS, TIME_UNITS, default_params
+    from models.params_file import THRESHOLD_FIELDS, TIME_UNITS, default_params
 
     try:
         log = read_event_csv(path)
@@ -143,10 +143,10 @@ def _read_events(path: Path, time_unit: str) -> _Data:
 def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
               kind: str = "auto") -> FitOutcome:
     """Fit the models on ``path`` and write ``out``; raises CliError (one line) on bad input."""
-    from engine.params import ScoringParams
+    from engine.scoring_params import ScoringParams
     from models.bgnbd import fit_bgnbd
     from models.gamma_gamma import fit_gamma_gamma
-    from models.params import TIME_UNITS, ParamsError, default_params, save_params
+    from models.params_file import TIME_UNITS, ParamsError, default_params, save_params
 
     if kind == "auto":
         kind = _sniff(path)

@@ -29,7 +29,7 @@ from custscore.commands._streaming import (
 )
 
 if TYPE_CHECKING:
-    from custscore.settings import Settings
+    from config.settings import Settings
 
 __all__ = ["ForgetResult", "forget_customer", "register"]
 

@@ -22,7 +22,7 @@ from custscore.errors import CliError
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from custscore.settings import Settings
+    from config.settings import Settings
     from engine.scoring import PopulationCuts
     from streams.store import RedisStateStore
 
@@ -39,7 +39,7 @@ async def _live_cuts(
     client: aioredis.Redis, store: RedisStateStore, partitions: int
 ) -> tuple[PopulationCuts | None, float | None]:
     """Cut points merged from the workers' population sketches, and the oldest sketch's age."""
-    from streams.population import cuts_from_sketches
+    from streams.population_refresh import cuts_from_sketches
 
     blobs = await client.mget([store.keys(p).population for p in range(partitions)])
     sketches = [json.loads(b) for b in blobs if b]
@@ -54,7 +54,7 @@ async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, An
     from engine.scoring import evaluate
     from engine.state import FIELD_DOCS, decode_states
     from models.bundle import load_model
-    from models.params import ParamsError
+    from models.params_file import ParamsError
     from models.scorefile import format_time, score_record
     from streams.keys import bucket_of, partition_for
 

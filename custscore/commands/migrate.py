@@ -26,7 +26,7 @@ from custscore.errors import CliError
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-    from custscore.settings import Settings
+    from config.settings import Settings
 
 __all__ = ["MigrateResult", "migrate_states", "register"]
 

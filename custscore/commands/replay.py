@@ -30,7 +30,7 @@ from custscore.errors import CliError
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
-    from custscore.settings import Settings
+    from config.settings import Settings
     from models.events import EventLog
 
 __all__ = [
@@ -165,7 +165,7 @@ async def send_records(
 ) -> list[asyncio.Future[Any]]:
     """Append (topic, partition, key, value) records to per-partition record batches and
     queue them; returns the ack futures. ``timestamp_ms`` None = wall time at append."""
-    from streams.batches import RecordTooLarge, send_record_batches
+    from streams.record_batches import RecordTooLarge, send_record_batches
 
     try:
         return await send_record_batches(producer, records, timestamp_ms)

@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from config.settings import Settings
 from custscore.errors import CliError
-from custscore.settings import Settings
 
 __all__ = ["parse_as_of", "register"]
 
@@ -35,11 +35,11 @@ def parse_as_of(text: str | None) -> int | None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.batch import fold_events, score_states
+    from engine.batch_scoring import fold_events, score_states
     from models.bundle import load_model
     from models.customers import customer_digests
     from models.events import EventValueError, read_event_csv
-    from models.params import ParamsError
+    from models.params_file import ParamsError
     from models.scorefile import write_scores_csv
 
     as_of = parse_as_of(args.as_of)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from custscore.stack import EmbeddedStack
 
 if TYPE_CHECKING:
-    from custscore.settings import Settings
+    from config.settings import Settings
 
 __all__ = ["register"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from config.settings import Settings
 from custscore.errors import CliError
-from custscore.settings import Settings
 
 __all__ = ["register", "run_worker"]
 
@@ -28,7 +28,7 @@ def run_worker(settings: Settings, *, loglevel: str = "info", create_topics: boo
     """Run a Faust worker in this process until it is stopped (SIGINT / SIGTERM)."""
     import faust
 
-    from models.params import ParamsError
+    from models.params_file import ParamsError
     from streams.admin import TopicError
     from streams.topics import ensure_topics
     from streams.worker import create_app

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fixtures.streaming import private_settings
 
+from config.settings import Settings
 from custscore.commands.demo import settings_env
-from custscore.settings import Settings
 from custscore.stack import free_port
 
 __all__ = ["cli_env", "offline_settings", "write_events"]

@@ -49,8 +49,8 @@ from reliability.support import (
     wait_settled,
 )
 
+from config.settings import Settings
 from custscore.commands.replay import replay_events
-from custscore.settings import Settings
 from loadtest.generate import StreamSpec, write_csv
 from models.events import EventLog, read_event_csv
 from models.scorefile import format_time

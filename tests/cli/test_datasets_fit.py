@@ -79,7 +79,7 @@ def test_fit_summary_writes_published_parameters(tmp_path: Path,
     assert obj["fit"]["n_customers"] == 2357
     assert obj["fit"]["n_repeat"] == 946
     assert obj["model_version"] in printed
-    from models.params import load_params
+    from models.params_file import load_params
 
     assert load_params(out).model_version == obj["model_version"]
 
@@ -92,7 +92,7 @@ def test_fit_summary_without_monetary_keeps_default_spend(
     assert main(["fit", str(src), "--out", str(out), "--time-unit", "weeks"]) == 0
     assert "no monetary_value column" in capsys.readouterr().out
     obj = json.loads(out.read_text())
-    from models.params import default_params
+    from models.params_file import default_params
 
     built_in = default_params().scoring
     assert obj["gamma_gamma"] == {"p": built_in.p, "q": built_in.q, "v": built_in.v}

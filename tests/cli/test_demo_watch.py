@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import generate_latest
 
+from config.settings import load_settings
 from custscore.commands.demo import (
     AlertSampler,
     WorkerProcess,
@@ -19,7 +20,6 @@ from custscore.commands.demo import (
     settings_env,
 )
 from custscore.errors import CliError
-from custscore.settings import load_settings
 from streams.metrics import WorkerMetrics, build_metrics
 
 

@@ -13,10 +13,10 @@ from fixtures.stack import run_async
 from fixtures.streaming import private_settings
 from streaming_support import cli_env, offline_settings
 
+from config.settings import Settings
 from custscore.cli import main
 from custscore.commands._streaming import state_store
 from custscore.commands.migrate import _UPGRADE_LUA, _write
-from custscore.settings import Settings
 from engine.state import (
     COMPLAINT_SLOTS,
     STATE_DTYPE,

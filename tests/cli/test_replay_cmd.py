@@ -13,6 +13,7 @@ from fixtures.stack import run_async
 from fixtures.streaming import private_settings
 from streaming_support import cli_env, offline_settings, write_events
 
+from config.settings import Settings
 from custscore.cli import main
 from custscore.commands._streaming import kafka_options
 from custscore.commands.replay import (
@@ -24,7 +25,6 @@ from custscore.commands.replay import (
     replay_events,
 )
 from custscore.errors import CliError
-from custscore.settings import Settings
 from engine.state import complaint_key
 from models.events import read_event_csv
 from streams.codec import DecodedEvent, EventDecoder

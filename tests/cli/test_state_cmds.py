@@ -14,10 +14,10 @@ from fixtures.stack import run_async
 from fixtures.streaming import private_settings
 from streaming_support import cli_env, offline_settings, write_events
 
+from config.settings import Settings
 from custscore.cli import main
 from custscore.commands._streaming import kafka_options, state_store
-from custscore.settings import Settings
-from engine.batch import fold_events, score_states
+from engine.batch_scoring import fold_events, score_states
 from engine.segments import RFM_SEGMENT_NAMES, TIER_NAMES
 from engine.state import STATE_DTYPE
 from models.bundle import load_model

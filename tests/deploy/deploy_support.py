@@ -27,8 +27,8 @@ import pytest
 import yaml
 from fixtures.streaming import custscore_command
 
+from config.settings import Settings
 from custscore.commands.demo import MetricsSample, WorkerProcess, parse_metrics, settings_env
-from custscore.settings import Settings
 from custscore.stack import _pdeathsig_preexec, free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -50,10 +50,10 @@ from fixtures.stack import run_async
 from fixtures.streaming import assert_same_scores, private_settings, run_script
 from valkey_cluster import ValkeyCluster
 
+from config.settings import Settings
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.commands.demo import settings_env
 from custscore.commands.replay import replay_events
-from custscore.settings import Settings
 from custscore.stack import free_port
 from models.events import EventLog, read_event_csv
 from models.scorefile import format_time, read_scores_csv

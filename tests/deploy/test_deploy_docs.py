@@ -7,21 +7,21 @@ import re
 import pytest
 from deploy_support import OPERATIONS, rule_list
 
-from custscore.settings import Settings
-from custscore.settings_doc import BEGIN, END, render_table, update_document
+from config.settings import Settings
+from config.settings_doc import BEGIN, END, render_table, update_document
 
 
 def test_settings_table_is_generated_from_settings_py() -> None:
     text = OPERATIONS.read_text(encoding="utf-8")
     assert BEGIN in text and END in text
     assert update_document(text) == text, (
-        "docs/operations.md is out of date: run `python -m custscore.settings_doc "
+        "docs/operations.md is out of date: run `python -m config.settings_doc "
         "docs/operations.md`"
     )
     readme = (OPERATIONS.parent.parent / "README.md").read_text(encoding="utf-8")
     assert update_document(readme) == readme, (
         "README.md's configuration table is out of date: run "
-        "`python -m custscore.settings_doc README.md`"
+        "`python -m config.settings_doc README.md`"
     )
     table = render_table()
     for name in Settings.model_fields:
@@ -29,7 +29,7 @@ def test_settings_table_is_generated_from_settings_py() -> None:
 
 
 def test_generator_refuses_a_setting_left_out_of_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    from custscore import settings_doc
+    from config import settings_doc
 
     monkeypatch.setattr(
         settings_doc, "SECTIONS", (*settings_doc.SECTIONS[:-1], ("Model", ("params_file",)))

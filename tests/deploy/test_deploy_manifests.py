@@ -44,8 +44,8 @@ from deploy_support import (
 )
 from prometheus_client import generate_latest
 
-from custscore.settings import Settings, load_settings
-from models.params import parse_params
+from config.settings import Settings, load_settings
+from models.params_file import parse_params
 from streams.metrics import build_metrics
 
 K8S_VERSION = "1.30.0"

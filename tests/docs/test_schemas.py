@@ -35,7 +35,7 @@ from engine.segments import (
     TIER_NAMES,
 )
 from models.scorefile import SCORE_COLUMNS
-from streams.alerts import _SCHEME_VALUES
+from streams.alert_payloads import _SCHEME_VALUES
 from streams.codec import REASONS
 from streams.processor import BatchProcessor, RawMessage
 from tests.streams.conftest import OUT, WALL, Feed, RecordingPublisher, make_processor

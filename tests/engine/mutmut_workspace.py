@@ -83,7 +83,7 @@ if _os.environ.get("NUMBA_DISABLE_JIT") == "1":
     import engine.scoring as _scoring
 
     _scoring.SCORES_DTYPE = _as_record(_scoring.SCORES_DTYPE)
-    import engine.alerts as _alerts
+    import engine.alert_rules as _alerts
 
     _alerts.ALERT_DTYPE = _as_record(_alerts.ALERT_DTYPE)
     import engine.timeline as _timeline

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from oracles.fold_reference import C_KIND, P_KIND, Ev
 
-from engine.alerts import (
+from engine.alert_rules import (
     KIND_SEGMENT_CHANGE,
     KIND_WIN_BACK,
     REASON_COMPLAINT,
@@ -13,12 +14,11 @@ from engine.alerts import (
     SCHEME_LIFECYCLE,
     SCHEME_TIER,
 )
-from engine.params import default_scoring_params
 from engine.scoring import PopulationCuts, evaluate
+from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP, LIFECYCLE_NAMES
 from engine.state import new_states
 from engine.timeline import customer_slices, order_events, run_timeline
-from loadtest.oracle import C_KIND, P_KIND, Ev
 from tests.engine.test_fold import T0, to_array
 
 P = default_scoring_params()

@@ -8,9 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.batch import fold_events
-from engine.params import default_scoring_params
+from engine.batch_scoring import fold_events
 from engine.scoring import PopulationCuts, evaluate
+from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP, RFM_SEGMENT_NAMES, rfm_map_from_rules, validate_rfm_map
 from tests.engine.test_fold import DISCRETE, T0, event_lists, to_array
 
@@ -50,7 +50,7 @@ def test_nothing_changes_before_due(evs, extra: int, probes: list[float]) -> Non
 
 
 def test_due_is_where_something_changes_for_a_silent_customer() -> None:
-    from loadtest.oracle import P_KIND, Ev
+    from oracles.fold_reference import P_KIND, Ev
 
     evs = [Ev(P_KIND, T0, 5000), Ev(P_KIND, T0 + 20 * 86400, 5000)]
     states = fold_events(1, to_array(evs), P)
@@ -124,7 +124,7 @@ def _p_alive_due_chain(states, clock: int, steps: int = 400) -> list[tuple[int, 
 def test_p_alive_crossings_are_exact_midnights() -> None:
     """A repeat buyer's P(alive) falls below at_risk_p_alive and churn risk reaches the
     threshold at midnights; the due chain stops at exactly those midnights."""
-    from loadtest.oracle import C_KIND, P_KIND, Ev
+    from oracles.fold_reference import C_KIND, P_KIND, Ev
 
     day = 86400
     evs = [

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracles.fold_reference import C_KIND, P_KIND, V_KIND, Ev, reference
 
-from engine.batch import fold_events
+from engine.batch_scoring import fold_events
 from engine.kernels import apply_events
-from engine.params import default_scoring_params
 from engine.scoring import PopulationCuts, evaluate
+from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
 from engine.state import (
     DAY_BITS,
@@ -24,7 +25,6 @@ from engine.state import (
     new_events,
     new_states,
 )
-from loadtest.oracle import C_KIND, P_KIND, V_KIND, Ev, reference
 
 P = default_scoring_params()
 CUTS = PopulationCuts.from_params(P)

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from oracles.fold_reference import C_KIND, P_KIND, V_KIND, Ev
 
 from engine.kernels import apply_events, decay_factor
-from engine.params import default_scoring_params
-from engine.population import snapshot
+from engine.ranking import snapshot
 from engine.scoring import SCORES_DTYPE, PopulationCuts, evaluate
+from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
 from engine.state import (
     DAY_BITS,
@@ -29,7 +30,6 @@ from engine.state import (
     new_events,
     new_states,
 )
-from loadtest.oracle import C_KIND, P_KIND, V_KIND, Ev
 
 P = default_scoring_params()
 CUTS = PopulationCuts.from_params(P)
@@ -145,7 +145,7 @@ def test_complaint_key_is_a_32_bit_blake2b_digest_never_0() -> None:
         assert 0 < complaint_key(ident) < 2**32
 
 
-# --- engine/population.py: threshold cut points (docs/scoring.md §3.5) ------------------
+# --- engine/ranking.py: threshold cut points (docs/scoring.md §3.5) ------------------
 
 
 def _members(spends: list[float]) -> np.ndarray:
@@ -322,7 +322,7 @@ def test_fading_due_is_found_when_the_risk_crossing_is_out_of_range() -> None:
 
 def test_a_single_member_with_the_smallest_spend_is_class_a() -> None:
     """§3.5: the first-ranked member's preceding share is 0, below 70 %: A."""
-    from engine.population import rank_classes
+    from engine.ranking import rank_classes
 
     scores = _members([0.01])
     rank_classes(scores)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.population import rank_classes, snapshot, tier_counts
+from engine.ranking import rank_classes, snapshot, tier_counts
 from engine.scoring import SCORES_DTYPE, abcd_code, tier_code
 
 
@@ -173,8 +173,8 @@ def test_threshold_cuts_reproduce_ranks_without_ties() -> None:
 
 def test_score_states_ranks_identical_customers() -> None:
     """Through the batch driver: 1,000 customers with identical histories."""
-    from engine.batch import fold_events, score_states
-    from engine.params import default_scoring_params
+    from engine.batch_scoring import fold_events, score_states
+    from engine.scoring_params import default_scoring_params
     from engine.segments import DEFAULT_RFM_MAP
     from engine.state import new_events
     from models.customers import customer_digests

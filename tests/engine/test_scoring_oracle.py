@@ -1,6 +1,6 @@
 """Every field of ``evaluate()`` against independent oracles.
 
-- the plain-Python reference of docs/scoring.md (``loadtest.oracle.reference``) for the
+- the plain-Python reference of docs/scoring.md (``oracles.fold_reference.reference``) for the
   window features, RFM, classes, lifecycle, complaint terms, rhythm, ETA and due time;
 - lifetimes (``BetaGeoFitter`` / ``GammaGammaFitter`` with fixed parameters) for P(alive),
   expected purchases, Gamma-Gamma expected spend and CLV (built from lifetimes' conditional
@@ -23,12 +23,12 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracles.fold_reference import C_KIND, P_KIND, Ev, reference
 
-from engine.batch import fold_events
-from engine.params import DAY, ScoringParams, default_scoring_params
+from engine.batch_scoring import fold_events
 from engine.scoring import SCORES_DTYPE, PopulationCuts, evaluate
+from engine.scoring_params import DAY, ScoringParams, default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
-from loadtest.oracle import C_KIND, P_KIND, Ev, reference
 from tests.engine.test_fold import T0, event_lists, to_array
 
 warnings.filterwarnings("ignore", category=FutureWarning)

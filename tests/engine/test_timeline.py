@@ -20,12 +20,17 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from oracles.fold_reference import C_KIND, P_KIND, V_KIND
 
-from engine.alerts import KIND_SEGMENT_CHANGE, KIND_WIN_BACK, REASON_COMPLAINT, SCHEME_LIFECYCLE
+from engine.alert_rules import (
+    KIND_SEGMENT_CHANGE,
+    KIND_WIN_BACK,
+    REASON_COMPLAINT,
+    SCHEME_LIFECYCLE,
+)
 from engine.segments import DEFAULT_RFM_MAP
 from engine.state import new_events, new_states
 from engine.timeline import customer_slices, order_events, run_timeline
-from loadtest.oracle import C_KIND, P_KIND, V_KIND
 from tests.engine.test_timeline_oracle import CUTS, DAY, T0, P, decode, histories, to_events
 from tests.oracles.alerts import IdEv, OracleAlert, oracle_alerts
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from oracles.fold_reference import C_KIND, P_KIND, V_KIND
 
-from engine.alerts import KIND_SEGMENT_CHANGE, REASON_COMPLAINT, REASON_RISK_RISE, REASON_SILENCE
-from engine.params import ScoringParams, default_scoring_params
+from engine.alert_rules import (
+    KIND_SEGMENT_CHANGE,
+    REASON_COMPLAINT,
+    REASON_RISK_RISE,
+    REASON_SILENCE,
+)
 from engine.scoring import PopulationCuts
+from engine.scoring_params import ScoringParams, default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
 from engine.state import new_events, new_states
 from engine.timeline import customer_slices, order_events, run_timeline
-from loadtest.oracle import C_KIND, P_KIND, V_KIND
 from tests.oracles.alerts import (
     COMPLAINT,
     RISK_RISE,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from custscore.settings import Settings, SettingsError, load_settings
+from config.settings import Settings, SettingsError, load_settings
 
 
 def _one_line(exc: pytest.ExceptionInfo[SettingsError]) -> str:

@@ -14,7 +14,7 @@ from loadtest.generate import StreamSpec, encode_slice, generate, main, write_cs
 from models.bgnbd import bgnbd_loglik
 from models.events import read_event_csv
 from models.gamma_gamma import gamma_gamma_loglik
-from models.params import default_params, load_params
+from models.params_file import default_params, load_params
 
 
 def _log_se(loglik, theta: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]

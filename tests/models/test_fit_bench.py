@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from oracles.btyd_sim import simulate_bgnbd, simulate_gamma_gamma
 
-from loadtest.btyd_sim import simulate_bgnbd, simulate_gamma_gamma
 from models.bgnbd import fit_bgnbd
 from models.gamma_gamma import fit_gamma_gamma
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 from fixtures.cdnow import lifetimes_cdnow_summary
+from oracles.btyd_sim import simulate_bgnbd, simulate_gamma_gamma
 
-from loadtest.btyd_sim import simulate_bgnbd, simulate_gamma_gamma
 from models.bgnbd import BGNBDFit, bgnbd_loglik, fit_bgnbd
 from models.gamma_gamma import GammaGammaFit, fit_gamma_gamma, gamma_gamma_loglik
 

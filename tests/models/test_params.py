@@ -1,4 +1,4 @@
-"""models.params: the versioned params file."""
+"""models.params_file: the versioned params file."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.params import ScoringParams, default_scoring_params
-from models.params import (
+from engine.scoring_params import ScoringParams, default_scoring_params
+from models.params_file import (
     BGNBD_FIELDS,
     GAMMA_GAMMA_FIELDS,
     POLICY_FIELDS,
@@ -200,8 +200,8 @@ def test_default_params_are_lifetimes_fit_of_the_cdnow_master_log(tmp_path: Path
     ],
 )
 def test_policy_values_that_would_break_the_kernels_are_rejected(change, message) -> None:
-    from engine.params import default_scoring_params
-    from models.params import ParamsError, from_scoring_params
+    from engine.scoring_params import default_scoring_params
+    from models.params_file import ParamsError, from_scoring_params
 
     with pytest.raises(ParamsError) as info:
         from_scoring_params(default_scoring_params()._replace(**change))

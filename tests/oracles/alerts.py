@@ -1,13 +1,13 @@
 """A plain-Python alert oracle: the exact alerts of one customer's history, by definition.
 
-Given one customer's events (``IdEv``: a ``loadtest.oracle.Ev`` with an ``event_id``) and a
-watermark, :func:`oracle_alerts` returns every alert the rules of ``engine/alerts.py`` give
+Given one customer's events (``IdEv``: a ``oracles.fold_reference.Ev`` with an ``event_id``) and a
+watermark, :func:`oracle_alerts` returns every alert the rules of ``engine/alert_rules.py`` give
 when the customer is watched *continuously* in event time, up to and including the
 watermark: at each event (in ``(ts, type, event_id)`` order, right after folding it in) and
 at every second at which anything an alert depends on changes with no new event.
 
 Nothing here calls engine code for scores or times. Scores come from the by-definition
-reference ``loadtest.oracle.reference`` on the events up to that time; the time-driven
+reference ``oracles.fold_reference.reference`` on the events up to that time; the time-driven
 change points are found here, from the reference's outputs:
 
 - *discrete outputs* (R/F/M scores, RFM segment, effective, window frequency and spend,
@@ -24,7 +24,7 @@ change points are found here, from the reference's outputs:
   where the end-of-day risk is below it. The re-arm is therefore taken at the exact second
   risk falls below the level, not at whenever the customer happens to be evaluated next.
 
-The alert rules (from the docstrings of ``engine/alerts.py``): five segment schemes with a
+The alert rules (from the docstrings of ``engine/alert_rules.py``): five segment schemes with a
 relative Schmitt trigger on value tier, A/B/C/D and quadrant, a silent first
 classification and ``none`` handling; win-back by priority complaint > risk_rise > silence,
 flags re-armed by a newer purchase day (silence) or risk below threshold - hysteresis, a
@@ -46,9 +46,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from engine.params import ScoringParams
 from engine.scoring import PopulationCuts
-from loadtest.oracle import (
+from engine.scoring_params import ScoringParams
+from oracles.fold_reference import (
     C_KIND,
     DAY,
     P_KIND,

@@ -15,9 +15,9 @@ import redis
 from fixtures.stack import run_async
 from fixtures.streaming import private_settings, run_script
 
+from config.settings import Settings
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.commands.replay import replay_events
-from custscore.settings import Settings
 from models.events import EventLog, read_event_csv
 from models.scorefile import format_time
 from reliability.support import (

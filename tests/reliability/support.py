@@ -25,8 +25,8 @@ from typing import Any
 
 import redis
 
+from config.settings import Settings
 from custscore.commands.demo import MetricsSample, WorkerWatch, settings_env
-from custscore.settings import Settings
 from custscore.stack import free_port
 from models.events import EventLog
 from models.scorefile import read_scores_csv

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from custscore.settings import Settings
+from config.settings import Settings
 from engine.segments import SCHEME_NAMES
 from reliability.conftest import SEED, Run, Subset, fault_settings, finish, replay
 from reliability.support import (
@@ -54,7 +54,7 @@ def kill_points(seed: int, total: int, n: int) -> list[int]:
 def final_segments(client: redis.Redis, settings: Settings) -> dict[tuple[str, str], str]:
     """(customer, scheme) -> the segment the stored state last recorded (seg_* bookkeeping)."""
     from engine.state import decode_states
-    from streams.alerts import _SCHEME_VALUES
+    from streams.alert_payloads import _SCHEME_VALUES
     from streams.keys import PartitionKeys
 
     out: dict[tuple[str, str], str] = {}

@@ -25,7 +25,7 @@ import pytest
 import redis
 from fixtures.streaming import private_settings, run_script
 
-from custscore.settings import Settings
+from config.settings import Settings
 from custscore.stack import BROKER, REDIS, EmbeddedStack, free_port
 from models.events import read_event_csv
 from models.scorefile import format_time

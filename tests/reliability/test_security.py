@@ -15,7 +15,7 @@ import pytest
 import redis
 from fixtures.streaming import run_script
 
-from custscore.settings import load_settings
+from config.settings import load_settings
 from reliability.conftest import ACL_COMMANDS, Secured
 from reliability.support import run_coro
 from reliability.test_bad_input import send_and_settle

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from fixtures.stack import run_async
 
-from engine.params import default_scoring_params
 from engine.scoring import PopulationCuts
+from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
 from streams.codec import EventDecoder
 from streams.metrics import build_metrics

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.batch import fold_events
-from engine.params import default_scoring_params
-from engine.population import snapshot
+from engine.batch_scoring import fold_events
+from engine.ranking import snapshot
 from engine.scoring import PopulationCuts, evaluate
+from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
 from engine.state import KIND_PURCHASE, new_events
-from streams.population import EPS, churn_counts, cuts_from_sketches, sketch_scores
+from streams.population_refresh import EPS, churn_counts, cuts_from_sketches, sketch_scores
 
 P = default_scoring_params()
 DAY = 86400

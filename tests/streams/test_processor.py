@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.batch import fold_events
-from engine.params import default_scoring_params
+from engine.batch_scoring import fold_events
+from engine.scoring_params import default_scoring_params
 from engine.state import KIND_PURCHASE, decode_states, new_events
 from streams.processor import BatchProcessor
 from tests.streams.conftest import OUT, Feed, RecordingPublisher

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fixtures.stack import run_async
 from fixtures.streaming import TOPIC_KINDS
 
+from config.settings import Settings, load_settings
 from custscore.commands.demo import settings_env
-from custscore.settings import Settings, load_settings
 from custscore.stack import EmbeddedStack, free_port
 from streams.topics import ensure_topics
 

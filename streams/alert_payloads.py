@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from engine.alerts import KIND_SEGMENT_CHANGE
+from engine.alert_rules import KIND_SEGMENT_CHANGE
 from engine.segments import (
     ABCD_NAMES,
     ACTIONS,

@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 import redis.asyncio as aioredis
 
-from engine.params import DAY
-from engine.population import ABCD_SHARES, TIER_SHARES
+from engine.ranking import ABCD_SHARES, TIER_SHARES
 from engine.scoring import PopulationCuts, evaluate
+from engine.scoring_params import DAY
 from engine.segments import LIFECYCLE_NAMES, RFM_SEGMENT_NAMES, TIER_NAMES
 from engine.state import decode_records
 from streams.metrics import WorkerMetrics

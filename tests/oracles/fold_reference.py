@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.params import ScoringParams
 from engine.scoring import PopulationCuts
+from engine.scoring_params import ScoringParams
 
 __all__ = [
     "C_KIND",

@@ -7,7 +7,7 @@ Layout (``schema`` ``custscore.params/1``)::
      "time_unit": "days" | "weeks",
      "bgnbd": {"r", "alpha", "a", "b"},
      "gamma_gamma": {"p", "q", "v"},
-     "thresholds": {...calibrated cut points of engine.params.ScoringParams...},
+     "thresholds": {...calibrated cut points of engine.scoring_params.ScoringParams...},
      "policy": {...the remaining ScoringParams fields (policy knobs)...},
      "fit": {"source", "n_customers", "n_repeat", "loglik", "seconds", "fitted_at", ...}}
 
@@ -18,7 +18,7 @@ A file whose version does not match its contents has been edited by hand and is 
 
 The threshold and policy field lists are derived from ``ScoringParams._fields``: the fields
 after the model parameters up to the first ``int``-typed one (``window_months``) are thresholds,
-the rest policy (unless engine.params defines ``THRESHOLD_FIELDS``).
+the rest policy (unless engine.scoring_params defines ``THRESHOLD_FIELDS``).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import engine.params as engine_params
-from engine.params import ScoringParams, default_scoring_params
+import engine.scoring_params as engine_params
+from engine.scoring_params import ScoringParams, default_scoring_params
 
 __all__ = [
     "BGNBD_FIELDS",
@@ -91,7 +91,7 @@ _TYPES = _field_types()
 def _split_fields() -> tuple[tuple[str, ...], tuple[str, ...]]:
     missing = [f for f in _MODEL_FIELDS if f not in ScoringParams._fields]
     if missing:  # pragma: no cover - guards against an engine change
-        raise RuntimeError(f"engine.params.ScoringParams lacks {missing}")
+        raise RuntimeError(f"engine.scoring_params.ScoringParams lacks {missing}")
     rest = tuple(f for f in ScoringParams._fields if f not in _MODEL_FIELDS)
     explicit = getattr(engine_params, "THRESHOLD_FIELDS", None)
     if explicit is not None:
@@ -360,7 +360,7 @@ def save_params(
 @lru_cache(maxsize=1)
 def default_params() -> ParamsFile:
     """The built-in model: ``models/data/default_params.json`` if packaged, else the engine's
-    published CDNOW defaults (``engine.params.default_scoring_params()``)."""
+    published CDNOW defaults (``engine.scoring_params.default_scoring_params()``)."""
     packaged = resources.files("models").joinpath("data", _DEFAULT_FILE)
     if packaged.is_file():
         with resources.as_file(packaged) as file_path:

@@ -1,6 +1,6 @@
 """Numeric parameters the kernels need, as one flat immutable tuple numba can take.
 
-`models.params` builds a :class:`ScoringParams` from a params JSON file; the engine never
+`models.params_file` builds a :class:`ScoringParams` from a params JSON file; the engine never
 reads files. Times inside the engine are integer epoch seconds; ``unit_seconds`` converts
 them to the BTYD time unit the model was fitted in (days or weeks).
 """

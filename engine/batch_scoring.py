@@ -13,9 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.kernels import apply_events
-from engine.params import ScoringParams
-from engine.population import rank_classes, snapshot
+from engine.ranking import rank_classes, snapshot
 from engine.scoring import PopulationCuts, evaluate
+from engine.scoring_params import ScoringParams
 from engine.state import new_states
 
 __all__ = ["fold_events", "score_states"]

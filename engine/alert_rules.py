@@ -33,8 +33,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from engine.params import DAY, ScoringParams
 from engine.scoring import abcd_code, quadrant_code, tier_code
+from engine.scoring_params import DAY, ScoringParams
 from engine.state import FLAG_RISK_HIGH, FLAG_SILENCE_SENT
 
 __all__ = [
