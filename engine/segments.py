@@ -24,7 +24,6 @@ __all__ = [
     "RFM_SEGMENT_NAMES",
     "SCHEME_NAMES",
     "TIER_NAMES",
-    "action_table",
     "rfm_map_from_rules",
     "validate_rfm_map",
 ]
@@ -142,8 +141,3 @@ ACTIONS: Final = {
         "vip": "account_manager_call",
     },
 }
-
-
-def action_table() -> dict[tuple[str, str], str]:
-    """(reason, tier) -> suggested action, flattened."""
-    return {(reason, tier): act for reason, row in ACTIONS.items() for tier, act in row.items()}

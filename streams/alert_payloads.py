@@ -1,4 +1,7 @@
-"""Alert, score-update and their deterministic ids: the JSON downstream services consume.
+"""Alert and score-update payloads and their deterministic ids: the JSON downstream consumes.
+
+The parts every alert shares (envelope, id) and each kind's own fields; which kind uses which
+builder, topic and schema is declared once in :mod:`streams.alert_kinds`.
 
 Schemas: docs/schemas/*.json (validated in tests against real alerts). ``alert_id`` is a
 digest of the model version, the customer, the alert kind, the scheme or reason, from/to and
@@ -16,7 +19,6 @@ from typing import Any, Final
 
 import msgspec
 
-from engine.alert_rules import KIND_SEGMENT_CHANGE
 from engine.segments import (
     ABCD_NAMES,
     ACTIONS,
@@ -33,10 +35,13 @@ __all__ = [
     "ALERT_SCORE_COLUMNS",
     "SCHEMA_VERSION",
     "AlertContext",
+    "alert_envelope",
     "alert_id",
     "alert_summary",
-    "build_alert",
     "build_score_updates",
+    "encode_alert",
+    "segment_change_fields",
+    "win_back_fields",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -107,52 +112,47 @@ def alert_summary(record: dict[str, Any]) -> msgspec.Raw:
     return msgspec.Raw(_encoder.encode({name: record[name] for name in _SUMMARY}))
 
 
-def build_alert(
-    ctx: AlertContext,
-    kind: int,
-    what: int,
-    frm: int,
-    to: int,
-    after: dict[str, Any],
-    summaries: tuple[msgspec.Raw, msgspec.Raw | None],
-) -> tuple[str, bytes]:
-    """(topic kind, JSON bytes) of one engine alert.
-
-    ``what`` is the scheme (segment changes) or the reason (win-backs); ``after`` is the
-    customer's score record (:func:`models.scorefile.score_records`) after the cause, and
-    ``summaries`` the encoded :func:`alert_summary` of the scores after and, for segment
-    changes, just before it.
-    """
-    if kind == KIND_SEGMENT_CHANGE:
-        names = _SCHEME_VALUES[what]
-        body: dict[str, Any] = {
-            "alert_id": alert_id(
-                ctx.model_version, ctx.customer_id, kind, what, frm, to, ctx.anchor
-            ),
-            "schema_version": SCHEMA_VERSION,
-            "model_version": ctx.model_version,
-            "customer_id": ctx.customer_id,
-            "event_ts": format_time(ctx.event_ts),
-            "emitted_at": ctx.emitted_at,
-            "cause": ctx.cause,
-            "scheme": SCHEME_NAMES[what],
-            "from": names[frm],
-            "to": names[to],
-            "scores": summaries[0],
-            "before": summaries[1],
-        }
-        return "segment_change", _encoder.encode(body)
-    tier = after["value_tier"]
-    reason = REASON_NAMES[what]
-    body = {
-        "alert_id": alert_id(ctx.model_version, ctx.customer_id, kind, what, 0, 0, ctx.anchor),
+def alert_envelope(ctx: AlertContext, kind: int, identity: tuple[int, int, int]) -> dict[str, Any]:
+    """The fields every alert kind shares, in schema order; ``identity`` is the kind's
+    (what, from, to) that enters the id next to the kind code and the cause."""
+    what, frm, to = identity
+    return {
+        "alert_id": alert_id(ctx.model_version, ctx.customer_id, kind, what, frm, to, ctx.anchor),
         "schema_version": SCHEMA_VERSION,
         "model_version": ctx.model_version,
         "customer_id": ctx.customer_id,
         "event_ts": format_time(ctx.event_ts),
         "emitted_at": ctx.emitted_at,
         "cause": ctx.cause,
-        "reason": reason,
+    }
+
+
+def segment_change_fields(
+    scheme: int,
+    frm: int,
+    to: int,
+    after: dict[str, Any],
+    summaries: tuple[msgspec.Raw, msgspec.Raw | None],
+) -> dict[str, Any]:
+    """What a segment change says beyond the envelope: the scheme, from/to by name, and the
+    encoded score summaries after and just before the cause."""
+    names = _SCHEME_VALUES[scheme]
+    return {
+        "scheme": SCHEME_NAMES[scheme],
+        "from": names[frm],
+        "to": names[to],
+        "scores": summaries[0],
+        "before": summaries[1],
+    }
+
+
+def win_back_fields(reason: int, after: dict[str, Any]) -> dict[str, Any]:
+    """What a win-back says beyond the envelope: the reason, the risk and value fields a
+    campaign decides on, and the suggested action for the reason and value tier."""
+    tier = after["value_tier"]
+    name = REASON_NAMES[reason]
+    return {
+        "reason": name,
         "churn_risk": after["churn_risk"],
         "p_alive": after["p_alive"],
         "risk_adjustment": after["risk_adjustment"],
@@ -164,9 +164,13 @@ def build_alert(
         "days_since_last_purchase": after["days_since_last_purchase"],
         "usual_gap_days": after["usual_gap_days"],
         "next_purchase_eta": after["next_purchase_eta"],
-        "suggested_action": ACTIONS[reason][tier],
+        "suggested_action": ACTIONS[name][tier],
     }
-    return "win_back", _encoder.encode(body)
+
+
+def encode_alert(body: dict[str, Any]) -> bytes:
+    """The JSON bytes of an alert body (one shared encoder)."""
+    return _encoder.encode(body)
 
 
 def build_score_updates(

@@ -1,14 +1,28 @@
-"""The topics custscore reads and writes, created with the right shape if missing."""
+"""The topics custscore reads and writes: one table built from the settings, and their creation.
+
+:class:`TopicTable` is the one place that knows which topic plays which role: the worker's
+subscriptions, the decoder, alert routing, topic creation and the tests all read it.
+"""
 
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from config.settings import Settings
 from streams.admin import create_topics
+from streams.alert_kinds import ALERT_KINDS
 
-__all__ = ["ensure_topics", "kafka_security_options", "ssl_context", "topic_plan"]
+__all__ = [
+    "INPUT_TOPIC_SETTINGS",
+    "TopicTable",
+    "ensure_topics",
+    "kafka_security_options",
+    "ssl_context",
+    "topic_plan",
+    "topic_settings",
+]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -32,19 +46,60 @@ def kafka_security_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+# event type name -> the Settings field naming its input topic
+INPUT_TOPIC_SETTINGS: Final = {
+    "purchase": "topic_purchase",
+    "visit": "topic_visit",
+    "complaint": "topic_complaint",
+}
+
+
+def topic_settings() -> tuple[str, ...]:
+    """Every ``topic_*`` Settings field: inputs, alert kinds, scores, dead letters."""
+    return (
+        *INPUT_TOPIC_SETTINGS.values(),
+        *(kind.topic_setting for kind in ALERT_KINDS),
+        "topic_scores",
+        "topic_dead_letter",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TopicTable:
+    """Every topic custscore reads or writes, by role, resolved from the settings once."""
+
+    inputs: dict[str, str]  # topic -> event type name
+    alerts: dict[str, str]  # alert kind name -> topic
+    scores: str  # compacted: the latest scores per customer
+    dead_letter: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicTable:
+        return cls(
+            inputs={getattr(settings, field): name for name, field in INPUT_TOPIC_SETTINGS.items()},
+            alerts={kind.name: getattr(settings, kind.topic_setting) for kind in ALERT_KINDS},
+            scores=settings.topic_scores,
+            dead_letter=settings.topic_dead_letter,
+        )
+
+    def input_topic(self, event_type: str) -> str:
+        """The input topic of ``event_type`` ("purchase", "visit" or "complaint")."""
+        return next(topic for topic, name in self.inputs.items() if name == event_type)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (*self.alerts.values(), self.scores, self.dead_letter)
+
+    @property
+    def compacted(self) -> frozenset[str]:
+        return frozenset({self.scores})
+
+
 def topic_plan(settings: Settings) -> tuple[dict[str, int], set[str]]:
     """(topic -> partitions, compacted topics) for every topic custscore uses."""
-    n = settings.partitions
-    plan = {
-        settings.topic_purchase: n,
-        settings.topic_visit: n,
-        settings.topic_complaint: n,
-        settings.topic_segment_change: n,
-        settings.topic_win_back: n,
-        settings.topic_scores: n,
-        settings.topic_dead_letter: n,
-    }
-    return plan, {settings.topic_scores}
+    table = TopicTable.from_settings(settings)
+    plan = {topic: settings.partitions for topic in (*table.inputs, *table.outputs)}
+    return plan, set(table.compacted)
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> None:

@@ -1,0 +1,103 @@
+"""The alert-kind registry: each kind of alert declared once.
+
+A kind names its engine code (the rule in :mod:`engine.alert_rules` that emits it), its
+name (the ``kind`` metric label and the key of its topic in :class:`streams.topics.TopicTable`),
+the Settings field of its output topic, its JSON schema under docs/schemas/, what enters its
+id, its payload fields and its metric reason label. Routing, topic creation, the schema tests,
+the demo summary and the bench all iterate :data:`ALERT_KINDS`, so a new kind is its engine
+rule, one registration here, its schema file and its topic setting (docs/design.md, "Adding
+an alert kind").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from engine.alert_rules import KIND_SEGMENT_CHANGE, KIND_WIN_BACK
+from engine.segments import REASON_NAMES, SCHEME_NAMES
+from streams.alert_payloads import (
+    AlertContext,
+    alert_envelope,
+    encode_alert,
+    segment_change_fields,
+    win_back_fields,
+)
+
+__all__ = ["ALERT_KINDS", "AlertKind", "AlertRow", "Summaries", "alert_kind", "build_alert"]
+
+Summaries = tuple[msgspec.Raw, msgspec.Raw | None]
+
+
+class AlertRow(NamedTuple):
+    """The fields of one engine alert row a kind reads (engine.timeline's alert dtype)."""
+
+    kind: int
+    scheme: int
+    reason: int
+    frm: int
+    to: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertKind:
+    """One kind of alert, as every consumer of alerts needs it."""
+
+    code: int  # the engine's kind code
+    name: str  # metric label, topic-table key, docs name
+    topic_setting: str  # the Settings field naming its output topic
+    schema: str  # file name under docs/schemas/
+    identity: Callable[[AlertRow], tuple[int, int, int]]  # (what, from, to) in the alert id
+    fields: Callable[[AlertRow, dict[str, Any], Summaries], dict[str, Any]]
+    label: Callable[[AlertRow], str]  # the metric's reason label
+
+
+ALERT_KINDS: Final[tuple[AlertKind, ...]] = (
+    AlertKind(
+        code=KIND_SEGMENT_CHANGE,
+        name="segment_change",
+        topic_setting="topic_segment_change",
+        schema="segment-change.schema.json",
+        identity=lambda row: (row.scheme, row.frm, row.to),
+        fields=lambda row, after, summaries: segment_change_fields(
+            row.scheme, row.frm, row.to, after, summaries
+        ),
+        label=lambda row: SCHEME_NAMES[row.scheme],
+    ),
+    AlertKind(
+        code=KIND_WIN_BACK,
+        name="win_back",
+        topic_setting="topic_win_back",
+        schema="win-back.schema.json",
+        identity=lambda row: (row.reason, 0, 0),
+        fields=lambda row, after, summaries: win_back_fields(row.reason, after),
+        label=lambda row: REASON_NAMES[row.reason],
+    ),
+)
+
+_BY_CODE: Final = {kind.code: kind for kind in ALERT_KINDS}
+if len(_BY_CODE) != len(ALERT_KINDS) or len({k.name for k in ALERT_KINDS}) != len(ALERT_KINDS):
+    raise RuntimeError("alert kinds must have distinct codes and names")
+
+
+def alert_kind(code: int) -> AlertKind:
+    """The registered kind of an engine kind code (KeyError for an unregistered code)."""
+    return _BY_CODE[code]
+
+
+def build_alert(
+    ctx: AlertContext, row: AlertRow, after: dict[str, Any], summaries: Summaries
+) -> tuple[AlertKind, bytes]:
+    """(kind, JSON bytes) of one engine alert.
+
+    ``after`` is the customer's score record (:func:`models.scorefile.score_records`) after the
+    cause, ``summaries`` the encoded :func:`streams.alert_payloads.alert_summary` of the scores
+    after and, where the kind shows it, just before the cause.
+    """
+    kind = _BY_CODE[row.kind]
+    body = alert_envelope(ctx, kind.code, kind.identity(row))
+    body.update(kind.fields(row, after, summaries))
+    return kind, encode_alert(body)
