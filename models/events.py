@@ -36,6 +36,7 @@ __all__ = [
     "MAX_ABS_AMOUNT",
     "MAX_COMPLAINT_ID_LEN",
     "OPTIONAL_EVENT_COLUMNS",
+    "TYPE_BY_KIND",
     "EventLog",
     "EventValueError",
     "amount_to_cents",
@@ -48,7 +49,9 @@ __all__ = [
 EVENT_COLUMNS = ("event_id", "type", "customer_id", "ts", "amount", "severity")
 OPTIONAL_EVENT_COLUMNS = ("status", "complaint_id")  # anywhere after EVENT_COLUMNS, by name
 MAX_COMPLAINT_ID_LEN = 128
+# the one event type <-> engine kind table (CSV ``type``, input topics, metrics, replay)
 KIND_BY_TYPE = {"purchase": KIND_PURCHASE, "visit": KIND_VISIT, "complaint": KIND_COMPLAINT}
+TYPE_BY_KIND = {kind: name for name, kind in KIND_BY_TYPE.items()}
 MAX_ABS_AMOUNT = 10_000_000.0  # per event, currency units; larger is treated as bad input
 _MS_MIN = 1000  # 1970-01-01T00:00:01Z, the earliest time the state record can hold
 

@@ -1,6 +1,8 @@
-"""Wire formats: input event decoding and validation, dead-letter records, alert JSON.
+"""Wire formats: input event encoding, decoding and validation, dead-letter records.
 
-This is the one place the JSON of every topic is defined. Input values are decoded with
+This is the one place the JSON of the input topics is defined, both ways (the worker
+decodes, ``custscore replay`` and the load generator encode); alert JSON is
+:mod:`streams.alert_payloads`. Input values are decoded with
 msgspec into typed structs (unknown fields are ignored, wrong types rejected); semantic
 rules (time range, amount, severity, complaint id and key) come from :mod:`models.events` so
 the CSV reader and the stream agree. A rejected message becomes a :class:`Rejected` with a
@@ -32,6 +34,7 @@ __all__ = [
     "EventDecoder",
     "Rejected",
     "dead_letter_record",
+    "encode_event",
 ]
 
 COMPLAINT_CATEGORIES: Final = frozenset(
@@ -235,3 +238,33 @@ def dead_letter_record(
             "dead_lettered_at": format_time(int(wall_now)),
         }
     )
+
+
+def encode_event(
+    kind: int,
+    event_id: str,
+    customer_id: str,
+    ts: int,
+    cents: int,
+    severity: int,
+    resolved: int,
+    complaint_id: str | None = None,
+    *,
+    ts_ms: int | None = None,
+) -> bytes:
+    """The input-topic JSON of one event: ``ts`` epoch seconds, written as epoch milliseconds
+    (``ts_ms`` instead, when the caller has millisecond precision), ``amount`` in units."""
+    body: dict[str, object] = {
+        "event_id": event_id,
+        "customer_id": customer_id,
+        "ts": ts * 1000 if ts_ms is None else ts_ms,
+    }
+    if kind == KIND_PURCHASE:
+        body["amount"] = cents / 100
+    elif kind == KIND_COMPLAINT:
+        body["severity"] = severity
+        if resolved:
+            body["status"] = "resolved"
+        if complaint_id is not None:
+            body["complaint_id"] = complaint_id
+    return msgspec.json.encode(body)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from config.settings import Settings
+from models.events import KIND_BY_TYPE
 from streams.admin import create_topics
 from streams.alert_kinds import ALERT_KINDS
 
@@ -47,11 +48,7 @@ def kafka_security_options(settings: Settings) -> dict[str, Any]:
 
 
 # event type name -> the Settings field naming its input topic
-INPUT_TOPIC_SETTINGS: Final = {
-    "purchase": "topic_purchase",
-    "visit": "topic_visit",
-    "complaint": "topic_complaint",
-}
+INPUT_TOPIC_SETTINGS: Final = {name: f"topic_{name}" for name in KIND_BY_TYPE}
 
 
 def topic_settings() -> tuple[str, ...]:
@@ -85,6 +82,10 @@ class TopicTable:
     def input_topic(self, event_type: str) -> str:
         """The input topic of ``event_type`` ("purchase", "visit" or "complaint")."""
         return next(topic for topic, name in self.inputs.items() if name == event_type)
+
+    def input_topics_by_kind(self) -> dict[int, str]:
+        """Engine event kind -> input topic."""
+        return {KIND_BY_TYPE[name]: topic for topic, name in self.inputs.items()}
 
     @property
     def outputs(self) -> tuple[str, ...]:

@@ -38,7 +38,6 @@ __all__ = [
     "ProgressBar",
     "ReplayResult",
     "describe_bad_rows",
-    "encode_event",
     "load_events",
     "parse_speed",
     "register",
@@ -50,7 +49,6 @@ __all__ = [
 
 DEFAULT_BATCH = 5000
 _MAX_SLEEP_S = 0.25  # paced mode wakes at least this often (progress, Ctrl-C)
-_TYPE_NAMES = {1: "purchase", 2: "visit", 3: "complaint"}
 
 ProgressFn = Callable[[int, int, float], None]  # (sent, total, elapsed seconds)
 
@@ -117,31 +115,6 @@ def released_until(offsets: npt.NDArray[np.float64], start: int, elapsed: float,
     return min(max(due, start), start + batch, int(offsets.shape[0]))
 
 
-def encode_event(
-    kind: int,
-    event_id: str,
-    customer_id: str,
-    ts: int,
-    cents: int,
-    severity: int,
-    resolved: int,
-    complaint_id: str | None = None,
-) -> bytes:
-    """The input-topic JSON of one event (``ts`` in epoch milliseconds, ``amount`` in units)."""
-    import msgspec
-
-    body: dict[str, Any] = {"event_id": event_id, "customer_id": customer_id, "ts": ts * 1000}
-    if kind == 1:
-        body["amount"] = cents / 100
-    elif kind == 3:
-        body["severity"] = severity
-        if resolved:
-            body["status"] = "resolved"
-        if complaint_id is not None:
-            body["complaint_id"] = complaint_id
-    return msgspec.json.encode(body)
-
-
 def load_events(path: str | Path) -> EventLog:
     """read_event_csv with file-system and format errors as one-line CliErrors."""
     from models.events import EventValueError, read_event_csv
@@ -189,11 +162,14 @@ async def replay_events(
     timestamps are wall time, not event time (old event times would fall outside a real
     broker's retention). Returns after every message was acknowledged by the broker.
     """
+    from models.events import TYPE_BY_KIND
+    from streams.codec import encode_event
     from streams.keys import partition_for
+    from streams.topics import TopicTable
 
     if batch < 1:
         raise CliError(f"--batch must be >= 1, not {batch}")
-    topics = {1: settings.topic_purchase, 2: settings.topic_visit, 3: settings.topic_complaint}
+    topics = TopicTable.from_settings(settings).input_topics_by_kind()
     events = log.events
     total = int(events.shape[0])
     offsets = release_offsets(events["ts"], speed)
@@ -205,7 +181,7 @@ async def replay_events(
     cents = events["cents"].tolist()
     severities = events["severity"].tolist()
     resolved = events["resolved"].tolist()
-    by_type = dict.fromkeys(_TYPE_NAMES.values(), 0)
+    by_type = dict.fromkeys(TYPE_BY_KIND.values(), 0)
     linger_ms = 5 if speed is None else 0
     async with started_producer(
         settings, linger_ms=linger_ms, max_batch_size=256 * 1024, max_request_size=4 * 1024 * 1024
@@ -246,7 +222,7 @@ async def replay_events(
                         ),
                     )
                 )
-                by_type[_TYPE_NAMES[kind]] += 1
+                by_type[TYPE_BY_KIND[kind]] += 1
             step = await send_records(producer, records)
             # One step in flight while the next is built: wait for the previous one's acks.
             await asyncio.gather(*pending)

@@ -18,7 +18,6 @@ from custscore.cli import main
 from custscore.commands._streaming import kafka_options
 from custscore.commands.replay import (
     ProgressBar,
-    encode_event,
     parse_speed,
     release_offsets,
     released_until,
@@ -27,7 +26,7 @@ from custscore.commands.replay import (
 from custscore.errors import CliError
 from engine.state import complaint_key
 from models.events import read_event_csv
-from streams.codec import DecodedEvent, EventDecoder
+from streams.codec import DecodedEvent, EventDecoder, encode_event
 from streams.keys import partition_for
 
 DAY = 86_400
@@ -263,7 +262,7 @@ def test_replay_bad_speed_is_one_line(
 
 def test_encoded_resolution_carries_its_complaint_id() -> None:
     """A replayed resolution names the complaint it resolves, as the decoder expects."""
-    from streams.codec import DecodedEvent, EventDecoder
+    from streams.codec import DecodedEvent, EventDecoder, encode_event
 
     decoder = EventDecoder(
         purchase_topic="p",
