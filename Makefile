@@ -2,7 +2,7 @@
 #
 #   make demo    embedded broker + Valkey + worker + CDNOW replay
 #   make test    the whole test suite (fails when no test ran: pytest exit code 5)
-#   make lint    ruff check + mypy (strict)
+#   make lint    ruff check + mypy (strict) + import-linter (layers: docs/design.md)
 #   make faults  crash / rebalance / zombie / Redis / broker / bad-input / security tests (also in make test)
 #   make soak    10-minute soak at half the measured maximum rate (SOAK_ARGS="--minutes 2")
 #   make bench   benchmarks (`custscore bench` once it exists, else the benchmark-marked tests)
@@ -48,9 +48,10 @@ faults: $(STAMP) ## fault-injection, bad-input and security tests only (tests/re
 soak: $(STAMP) ## soak: worker RSS, Redis memory and lag at half the max rate (SOAK_ARGS=...)
 	$(PY) -m loadtest.soak $(SOAK_ARGS)
 
-lint: $(STAMP) ## ruff check and mypy --strict (configured in pyproject.toml)
+lint: $(STAMP) ## ruff check, mypy --strict and the import layers contract (pyproject.toml)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP) ## apply ruff format
 	$(VENV)/bin/ruff format $(LINT_PATHS)
