@@ -12,13 +12,15 @@ machine-readable reason; nothing raises out of :meth:`EventDecoder.decode`.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import msgspec
 
-from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
+from engine.state import KIND_COMPLAINT, KIND_PURCHASE
 from models.events import (
+    KIND_BY_TYPE,
     EventValueError,
     amount_to_cents,
     complaint_fields,
@@ -125,17 +127,20 @@ class EventDecoder:
 
     def __init__(
         self,
+        inputs: Mapping[str, str],
         *,
-        purchase_topic: str,
-        visit_topic: str,
-        complaint_topic: str,
         max_payload_bytes: int,
         max_future_skew_s: int,
     ) -> None:
+        """``inputs``: input topic -> event type name (:attr:`streams.topics.TopicTable.inputs`)."""
+        structs: dict[str, type[msgspec.Struct]] = {
+            "purchase": _Purchase,
+            "visit": _Visit,
+            "complaint": _Complaint,
+        }
         self._decoders: dict[str, tuple[int, msgspec.json.Decoder[object]]] = {
-            purchase_topic: (KIND_PURCHASE, msgspec.json.Decoder(_Purchase)),
-            visit_topic: (KIND_VISIT, msgspec.json.Decoder(_Visit)),
-            complaint_topic: (KIND_COMPLAINT, msgspec.json.Decoder(_Complaint)),
+            topic: (KIND_BY_TYPE[name], msgspec.json.Decoder(structs[name]))
+            for topic, name in inputs.items()
         }
         self._max_payload = max_payload_bytes
         self._max_skew = max_future_skew_s

@@ -87,9 +87,7 @@ def test_encode_event_matches_the_input_contract(
     assert body == {"event_id": "e-1", "customer_id": "cust-ü", "ts": 883_612_800_000, **fields}
     topic = {1: "p", 2: "v", 3: "c"}[kind]
     decoder = EventDecoder(
-        purchase_topic="p",
-        visit_topic="v",
-        complaint_topic="c",
+        {"p": "purchase", "v": "visit", "c": "complaint"},
         max_payload_bytes=4096,
         max_future_skew_s=0,
     )
@@ -265,9 +263,7 @@ def test_encoded_resolution_carries_its_complaint_id() -> None:
     from streams.codec import DecodedEvent, EventDecoder, encode_event
 
     decoder = EventDecoder(
-        purchase_topic="p",
-        visit_topic="v",
-        complaint_topic="c",
+        {"p": "purchase", "v": "visit", "c": "complaint"},
         max_payload_bytes=4096,
         max_future_skew_s=86400,
     )

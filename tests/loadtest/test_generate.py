@@ -135,9 +135,7 @@ def test_messages_match_the_input_contract() -> None:
 
     spec = StreamSpec(customers=200, seed=1, visit_rate=1.0, complaint_rate=0.2)
     decoder = EventDecoder(
-        purchase_topic="p",
-        visit_topic="v",
-        complaint_topic="c",
+        {"p": "purchase", "v": "visit", "c": "complaint"},
         max_payload_bytes=65536,
         max_future_skew_s=86400,
     )

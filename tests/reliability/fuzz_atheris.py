@@ -25,9 +25,7 @@ atheris.instrument_all()  # every loaded Python function, the codec and models.e
 TOPICS = ("customer.purchase", "customer.visit", "customer.complaint")
 WALL = 1_900_000_000.0
 DECODER = EventDecoder(
-    purchase_topic=TOPICS[0],
-    visit_topic=TOPICS[1],
-    complaint_topic=TOPICS[2],
+    {TOPICS[0]: "purchase", TOPICS[1]: "visit", TOPICS[2]: "complaint"},
     max_payload_bytes=4096,
     max_future_skew_s=86_400,
 )

@@ -24,9 +24,7 @@ WALL = 1_900_000_000.0
 SKEW = 86_400
 MAX_PAYLOAD = 4096
 DECODER = EventDecoder(
-    purchase_topic=TOPICS[0],
-    visit_topic=TOPICS[1],
-    complaint_topic=TOPICS[2],
+    {TOPICS[0]: "purchase", TOPICS[1]: "visit", TOPICS[2]: "complaint"},
     max_payload_bytes=MAX_PAYLOAD,
     max_future_skew_s=SKEW,
 )

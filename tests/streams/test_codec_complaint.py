@@ -24,9 +24,7 @@ from streams.codec import REASONS, DecodedEvent, EventDecoder, Rejected
 TOPIC = "customer.complaint"
 WALL = 1_900_000_000.0
 DECODER = EventDecoder(
-    purchase_topic="customer.purchase",
-    visit_topic="customer.visit",
-    complaint_topic=TOPIC,
+    {"customer.purchase": "purchase", "customer.visit": "visit", TOPIC: "complaint"},
     max_payload_bytes=65_536,
     max_future_skew_s=86_400,
 )
