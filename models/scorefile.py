@@ -28,6 +28,7 @@ from engine.segments import (
 
 __all__ = [
     "SCORE_COLUMNS",
+    "SUMMARY_COLUMNS",
     "format_time",
     "format_times",
     "read_scores_csv",
@@ -46,7 +47,7 @@ _NAMED: Final = {
 _TIMES: Final = ("next_purchase_eta", "due")
 _BOOLS: Final = ("effective", "overdue")
 
-# Contract columns first (DESIGN.md §8), then the extras that explain them.
+# Contract columns first (docs/design.md, "Contracts"), then the extras that explain them.
 SCORE_COLUMNS: Final = (
     "customer_id",
     "frequency",
@@ -79,6 +80,27 @@ SCORE_COLUMNS: Final = (
     "risk_adjustment",
     "due",
 )
+# The scores a segment-change alert shows after and before its cause: a selection of
+# SCORE_COLUMNS (the discrete segments and the numbers that explain them).
+SUMMARY_COLUMNS: Final = (
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "value_tier",
+    "abcd_class",
+    "quadrant",
+    "lifecycle",
+    "p_alive",
+    "churn_risk",
+    "window_frequency",
+    "window_monetary",
+    "days_since_last_purchase",
+    "expected_purchases_90d",
+    "clv",
+)
+if not set(SUMMARY_COLUMNS) <= set(SCORE_COLUMNS):
+    raise RuntimeError("SUMMARY_COLUMNS must be score columns")
 
 
 @functools.lru_cache(maxsize=4096)  # a batch repeats its clock, watermark and wall second

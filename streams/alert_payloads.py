@@ -29,7 +29,7 @@ from engine.segments import (
     SCHEME_NAMES,
     TIER_NAMES,
 )
-from models.scorefile import format_time
+from models.scorefile import SUMMARY_COLUMNS, format_time
 
 __all__ = [
     "ALERT_SCORE_COLUMNS",
@@ -52,26 +52,9 @@ _SCHEME_VALUES: Final = {
     4: QUADRANT_NAMES,
     5: LIFECYCLE_NAMES,
 }
-_SUMMARY: Final = (
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_segment",
-    "value_tier",
-    "abcd_class",
-    "quadrant",
-    "lifecycle",
-    "p_alive",
-    "churn_risk",
-    "window_frequency",
-    "window_monetary",
-    "days_since_last_purchase",
-    "expected_purchases_90d",
-    "clv",
-)
 # every score column an alert payload reads (segment-change summaries and win-back fields)
 ALERT_SCORE_COLUMNS: Final = (
-    *_SUMMARY,
+    *SUMMARY_COLUMNS,
     "risk_adjustment",
     "expected_avg_spend",
     "usual_gap_days",
@@ -109,7 +92,7 @@ def alert_id(
 def alert_summary(record: dict[str, Any]) -> msgspec.Raw:
     """The ``scores`` / ``before`` object of a segment change, encoded once per evaluation
     (several alerts of one evaluation share it)."""
-    return msgspec.Raw(_encoder.encode({name: record[name] for name in _SUMMARY}))
+    return msgspec.Raw(_encoder.encode({name: record[name] for name in SUMMARY_COLUMNS}))
 
 
 def alert_envelope(ctx: AlertContext, kind: int, identity: tuple[int, int, int]) -> dict[str, Any]:
