@@ -60,13 +60,35 @@ class Settings(BaseSettings):
     redis_key_prefix: str = Field("cs", description="prefix of every key custscore writes")
 
     # --- topics ---
-    topic_purchase: str = "customer.purchase"
-    topic_visit: str = "customer.visit"
-    topic_complaint: str = "customer.complaint"
-    topic_segment_change: str = "customer.segment-change"
-    topic_win_back: str = "customer.win-back"
-    topic_scores: str = "customer.scores"
-    topic_dead_letter: str = "customer.dead-letter"
+    topic_purchase: str = Field(
+        "customer.purchase",
+        description="input topic of purchase events",
+    )
+    topic_visit: str = Field(
+        "customer.visit",
+        description="input topic of visit events",
+    )
+    topic_complaint: str = Field(
+        "customer.complaint",
+        description="input topic of complaint events",
+    )
+    topic_segment_change: str = Field(
+        "customer.segment-change",
+        description="output topic of segment-change alerts",
+    )
+    topic_win_back: str = Field(
+        "customer.win-back",
+        description="output topic of win-back alerts",
+    )
+    topic_scores: str = Field(
+        "customer.scores",
+        description="output topic of the latest scores per customer (compacted; forget "
+        "writes tombstones)",
+    )
+    topic_dead_letter: str = Field(
+        "customer.dead-letter",
+        description="output topic of rejected input with the reason",
+    )
     partitions: int = Field(
         8, ge=1, description="partition count of the co-partitioned input topics"
     )

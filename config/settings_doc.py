@@ -54,9 +54,9 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "Topics",
-        ("topic_purchase", "topic_visit", "topic_complaint", "topic_segment_change",
-         "topic_win_back", "topic_scores", "topic_dead_letter", "partitions",
-         "replication_factor"),
+        # every topic field, in declaration order (a new alert kind's topic shows up here)
+        (*(name for name in Settings.model_fields if name.startswith("topic_")),
+         "partitions", "replication_factor"),
     ),
     (
         "Worker",
@@ -81,14 +81,6 @@ EXTRA_MEANINGS: dict[str, str] = {
     "kafka_ssl_cafile": "CA bundle that signs the brokers' certificates (SSL, SASL_SSL)",
     "redis_username": "Redis ACL user",
     "redis_password": "Redis password (a secret: never printed or logged)",
-    "topic_purchase": "input topic of purchase events",
-    "topic_visit": "input topic of visit events",
-    "topic_complaint": "input topic of complaint events",
-    "topic_segment_change": "output topic of segment-change alerts",
-    "topic_win_back": "output topic of win-back alerts",
-    "topic_scores": "output topic of the latest scores per customer (compacted; forget "
-    "writes tombstones)",
-    "topic_dead_letter": "output topic of rejected input with the reason",
     "replication_factor": "replication factor of the topics custscore creates",
     "web_host": "address the worker web server binds (`0.0.0.0` in containers)",
     "max_payload_bytes": "larger input messages go to the dead-letter topic",
