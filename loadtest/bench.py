@@ -270,7 +270,7 @@ class WorkerProc:
     def __init__(
         self, system: str, settings: Settings, log_path: Path) -> None:
         from custscore.commands.demo import WorkerWatch, settings_env
-        from custscore.stack import _pdeathsig_preexec
+        from custscore.processes import pdeathsig_preexec
 
         argv = [sys.executable, *SYSTEMS[system][1]]
         self.system = system
@@ -287,7 +287,7 @@ class WorkerProc:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(),
+                preexec_fn=pdeathsig_preexec(),
             )
         self.watch = WorkerWatch.for_settings(settings)
         import psutil
@@ -301,15 +301,15 @@ class WorkerProc:
     def check(self) -> None:
         code = self.proc.poll()
         if code is not None:
-            from custscore.stack import _last_log_line
+            from custscore.processes import last_log_line
 
             raise CliError(
                 f"{self.system} worker exited (code {code}); log {self.log_path}: "
-                f"{_last_log_line(self.log_path)}"
+                f"{last_log_line(self.log_path)}"
             )
 
     def stop(self, grace_s: float = 15.0) -> None:
-        from custscore.stack import stop_process_group
+        from custscore.processes import stop_process_group
 
         stop_process_group(self.proc, grace_s)
 
@@ -525,7 +525,7 @@ class Bench:
 
     def settings_for(self, label: str, inputs: str, **extra: Any) -> Settings:
         """Settings of one run: input topics of the set ``inputs``, everything else its own."""
-        from custscore.stack import free_port
+        from custscore.processes import free_port
 
         assert self.base is not None
         self._n += 1
@@ -543,14 +543,14 @@ class Bench:
         return self.base.model_copy(update=update)
 
     def ensure_topics(self, settings: Settings) -> None:
-        from custscore.commands._streaming import ensure_topics_or_fail
+        from custscore.clients import ensure_topics_or_fail
 
         asyncio.run(ensure_topics_or_fail(settings))
 
     # -- one run ---------------------------------------------------------------------
 
     def start_workers(self, system: str, settings: Settings, n: int) -> list[WorkerProc]:
-        from custscore.stack import free_port
+        from custscore.processes import free_port
 
         workers = []
         for i in range(n):
@@ -887,7 +887,7 @@ async def alert_latencies(
     """Event->alert latencies (ms) of the alerts caused by input events of a paced run."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from custscore.commands._streaming import kafka_options
+    from custscore.clients import kafka_options
 
     index = {eid: i for i, eid in enumerate(stream.event_ids[:limit])}
     topics = [settings.topic_segment_change, settings.topic_win_back]

@@ -399,7 +399,7 @@ async def produce_stream(
     progress: Callable[[GenerationStats], None] | None = None,
 ) -> GenerationStats:
     """Generate ``spec`` straight to the input topics (acks=all), slice by slice."""
-    from custscore.commands._streaming import ensure_topics_or_fail, started_producer
+    from custscore.clients import ensure_topics_or_fail, started_producer
     from custscore.commands.replay import send_records
     from streams.keys import partition_for
 

@@ -182,7 +182,8 @@ def run_memory(
     import redis
 
     from config.settings import load_settings
-    from custscore.stack import EmbeddedStack, free_port
+    from custscore.processes import free_port
+    from custscore.stack import EmbeddedStack
     from loadtest.generate import StreamSpec
     from loadtest.redis_memory import breakdown
     from models.params_file import default_params

@@ -84,8 +84,8 @@ class Stream:
     @classmethod
     def from_csv(cls, path: Path, name: str | None = None) -> Stream:
         """Every valid event of a standard event CSV, in the input-topic JSON format."""
-        from custscore.commands.replay import encode_event
         from models.events import read_event_csv
+        from streams.codec import encode_event
 
         log = read_event_csv(path)
         ev = log.events
@@ -142,7 +142,7 @@ async def produce(
     ``rate`` = events per wall second (None = as fast as the broker acks, one step in flight
     while the next is built). Paced mode sends every 10 ms the events due by then.
     """
-    from custscore.commands._streaming import started_producer
+    from custscore.clients import started_producer
     from custscore.commands.replay import send_records
     from streams.keys import partition_for
 

@@ -125,7 +125,7 @@ async def _produce(
     """Produce ``count`` events at full speed, or ``rate`` events/s for ``seconds``."""
     from aiokafka import AIOKafkaProducer
 
-    from custscore.commands._streaming import kafka_options
+    from custscore.clients import kafka_options
     from streams.keys import partition_for
 
     topics = {
@@ -182,7 +182,8 @@ def run_soak(
 
     from config.settings import load_settings
     from custscore.commands.demo import WorkerProcess, WorkerWatch
-    from custscore.stack import EmbeddedStack, free_port
+    from custscore.processes import free_port
+    from custscore.stack import EmbeddedStack
     from streams.topics import ensure_topics
 
     stack = EmbeddedStack(

@@ -26,7 +26,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Consume until ``stop`` is set."""
     from aiokafka import AIOKafkaConsumer
 
-    from custscore.commands._streaming import kafka_options
+    from custscore.clients import kafka_options
 
     counters = Counters()
     consumer = AIOKafkaConsumer(

@@ -193,7 +193,8 @@ def _fetch_probe(args: argparse.Namespace, settings: Settings) -> int:
     import json
     import tempfile
 
-    from custscore.stack import EmbeddedStack, free_port
+    from custscore.processes import free_port
+    from custscore.stack import EmbeddedStack
     from loadtest.fetch_probe import probe
 
     with tempfile.TemporaryDirectory(prefix="custscore-probe-") as run_dir:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from config.settings import ENV_PREFIX, Settings
-from custscore.commands._streaming import ensure_topics_or_fail, kafka_options
+from custscore.clients import ensure_topics_or_fail, kafka_options
 from custscore.errors import CliError
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class WorkerProcess:
     @classmethod
     def start(cls, settings: Settings, log_path: Path, *, loglevel: str = "info") -> WorkerProcess:
         """Start a worker with ``settings``; topics must exist (it is started without creating)."""
-        from custscore.stack import _pdeathsig_preexec
+        from custscore.processes import pdeathsig_preexec
 
         log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "custscore", "worker", "--loglevel", loglevel]
@@ -111,7 +111,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 env=settings_env(settings),
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(),
+                preexec_fn=pdeathsig_preexec(),
             )
         return cls(proc, log_path)
 
@@ -126,9 +126,9 @@ class WorkerProcess:
 
     def last_log_line(self) -> str:
         """The last meaningful line of the worker's log (for error messages)."""
-        from custscore.stack import _last_log_line
+        from custscore.processes import last_log_line
 
-        return _last_log_line(self.log_path)
+        return last_log_line(self.log_path)
 
     def check_alive(self) -> None:
         """Raise CliError naming the exit code and the log when the worker has exited."""
@@ -142,7 +142,7 @@ class WorkerProcess:
 
     def stop(self, grace_s: float = 15.0) -> int | None:
         """SIGTERM the worker's process group, SIGKILL after ``grace_s``; returns the exit code."""
-        from custscore.stack import stop_process_group
+        from custscore.processes import stop_process_group
 
         return stop_process_group(self.proc, grace_s)
 
@@ -567,14 +567,15 @@ def run_demo(
 ) -> int:
     """The whole demo; returns the exit code. Children are stopped on every exit path."""
     from custscore.commands.replay import ProgressBar, describe_bad_rows, load_events, replay_events
-    from custscore.stack import EmbeddedStack, _port_in_use
+    from custscore.processes import port_in_use
+    from custscore.stack import EmbeddedStack
 
     if settings.kafka_bootstrap or settings.redis_url:
         raise CliError(
             "the demo runs its own embedded broker and Valkey: unset CUSTSCORE_KAFKA_BOOTSTRAP "
             "and CUSTSCORE_REDIS_URL (or run `custscore worker` and `custscore replay` instead)"
         )
-    if _port_in_use(settings.web_host, settings.web_port):
+    if port_in_use(settings.web_host, settings.web_port):
         raise CliError(
             f"worker web port {settings.web_port} on {settings.web_host} is already in use; "
             "choose another with CUSTSCORE_WEB_PORT or stop what uses it"

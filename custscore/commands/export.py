@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from custscore.commands._streaming import open_store
+from custscore.clients import open_store
 from custscore.errors import CliError
 
 if TYPE_CHECKING:

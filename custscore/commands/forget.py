@@ -21,7 +21,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from custscore.commands._streaming import (
+from custscore.clients import (
     ensure_topics_or_fail,
     open_redis,
     started_producer,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from custscore.commands._streaming import open_redis, state_store
+from custscore.clients import open_redis, state_store
 from custscore.errors import CliError
 
 if TYPE_CHECKING:

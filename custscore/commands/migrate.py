@@ -79,7 +79,7 @@ async def migrate_states(settings: Settings, *, dry_run: bool = False) -> Migrat
     """Upgrade every stored state record of an older layout in place (see module docstring)."""
     from redis.exceptions import RedisError
 
-    from custscore.commands._streaming import open_redis, state_store
+    from custscore.clients import open_redis, state_store
     from engine.state import decode_records, encode_state
 
     result = MigrateResult(settings.partitions, dry_run)

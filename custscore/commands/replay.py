@@ -1,6 +1,6 @@
 """``custscore replay EVENTS``: produce an event CSV to the input topics in event-time order.
 
-Every valid row of the standard event CSV becomes one JSON message (DESIGN.md §2) on its
+Every valid row of the standard event CSV becomes one JSON message (docs/design.md, "Contracts") on its
 input topic, keyed by ``customer_id``, produced with ``acks=all``. ``--speed max`` sends as
 fast as the broker takes it; ``--speed 100x`` paces the stream so that event time runs 100
 times faster than wall time (an event ``d`` seconds of event time after the first one is sent
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from custscore.commands._streaming import ensure_topics_or_fail, started_producer
+from custscore.clients import ensure_topics_or_fail, started_producer
 from custscore.errors import CliError
 
 if TYPE_CHECKING:

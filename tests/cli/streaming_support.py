@@ -13,7 +13,7 @@ from fixtures.streaming import private_settings
 
 from config.settings import Settings
 from custscore.commands.demo import settings_env
-from custscore.stack import free_port
+from custscore.processes import free_port
 
 __all__ = ["cli_env", "offline_settings", "write_events"]
 

@@ -21,7 +21,8 @@ from fixtures.streaming import custscore_command
 from streaming_support import write_events
 
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
-from custscore.stack import free_port, process_running
+from custscore.processes import free_port
+from custscore.stack import process_running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

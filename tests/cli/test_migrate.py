@@ -15,7 +15,7 @@ from streaming_support import cli_env, offline_settings
 
 from config.settings import Settings
 from custscore.cli import main
-from custscore.commands._streaming import state_store
+from custscore.clients import state_store
 from custscore.commands.migrate import _UPGRADE_LUA, _write
 from engine.state import (
     COMPLAINT_SLOTS,

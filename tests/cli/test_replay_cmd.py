@@ -15,7 +15,7 @@ from streaming_support import cli_env, offline_settings, write_events
 
 from config.settings import Settings
 from custscore.cli import main
-from custscore.commands._streaming import kafka_options
+from custscore.clients import kafka_options
 from custscore.commands.replay import (
     ProgressBar,
     parse_speed,

@@ -16,7 +16,7 @@ from streaming_support import cli_env, offline_settings, write_events
 
 from config.settings import Settings
 from custscore.cli import main
-from custscore.commands._streaming import kafka_options, state_store
+from custscore.clients import kafka_options, state_store
 from engine.batch_scoring import fold_events, score_states
 from engine.segments import RFM_SEGMENT_NAMES, TIER_NAMES
 from engine.state import STATE_DTYPE

@@ -29,7 +29,7 @@ from fixtures.streaming import custscore_command
 
 from config.settings import Settings
 from custscore.commands.demo import MetricsSample, WorkerProcess, parse_metrics, settings_env
-from custscore.stack import _pdeathsig_preexec, free_port
+from custscore.processes import free_port, pdeathsig_preexec
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -183,7 +183,7 @@ class Worker:
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(),
+                preexec_fn=pdeathsig_preexec(),
             )
         return cls(settings, proc, log)
 
@@ -384,7 +384,7 @@ class Prometheus:
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(),
+                preexec_fn=pdeathsig_preexec(),
             )
         server = cls(proc, port, log)
         try:

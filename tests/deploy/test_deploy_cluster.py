@@ -54,7 +54,7 @@ from config.settings import Settings
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.commands.demo import settings_env
 from custscore.commands.replay import replay_events
-from custscore.stack import free_port
+from custscore.processes import free_port
 from models.events import EventLog, read_event_csv
 from models.scorefile import format_time, read_scores_csv
 from streams.keys import PartitionKeys, bucket_of, partition_for
@@ -158,7 +158,7 @@ def _state_bytes(cluster: ValkeyCluster, settings: Settings, customers: list[str
 
 async def _cluster_transactions(settings: Settings) -> dict[str, object]:
     """Per-partition atomic paths on the cluster, and the cross-partition refusal."""
-    from custscore.commands._streaming import state_store
+    from custscore.clients import state_store
     from streams.redis_conn import redis_client
 
     client = redis_client(settings)
@@ -200,7 +200,7 @@ async def _cluster_transactions(settings: Settings) -> dict[str, object]:
 
 
 async def _store_paths(settings: Settings) -> None:
-    from custscore.commands._streaming import state_store
+    from custscore.clients import state_store
     from streams.redis_conn import redis_client
     from streams.store import ReadRequest
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import redis
 
-from custscore.stack import VALKEY_LAYOUT_CONFIG, _pdeathsig_preexec, free_port, valkey_binary
+from custscore.processes import free_port, pdeathsig_preexec
+from custscore.stack import VALKEY_LAYOUT_CONFIG, valkey_binary
 
 __all__ = ["ValkeyCluster"]
 
@@ -88,7 +89,7 @@ class ValkeyCluster:
                     stderr=subprocess.STDOUT,
                     cwd=node_dir,
                     start_new_session=True,
-                    preexec_fn=_pdeathsig_preexec(),
+                    preexec_fn=pdeathsig_preexec(),
                 )
             )
             log.close()

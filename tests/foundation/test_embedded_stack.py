@@ -15,10 +15,10 @@ import psutil
 import pytest
 
 from custscore.errors import CliError
+from custscore.processes import free_port
 from custscore.stack import (
     EmbeddedStack,
     broker_binary,
-    free_port,
     kafka_brokers,
     process_running,
     redis_ping,

@@ -17,7 +17,8 @@ import redis
 from fixtures.stack import port_free
 from fixtures.streaming import custscore_command
 
-from custscore.stack import EmbeddedStack, free_port, kafka_brokers
+from custscore.processes import free_port
+from custscore.stack import EmbeddedStack, kafka_brokers
 
 pytestmark = pytest.mark.integration
 

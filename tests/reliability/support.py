@@ -27,7 +27,7 @@ import redis
 
 from config.settings import Settings
 from custscore.commands.demo import MetricsSample, WorkerWatch, settings_env
-from custscore.stack import free_port
+from custscore.processes import free_port
 from models.events import EventLog
 from models.scorefile import read_scores_csv
 from streams.keys import PartitionKeys, partition_for
@@ -231,7 +231,7 @@ async def _read_alerts(settings: Settings, idle_polls: int) -> dict[str, list[di
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from custscore.commands._streaming import kafka_options
+    from custscore.clients import kafka_options
 
     topics = [settings.topic_segment_change, settings.topic_win_back]
     consumer = AIOKafkaConsumer(
@@ -361,7 +361,7 @@ class Worker:
         self.watch = WorkerWatch.for_settings(self.settings)
 
     def start(self) -> Worker:
-        from custscore.stack import _pdeathsig_preexec
+        from custscore.processes import pdeathsig_preexec
 
         env = settings_env(self.settings)
         env.update(self.extra_env)
@@ -387,7 +387,7 @@ class Worker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_pdeathsig_preexec(),
+                preexec_fn=pdeathsig_preexec(),
             )
         self.expected_alive = True
         return self
@@ -498,7 +498,7 @@ class Producer:
     async def _start(self, settings: Settings) -> Any:
         from aiokafka import AIOKafkaProducer
 
-        from custscore.commands._streaming import kafka_options
+        from custscore.clients import kafka_options
 
         producer = AIOKafkaProducer(
             **kafka_options(settings), acks="all", max_request_size=4 * 1024 * 1024

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from custscore.commands._streaming import kafka_options
+from custscore.clients import kafka_options
 from reliability.conftest import Secured
 from reliability.support import Producer, fences, run_coro, wait_until
 from streams.keys import partition_for

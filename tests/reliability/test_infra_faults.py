@@ -26,7 +26,8 @@ import redis
 from fixtures.streaming import private_settings, run_script
 
 from config.settings import Settings
-from custscore.stack import BROKER, REDIS, EmbeddedStack, free_port
+from custscore.processes import free_port
+from custscore.stack import BROKER, REDIS, EmbeddedStack
 from models.events import read_event_csv
 from models.scorefile import format_time
 from reliability.conftest import SEED, Subset, replay
@@ -131,7 +132,7 @@ async def _committed(settings: Settings) -> dict[tuple[str, int], int]:
     """The consumer group's committed offsets (OffsetFetch; joins nothing)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from custscore.commands._streaming import kafka_options
+    from custscore.clients import kafka_options
 
     consumer = AIOKafkaConsumer(
         **kafka_options(settings), group_id=settings.app_id, enable_auto_commit=False

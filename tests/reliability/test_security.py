@@ -69,7 +69,7 @@ def test_the_acl_user_is_refused_everything_else(secured: Secured) -> None:
 def test_sasl_settings_reach_faust_and_the_cli_clients() -> None:
     """The embedded broker (Tansu 0.6) has only an on/off --authentication switch and no way to
     provision SASL users, so SASL/PLAIN is checked at the hand-over to Faust and aiokafka."""
-    from custscore.commands._streaming import kafka_options
+    from custscore.clients import kafka_options
     from streams.kafka import faust_broker_options as _broker_options
 
     s = load_settings(
@@ -177,7 +177,7 @@ def _everything_of(admin: redis.Redis, prefix: str, needle: bytes) -> list[str]:
 async def _tombstones(settings: object, customer: str) -> list[object]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from custscore.commands._streaming import kafka_options
+    from custscore.clients import kafka_options
 
     consumer = AIOKafkaConsumer(
         **kafka_options(settings),

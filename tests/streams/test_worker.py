@@ -19,7 +19,8 @@ from fixtures.streaming import TOPIC_KINDS
 
 from config.settings import Settings, load_settings
 from custscore.commands.demo import settings_env
-from custscore.stack import EmbeddedStack, free_port
+from custscore.processes import free_port
+from custscore.stack import EmbeddedStack
 from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -1,8 +1,9 @@
-"""Shared plumbing of the streaming commands: Kafka and Redis clients, one-line errors.
+"""Kafka and Redis clients of the command line and its harnesses, with one-line errors.
 
-``replay``, ``export``, ``inspect``, ``forget`` and ``demo`` talk to the same broker and Redis the
-worker uses; this module builds their clients from :class:`~config.settings.Settings` and turns
-"nothing answers there" into a :class:`~custscore.errors.CliError` that says what to do.
+``replay``, ``export``, ``inspect``, ``forget``, ``migrate``, the demo, worker supervision and
+the load tests talk to the same broker and Redis the worker uses; this module builds their
+clients from :class:`~config.settings.Settings` and turns "nothing answers there" into a
+:class:`~custscore.errors.CliError` that says what to do.
 """
 
 from __future__ import annotations
