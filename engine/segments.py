@@ -46,8 +46,8 @@ RFM_SEGMENT_NAMES: Final = (
 )
 TIER_NAMES: Final = (NONE, "small", "normal", "major", "vip")
 ABCD_NAMES: Final = (NONE, "A", "B", "C", "D")
-# DOMAIN.md §3 numbering: 1 gold, 2 potential (low frequency / high spend), 3 maintain,
-# 4 potential (high frequency / low spend).
+# The four-quadrant numbering (docs/scoring.md §3.6): 1 gold, 2 potential (low frequency /
+# high spend), 3 maintain, 4 potential (high frequency / low spend).
 QUADRANT_NAMES: Final = (
     NONE,
     "gold",

@@ -1,4 +1,4 @@
-"""The alert stream is a function of the input (DESIGN.md §3), on the real stack.
+"""The alert stream is a function of the input (docs/alerts.md), on the real stack.
 
 The same generated stream (purchases, visits and complaints of 1,000 customers, 1997 to mid
 1998) is replayed twice, to two workers on the embedded broker and Valkey with their own
@@ -66,7 +66,7 @@ BATCH_SIZES = (50, 1_000)
 APPLY_TIMEOUT_S = 300.0
 # The event-time merge gives up waiting for an input that still has data on the broker after
 # max_task_idle_ms; from then on that input's events arrive late and the alerts depend on
-# timing (DESIGN.md §5 names it as the exception). A 500 ms bound expired 2 to 7 times per
+# timing (docs/alerts.md names it as the exception). A 500 ms bound expired 2 to 7 times per
 # run of this test on a loaded 2-core machine (docs/reliability.md); the default is 10 s,
 # and the test sets a bound that does not expire and asserts that it did not.
 MAX_TASK_IDLE_MS = 60_000

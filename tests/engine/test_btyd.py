@@ -1,4 +1,4 @@
-"""engine.btyd against independent oracles: scipy, closed forms, lifetimes, DOMAIN.md values."""
+"""engine.btyd against independent oracles: scipy, closed forms, lifetimes, published values."""
 
 from __future__ import annotations
 
@@ -31,10 +31,11 @@ from engine.btyd import (
     unconditional_expected_purchases_array,
 )
 
-assert lifetimes.__version__ == "0.11.3"  # the version DOMAIN.md section 7 was checked with
+assert lifetimes.__version__ == "0.11.3"  # the version the published values below were checked with
 warnings.filterwarnings("ignore", category=FutureWarning)
 
-# DOMAIN.md section 7 (lifetimes 0.11.3 on the CDNOW 1/10th sample, weeks).
+# Published fits: lifetimes 0.11.3 on the CDNOW 1/10th sample, weeks (BG/NBD as in
+# Fader, Hardie & Lee 2005; Gamma-Gamma as in lifetimes' documentation; docs/scoring.md).
 R, ALPHA, A, B = 0.242593, 4.413532, 0.792886, 2.425752
 P, Q, V = 6.2488, 3.7446, 15.4477
 

@@ -1,4 +1,5 @@
-"""Population snapshot against DOMAIN.md's published shares (10/40/150/800; 70/20/5/5).
+"""Population snapshot against the published shares of the customer pyramid and A/B/C/D
+(10/40/150/800; 70/20/5/5).
 
 Threshold cut points (what the live worker and params files use) and the exact rank-based
 classes of ``custscore score`` / ``export``, ties included.

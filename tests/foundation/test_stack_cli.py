@@ -22,7 +22,7 @@ from custscore.stack import EmbeddedStack, kafka_brokers
 
 pytestmark = pytest.mark.integration
 
-UP_CONTRACT_S = 15.0  # DESIGN: `custscore stack up` prints both addresses within 15 s
+UP_CONTRACT_S = 15.0  # docs/operations.md: `custscore stack up` prints both addresses within 15 s
 
 
 @dataclass

@@ -25,7 +25,7 @@ def summary() -> dict[str, Any]:
 def test_bgnbd_fit_reproduces_published_cdnow_values() -> None:
     from lifetimes.datasets import load_cdnow_summary
 
-    df = load_cdnow_summary()  # the 4-column file named in DOMAIN.md
+    df = load_cdnow_summary()  # lifetimes' 4-column CDNOW summary file
     fit = fit_bgnbd(df["frequency"], df["recency"], df["T"])
     assert isinstance(fit, BGNBDFit)
     published = {"r": 0.242593, "alpha": 4.413532, "a": 0.792886, "b": 2.425752}

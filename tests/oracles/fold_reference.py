@@ -71,7 +71,7 @@ def decay(age_s: float, halflife_days: float) -> float:
 
 
 def bgnbd_p_alive(x: int, t_x: float, big_t: float, P: ScoringParams) -> float:
-    """DOMAIN.md §5 closed form, in plain floats; 1 for x = 0."""
+    """BG/NBD P(alive) closed form (Fader, Hardie & Lee 2005), in plain floats; 1 for x = 0."""
     if x <= 0:
         return 1.0
     odds = P.a / (P.b + x - 1) * ((P.alpha + big_t) / (P.alpha + t_x)) ** (P.r + x)

@@ -1,4 +1,4 @@
-"""What caused each alert of the clean CDNOW run (DESIGN.md §3, §5; issue 12).
+"""What caused each alert of the clean CDNOW run (docs/alerts.md; docs/design.md, "Time"; issue 12).
 
 The clean run replays a seeded CDNOW subset (purchases only, in event-time order) through one
 worker. Every alert names its cause: an event id, or the due time a timer evaluated. Then:

@@ -1,5 +1,5 @@
-"""Crash, rebalance and zombie tests (DESIGN.md §4): real workers on the embedded broker and
-Valkey, a seeded CDNOW subset, faults at seeded points of progress.
+"""Crash, rebalance and zombie tests (docs/design.md, "State and guarantees"): real workers on
+the embedded broker and Valkey, a seeded CDNOW subset, faults at seeded points of progress.
 
 Progress is the number of events applied in Redis (sum of the applied-offset fences), so a kill
 point "at 41 % of the events" lands at the same place of the stream on every run, whatever the
@@ -8,7 +8,7 @@ machine's speed; where inside a batch it lands is timing.
 Every run must end with an export equal, cell for cell, to the clean run's export and to
 ``custscore score`` on the same CSV, and with exactly the clean run's alerts: the same set of
 alert ids, none missing and none extra, each with the clean run's payload apart from
-``emitted_at`` (DESIGN.md §3: the alert stream is a function of the input; §4: at least once,
+``emitted_at`` (docs/design.md: the alert stream is a function of the input; delivery at least once,
 never phantom). Duplicates (redeliveries after a kill) are allowed and counted; a duplicate
 must repeat its payload. Besides, the last segment change published for each
 (customer, scheme) must be the segment the committed state recorded.

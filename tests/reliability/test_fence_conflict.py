@@ -1,4 +1,5 @@
-"""A refused commit must not lose the batch (DESIGN.md §4, exactly-once effect on state).
+"""A refused commit must not lose the batch (docs/design.md, "State and guarantees":
+exactly-once effect on state).
 
 The interleaving the zombie test (test_crash.py) produced on real workers, replayed on the batch
 processor with a real Valkey: worker B owns partition 0 and is applying offsets 2..5; the zombie

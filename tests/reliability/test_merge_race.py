@@ -1,4 +1,4 @@
-"""The event-time merge must not run past a batch that is in flight (DESIGN.md §5).
+"""The event-time merge must not run past a batch that is in flight (docs/design.md, "Time").
 
 Found by tests/cli/test_alert_replay.py: with every input on the broker before the worker
 started and no idle bound expiring, purchases were still applied up to months after the
