@@ -1,10 +1,10 @@
 """The transactional outbox's record format: a batch's output records packed as one value.
 
-A batch's alerts and score updates are written into the partition's outbox hash by the same
-fenced commit that writes the states they describe, under the commit's token, and published
-only after that commit succeeded (docs/design.md, "State and guarantees": no phantom
-alerts). The entry is removed once the broker acknowledged every record; a worker that dies
-in between leaves it for the next owner of the partition, who publishes it before anything else (same ids: at least once).
+A batch's alerts and score updates are written into the partition's outbox hash by the same fenced
+commit that writes the states they describe, under the commit's token, and published only after that
+commit succeeded (docs/design.md, "State and guarantees": no phantom alerts). The entry is removed
+once the broker acknowledged every record; a worker that dies in between leaves it for the next
+owner of the partition, who publishes it before anything else (same ids: at least once).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """``custscore replay EVENTS``: produce an event CSV to the input topics in event-time order.
 
-Every valid row of the standard event CSV becomes one JSON message (docs/design.md,
-"Contracts") on its input topic, keyed by ``customer_id``, produced with ``acks=all``.
-``--speed max`` sends as fast as the broker takes it; ``--speed 100x`` paces the stream so that event time runs 100
-times faster than wall time (an event ``d`` seconds of event time after the first one is sent
-``d / 100`` seconds after the start). Bad rows are skipped and counted.
+Every valid row of the standard event CSV becomes one JSON message (docs/design.md, "Contracts") on
+its input topic, keyed by ``customer_id``, produced with ``acks=all``. ``--speed max`` sends as fast
+as the broker takes it; ``--speed 100x`` paces the stream so that event time runs 100 times faster
+than wall time (an event ``d`` seconds of event time after the first one is sent ``d / 100`` seconds
+after the start). Bad rows are skipped and counted.
 
 :func:`replay_events` is the reusable part (the demo and the tests call it).
 """

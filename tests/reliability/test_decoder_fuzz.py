@@ -1,8 +1,8 @@
 """Fuzzing the input decoder (streams.codec.EventDecoder) with hypothesis.
 
-The contract (docs/design.md, "Contracts"; codec docstring): nothing raises out of
-``decode``; every message is either a valid event that satisfies the input contract or a
-``Rejected`` with one of the documented machine-readable reasons. Three strategies: arbitrary bytes, structured JSON built from
+The contract (docs/design.md, "Contracts"; codec docstring): nothing raises out of ``decode``; every
+message is either a valid event that satisfies the input contract or a ``Rejected`` with one of the
+documented machine-readable reasons. Three strategies: arbitrary bytes, structured JSON built from
 hostile field values (NaN strings, huge and negative numbers, non-ASCII digits, nested values,
 unknown fields), and byte mutations of valid events. Runs in CI (a few seconds).
 """
