@@ -154,7 +154,7 @@ def build(
         f"only_mutate =\n{only}\n"
         f"pytest_add_cli_args_test_selection =\n{selection}\n"
         f"pytest_add_cli_args =\n    -p\n    no:cacheprovider\n{deselect_args}\n"
-        "also_copy =\n    loadtest\n    models\n    custscore\n    streams\n    docs\n"
+        "also_copy =\n    loadtest\n    models\n    config\n    custscore\n    streams\n    docs\n"
         "    deploy\n"
         "timeout_multiplier = 4.0\n"
         "use_git_change_detection = false\n"
