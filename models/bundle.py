@@ -1,4 +1,8 @@
-"""The model in force as the engine needs it: scoring params, RFM map, version, cut points."""
+"""The model in force as the engine needs it: scoring params, RFM map, version, cut points.
+
+One type for every consumer: the batch commands (``custscore score``/``export``/``inspect``),
+the worker's batch processor and its population tracker.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,10 @@ __all__ = ["ModelBundle", "load_model"]
 
 @dataclass(frozen=True)
 class ModelBundle:
-    """Everything the kernels take from a params file."""
+    """Everything the kernels take from a params file: the scoring parameters, the segment
+    map, the model version (in every alert and score update) and the population cuts alerts
+    are judged against (the params file's calibrated cuts: a function of the model version,
+    never of when a timer fired)."""
 
     scoring: ScoringParams
     rfm_map: npt.NDArray[np.uint8]

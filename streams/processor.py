@@ -1,15 +1,17 @@
-"""The worker's batch pipeline, free of Faust: decode -> load -> timeline -> commit -> publish.
+"""The worker's batch pipeline, free of Faust: decode -> load -> evaluate -> commit -> publish.
 
-The Faust agent and timer (streams/worker.py) are thin shells that hand messages and
-partition numbers to :class:`BatchProcessor`. Order per batch, per partition (DESIGN.md §4):
+The Faust agent and timers (streams/worker.py) are thin shells that hand messages and
+partition numbers to :class:`BatchProcessor`. Order per batch, per partition (docs/design.md):
 first publish any outbox entry a previous owner left; then evaluate each customer at its own
-event and due times (:mod:`engine.timeline`); then write states, due entries, dedupe marks,
-the applied-offset fence *and* the batch's output records (the outbox) in one atomic,
-generation-checked commit; then publish those records (awaiting broker acks) and drop the
-outbox entry. Only then does the agent return and let Faust commit offsets. A refused commit
+event and due times (the pure core, :mod:`streams.evaluation`, over :mod:`engine.timeline`);
+then write states, due entries, dedupe marks, the applied-offset fence *and* the batch's
+output records (the outbox, :mod:`streams.outbox`) in one atomic, generation-checked commit
+(:mod:`streams.store`); then publish those records (awaiting broker acks) and drop the outbox
+entry. Only then does the agent return and let Faust commit offsets. A refused commit
 publishes nothing, so no alert exists whose state change was not committed. Redis and
 producer failures are retried with backoff inside the batch, so nothing is acknowledged
-before it is written.
+before it is written. This module does the I/O, locking, metrics and commits; what a batch or
+a sweep writes and publishes is decided by :func:`streams.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -22,35 +24,32 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.alert_rules import KIND_SEGMENT_CHANGE
-from engine.scoring import PopulationCuts
-from engine.scoring_params import ScoringParams
-from engine.segments import REASON_NAMES, SCHEME_NAMES
-from engine.state import decode_records, new_events
-from engine.timeline import customer_slices, order_events, run_timeline
-from models.scorefile import format_time, score_records
-from streams.alert_payloads import (
-    ALERT_SCORE_COLUMNS,
-    AlertContext,
-    alert_summary,
-    build_alert,
-    build_score_updates,
-)
+from engine.state import decode_records
+from models.bundle import ModelBundle
 from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
+from streams.evaluation import (
+    Outcome,
+    Record,
+    TimelineInput,
+    due_input,
+    evaluate,
+    events_input,
+)
 from streams.keys import bucket_of
 from streams.merge import EventTimeMerge, pack_held, unpack_held
 from streams.metrics import WorkerMetrics
 from streams.outbox import pack_records, unpack_records
 from streams.store import Commit, PartitionRead, ReadRequest, RedisStateStore
+from streams.topics import TopicTable
 
-__all__ = ["BatchProcessor", "Model", "OutputTopics", "Publisher", "RawMessage", "Retry"]
+__all__ = ["BatchProcessor", "Publisher", "RawMessage", "Retry"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,32 +67,10 @@ class RawMessage:
     value: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
-class OutputTopics:
-    segment_change: str
-    win_back: str
-    scores: str
-    dead_letter: str
-
-
 class Publisher(Protocol):
     """Sends records and returns once the broker acknowledged every one of them."""
 
-    async def send_many(
-        self, records: Sequence[tuple[str, bytes | None, bytes | None]]
-    ) -> None: ...
-
-
-@dataclass
-class Model:
-    """The scoring model in force: parameters, segment map, version and the population cuts
-    alerts are judged against (the params file's calibrated cuts: a function of the model
-    version, never of when a timer fired)."""
-
-    params: ScoringParams
-    rfm_map: npt.NDArray[np.uint8]
-    version: str
-    cuts: PopulationCuts
+    async def send_many(self, records: Sequence[Record]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -132,9 +109,18 @@ class _Plan:
 
 @dataclass
 class _Outbox:
-    records: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
-    suppressed: dict[str, int] = field(default_factory=dict)
+    """Records to publish once committed, and the alert counts to add once published."""
+
+    records: list[Record] = field(default_factory=list)
+    alerts: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason label)
+    suppressed: dict[str, int] = field(default_factory=dict)  # reason label
+
+    def add(self, other: _Outbox | Outcome) -> None:
+        self.records += other.records
+        for label, n in other.alerts.items():
+            self.alerts[label] = self.alerts.get(label, 0) + n
+        for reason, n in other.suppressed.items():
+            self.suppressed[reason] = self.suppressed.get(reason, 0) + n
 
 
 class BatchProcessor:
@@ -146,10 +132,9 @@ class BatchProcessor:
         store: RedisStateStore,
         publisher: Publisher,
         metrics: WorkerMetrics,
-        model: Model,
+        model: ModelBundle,
         decoder: EventDecoder,
-        outputs: OutputTopics,
-        input_topics: dict[str, str],  # topic -> event type name
+        topics: TopicTable,
         live_clock: bool = False,
         wall_clock: Callable[[], float] = time.time,
         retry: Retry = Retry(),
@@ -160,8 +145,7 @@ class BatchProcessor:
         self.metrics = metrics
         self.model = model
         self.decoder = decoder
-        self.outputs = outputs
-        self.input_topics = input_topics
+        self.topics = topics
         self.live_clock = live_clock
         self.wall_clock = wall_clock
         self.retry = retry
@@ -218,7 +202,7 @@ class BatchProcessor:
         if failing_since:
             self.publish_failing_s = 0.0
             self.metrics.publish_failing.set(0)
-        for (kind, reason), n in outbox.counts.items():
+        for (kind, reason), n in outbox.alerts.items():
             self.metrics.alerts.labels(kind, reason).inc(n)
         for reason, n in outbox.suppressed.items():
             self.metrics.alerts_suppressed.labels(reason).inc(n)
@@ -243,7 +227,7 @@ class BatchProcessor:
             decoded = self.decoder.decode(msg.topic, msg.key, msg.value, now)
             by_partition.setdefault(msg.partition, []).append((msg, decoded))
         for topic, n in per_topic.items():
-            self.metrics.events_in.labels(self.input_topics.get(topic, "unknown")).inc(n)
+            self.metrics.events_in.labels(self.topics.inputs.get(topic, "unknown")).inc(n)
         await self._run_partitions(by_partition, now)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -364,12 +348,7 @@ class BatchProcessor:
         """Publish what the given (committed) commits hold, then drop their outbox entries."""
         merged = _Outbox()
         for commit in commits:
-            outbox = outboxes[commit.partition]
-            merged.records += outbox.records
-            for label, n in outbox.counts.items():
-                merged.counts[label] = merged.counts.get(label, 0) + n
-            for reason, n in outbox.suppressed.items():
-                merged.suppressed[reason] = merged.suppressed.get(reason, 0) + n
+            merged.add(outboxes[commit.partition])
         await self._publish(merged)
         acks = [(c.partition, c.token) for c in commits if c.outbox]
         await self._retrying("outbox ack", lambda: self.store.ack_outbox(acks))
@@ -392,7 +371,7 @@ class BatchProcessor:
                 self.metrics.dead_letter.labels(decoded.reason).inc()
                 outbox.records.append(
                     (
-                        self.outputs.dead_letter,
+                        self.topics.dead_letter,
                         msg.key,
                         dead_letter_record(
                             rejected=decoded,
@@ -436,7 +415,9 @@ class BatchProcessor:
         if due:
             watermark = max(watermark, max(e.ts for e in due))
             clock = int(now) if self.live_clock else watermark
-            self._apply(plan.partition, plan.customers, read.blobs, due, clock, commit, outbox)
+            states = self._decode(plan.partition, plan.customers, read.blobs, commit)
+            timeline = events_input(plan.customers, due)
+            self._evaluate(plan.customers, states, timeline, clock, commit, outbox)
         commit.watermark = watermark
         self.metrics.watermark.labels(str(plan.partition)).set(watermark)
         return commit
@@ -467,131 +448,23 @@ class BatchProcessor:
             )
         return decoded.states
 
-    def _apply(
+    def _evaluate(
         self,
-        partition: int,
         customers: list[str],
-        blobs: list[bytes | None],
-        kept: list[DecodedEvent],
-        watermark: int,
+        states: npt.NDArray[np.void],
+        timeline: TimelineInput,
+        clock: int,
         commit: Commit,
         outbox: _Outbox,
     ) -> None:
-        states = self._decode(partition, customers, blobs, commit)
-        row_of = {c: i for i, c in enumerate(customers)}
-        events = new_events(len(kept))
-        events["row"] = [row_of[e.customer_id] for e in kept]
-        events["kind"] = [e.kind for e in kept]
-        events["severity"] = [e.severity for e in kept]
-        events["resolved"] = [e.resolved for e in kept]
-        events["ts"] = [e.ts for e in kept]
-        events["cents"] = [e.cents for e in kept]
-        events["complaint"] = [e.complaint for e in kept]
-        events["refers"] = [e.refers for e in kept]
-        order = order_events(
-            events["row"], events["ts"], events["kind"], np.array([e.event_id for e in kept])
-        )
-        events = events[order]
-        ordered = [kept[i] for i in order.tolist()]
-        rows = np.unique(events["row"]).astype(np.int32)
-        self._evaluate(
-            customers,
-            states,
-            events,
-            ordered,
-            rows,
-            customer_slices(events["row"], rows),
-            watermark,
-            commit,
-            outbox,
-        )
-
-    def _evaluate(
-        self,
-        customers: Sequence[str],
-        states: npt.NDArray[np.void],
-        events: npt.NDArray[np.void],
-        ordered: Sequence[DecodedEvent],
-        rows: npt.NDArray[np.int32],
-        starts: npt.NDArray[np.int64],
-        watermark: int,
-        commit: Commit,
-        outbox: _Outbox,
-    ) -> int:
-        """Run the timeline over ``rows``; alerts, score updates and states into the commit.
-
-        Returns how many customers were evaluated.
-        """
-        model = self.model
-        line = run_timeline(
-            states, events, starts, rows, watermark, model.params, model.cuts, model.rfm_map
-        )
+        """Evaluate (:func:`streams.evaluation.evaluate`); states and due times into the
+        commit, records and alert counts into the outbox."""
         wall = self.wall_clock()
-        alerts = line.alerts[line.alerts["suppressed"] == 0]
-        for a in line.alerts[line.alerts["suppressed"] != 0].tolist():
-            reason = _reason_name(a[1], a[2], a[3])
-            outbox.suppressed[reason] = outbox.suppressed.get(reason, 0) + 1
-        if alerts.shape[0]:
-            # one score record per evaluation an alert refers to (several alerts of one
-            # evaluation share it), built column-wise in one go and encoded once
-            refs = np.concatenate((alerts["after"], alerts["before"]))
-            used, first = np.unique(refs, return_index=True)
-            owners = np.concatenate((alerts["index"], alerts["index"]))[first[used >= 0]]
-            used = used[used >= 0]
-            built = score_records(
-                [customers[i] for i in owners.tolist()], line.scores[used], ALERT_SCORE_COLUMNS
-            )
-            record_at = dict(zip(used.tolist(), built, strict=True))
-            summary_at = {i: alert_summary(r) for i, r in record_at.items()}
-            stamp = format_time(int(wall)) or ""
-            for (
-                row,
-                kind_code,
-                scheme,
-                reason_code,
-                frm,
-                to,
-                _,
-                event,
-                due,
-                clock,
-                after,
-                before,
-            ) in alerts.tolist():
-                customer = customers[row]
-                cause: dict[str, Any] = (
-                    {"type": "event", "event_id": ordered[event].event_id}
-                    if event >= 0
-                    else {"type": "timer", "due": due}
-                )
-                ctx = AlertContext(model.version, customer, clock, cause, stamp)
-                kind, body = build_alert(
-                    ctx,
-                    kind_code,
-                    scheme if kind_code == KIND_SEGMENT_CHANGE else reason_code,
-                    frm,
-                    to,
-                    record_at[after],
-                    (summary_at[after], summary_at.get(before)),
-                )
-                topic = (
-                    self.outputs.segment_change
-                    if kind == "segment_change"
-                    else self.outputs.win_back
-                )
-                outbox.records.append((topic, customer.encode(), body))
-                label = (kind, _reason_name(kind_code, scheme, reason_code))
-                outbox.counts[label] = outbox.counts.get(label, 0) + 1
-        done = rows[line.evaluated]
-        touched = [customers[row] for row in done.tolist()]
-        records = score_records(touched, line.final[line.evaluated])
-        updates = build_score_updates(model.version, states["clock"][done].tolist(), records)
-        for k, (row, customer) in enumerate(zip(done.tolist(), touched, strict=True)):
-            outbox.records.append((self.outputs.scores, customer.encode(), updates[k]))
-            commit.states[customer] = states[row : row + 1].tobytes()
-            commit.due[customer] = int(states["due"][row])
-        self.metrics.state_writes.inc(len(touched))
-        return len(touched)
+        outcome = evaluate(self.model, customers, states, timeline, clock, wall, self.topics)
+        commit.states.update(outcome.states)
+        commit.due.update(outcome.due)
+        outbox.add(outcome)
+        self.metrics.state_writes.inc(len(outcome.states))
 
     async def _commit(self, commits: list[Commit]) -> set[int]:
         """Commit; the partitions whose commit was refused (nothing of theirs was written)."""
@@ -669,20 +542,9 @@ class BatchProcessor:
             cutoffs={c: f for c, f in zip(customers, read.forgotten, strict=True) if f},
         )
         states = self._decode(partition, customers, read.blobs, commit)
-        present = np.flatnonzero(states["first_seen"] > 0).astype(np.int32)
+        timeline = due_input(states)
         outbox = _Outbox()
-        events = new_events(0)
-        self._evaluate(
-            customers,
-            states,
-            events,
-            [],
-            present,
-            np.zeros(present.shape[0] + 1, np.int64),
-            clock,
-            commit,
-            outbox,
-        )
+        self._evaluate(customers, states, timeline, clock, commit, outbox)
         for customer, when in commit.due.items():
             if when > 0:
                 bucket = bucket_of(customer, self.store.buckets)
@@ -698,10 +560,4 @@ class BatchProcessor:
             if self._generation.get(partition) == commit.generation:
                 self._generation[partition] = commit.generation + 1
             await self._publish_committed([commit], {partition: outbox})
-        return len(present)
-
-
-def _reason_name(kind: int, scheme: int, reason: int) -> str:
-    if kind == KIND_SEGMENT_CHANGE:
-        return SCHEME_NAMES[scheme]
-    return REASON_NAMES[reason]
+        return len(timeline.rows)

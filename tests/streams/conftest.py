@@ -6,29 +6,29 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from fixtures.stack import run_async
 
+from config.settings import Settings
 from engine.scoring import PopulationCuts
 from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
+from models.bundle import ModelBundle
 from streams.codec import EventDecoder
 from streams.metrics import build_metrics
-from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage, Retry
+from streams.processor import BatchProcessor, RawMessage, Retry
 from streams.redis_conn import HiredisPackedConnection
 from streams.store import RedisStateStore
+from streams.topics import TopicTable
 
-TOPICS = {
-    "customer.purchase": "purchase",
-    "customer.visit": "visit",
-    "customer.complaint": "complaint",
-}
-OUT = OutputTopics(
-    "customer.segment-change", "customer.win-back", "customer.scores", "customer.dead-letter"
-)
+# the default topic names (customer.purchase, ..., customer.dead-letter), from the settings
+TOPICS = TopicTable.from_settings(Settings.model_construct())
+# the output topics by role: OUT.<alert kind name>, OUT.scores, OUT.dead_letter
+OUT = SimpleNamespace(**TOPICS.alerts, scores=TOPICS.scores, dead_letter=TOPICS.dead_letter)
 WALL = 1_900_000_000.0  # a fixed wall clock (2030) for deterministic tests
 
 
@@ -58,16 +58,11 @@ def make_processor(
         store=RedisStateStore(client, prefix=prefix, dedupe_retention_days=3650),
         publisher=publisher or RecordingPublisher(),
         metrics=build_metrics(),
-        model=Model(params, DEFAULT_RFM_MAP, "test-model", PopulationCuts.from_params(params)),
-        decoder=EventDecoder(
-            purchase_topic="customer.purchase",
-            visit_topic="customer.visit",
-            complaint_topic="customer.complaint",
-            max_payload_bytes=4096,
-            max_future_skew_s=86400,
+        model=ModelBundle(
+            params, DEFAULT_RFM_MAP, "test-model", PopulationCuts.from_params(params)
         ),
-        outputs=OUT,
-        input_topics=TOPICS,
+        decoder=EventDecoder(TOPICS.inputs, max_payload_bytes=4096, max_future_skew_s=86400),
+        topics=TOPICS,
         wall_clock=lambda: WALL,
         retry=Retry(first_s=0.01, max_s=0.05),
     )

@@ -40,7 +40,7 @@ def visit(feed: Feed, eid: str, cust: str, day: float):
 
 def with_merge(proc: BatchProcessor, broker: Broker, idle_s: float = 0.5) -> BatchProcessor:
     proc.merge = EventTimeMerge(
-        topics=list(proc.input_topics),
+        topics=list(proc.topics.inputs),
         idle_s=idle_s,
         highwater=broker.highwater,
         monotonic=lambda: broker.now,
