@@ -33,7 +33,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.state import decode_records
 from models.bundle import ModelBundle
-from streams.codec import DecodedEvent, EventDecoder, Rejected, dead_letter_record
+from streams.batch_plan import Item, PartitionPlan, RawMessage, triage
+from streams.codec import DecodedEvent, EventDecoder, dead_letter_record
 from streams.evaluation import (
     Outcome,
     Record,
@@ -56,17 +57,6 @@ T = TypeVar("T")
 SWEEP_BUCKETS = 32  # due buckets read per sweep round trip
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One consumed message, as the agent got it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
 class Publisher(Protocol):
     """Sends records and returns once the broker acknowledged every one of them."""
 
@@ -79,32 +69,6 @@ class Retry:
 
     first_s: float = 0.05
     max_s: float = 5.0
-
-
-@dataclass
-class _Plan:
-    """One partition's share of a batch."""
-
-    partition: int
-    items: list[tuple[RawMessage, DecodedEvent | Rejected]]
-    held: list[DecodedEvent]  # events the event-time merge held back earlier
-    frontier: float = math.inf  # events up to this time may be applied (streams.merge)
-
-    def __post_init__(self) -> None:
-        self.still_held: list[DecodedEvent] = self.held  # what stays held after this batch
-        self.valid = [(m, d) for m, d in self.items if isinstance(d, DecodedEvent)]
-        # only customers with an event to apply now need their state read
-        self.customers = list(
-            dict.fromkeys(
-                [d.customer_id for _, d in self.valid if d.ts <= self.frontier]
-                + [e.customer_id for e in self.held if e.ts <= self.frontier]
-            )
-        )
-
-    def request(self) -> ReadRequest:
-        return ReadRequest(
-            self.partition, self.customers, [(d.event_id, d.ts) for _, d in self.valid]
-        )
 
 
 @dataclass
@@ -220,7 +184,7 @@ class BatchProcessor:
         started = time.perf_counter()
         self.metrics.batch_size.observe(len(messages))
         now = self.wall_clock()
-        by_partition: dict[int, list[tuple[RawMessage, DecodedEvent | Rejected]]] = {}
+        by_partition: dict[int, list[Item]] = {}
         per_topic: dict[str, int] = {}
         for msg in messages:
             per_topic[msg.topic] = per_topic.get(msg.topic, 0) + 1
@@ -238,7 +202,7 @@ class BatchProcessor:
 
     async def _run_partitions(
         self,
-        by_partition: dict[int, list[tuple[RawMessage, DecodedEvent | Rejected]]],
+        by_partition: dict[int, list[Item]],
         now: float,
     ) -> None:
         partitions = sorted(by_partition)
@@ -255,7 +219,9 @@ class BatchProcessor:
             plans = [await self._make_plan(p, by_partition[p]) for p in partitions]
             while plans:
                 t0 = time.perf_counter()
-                requests = [plan.request() for plan in plans]
+                requests = [
+                    ReadRequest(plan.partition, plan.customers, plan.event_ids) for plan in plans
+                ]
                 reads = await self._retrying(
                     "state read", functools.partial(self.store.read_many, requests)
                 )
@@ -304,9 +270,7 @@ class BatchProcessor:
                     if plan.partition in refused or plan.partition in stale
                 ]
 
-    async def _make_plan(
-        self, partition: int, items: list[tuple[RawMessage, DecodedEvent | Rejected]]
-    ) -> _Plan:
+    async def _make_plan(self, partition: int, items: list[Item]) -> PartitionPlan:
         """A partition's plan: its held events (read with the generation they belong to when
         not known), and the event-time frontier from what this worker knows of the inputs.
 
@@ -325,7 +289,7 @@ class BatchProcessor:
             expired = self.merge.expired
             frontier = self.merge.frontier(partition, self._applied.get(partition, {}))
             self.metrics.merge_idle_expired.inc(self.merge.expired - expired)
-        return _Plan(partition, items, self._held[partition], frontier)
+        return PartitionPlan(partition, items, self._held[partition], frontier)
 
     async def _flush_pending(self, pending: dict[int, dict[str, bytes]]) -> None:
         """Publish outbox entries a previous owner committed but may not have published."""
@@ -354,63 +318,38 @@ class BatchProcessor:
         await self._retrying("outbox ack", lambda: self.store.ack_outbox(acks))
 
     def _plan_partition(
-        self, plan: _Plan, read: PartitionRead, outbox: _Outbox, now: float
+        self, plan: PartitionPlan, read: PartitionRead, outbox: _Outbox, now: float
     ) -> Commit | None:
         """Filter one partition's messages, run the kernels; what to publish and commit."""
-        seen = dict(zip([id(m) for m, _ in plan.valid], read.seen, strict=True))
-        cutoff = {c: f for c, f in zip(plan.customers, read.forgotten, strict=True) if f}
-        offsets: dict[str, int] = {}
-        kept: list[DecodedEvent] = []
-        kept_ids: set[str] = set()
-        for msg, decoded in plan.items:
-            offsets[msg.topic] = max(offsets.get(msg.topic, -1), msg.offset)
-            if msg.offset <= read.offsets.get(msg.topic, -1):
-                self.metrics.fence_skipped.inc()
-                continue
-            if isinstance(decoded, Rejected):
-                self.metrics.dead_letter.labels(decoded.reason).inc()
-                outbox.records.append(
-                    (
-                        self.topics.dead_letter,
-                        msg.key,
-                        dead_letter_record(
-                            rejected=decoded,
-                            topic=msg.topic,
-                            partition=msg.partition,
-                            offset=msg.offset,
-                            key=msg.key,
-                            value=msg.value,
-                            wall_now=now,
-                        ),
-                    )
-                )
-                continue
-            if seen[id(msg)] or decoded.event_id in kept_ids:
-                self.metrics.duplicates.inc()
-                continue
-            if decoded.ts <= cutoff.get(decoded.customer_id, 0):
-                self.metrics.forgotten_skipped.inc()  # a replay of a forgotten customer's past
-                continue
-            kept_ids.add(decoded.event_id)
-            kept.append(decoded)
-        new_offsets = {t: o for t, o in offsets.items() if o > read.offsets.get(t, -1)}
-        # the event-time merge: apply what no input can still precede, hold the rest
-        frontier = plan.frontier
-        held = [e for e in plan.held if e.ts > cutoff.get(e.customer_id, 0)]
-        due = [e for e in held + kept if e.ts <= frontier]
-        still_held = [e for e in held + kept if e.ts > frontier]
-        if not new_offsets and len(still_held) == len(plan.held):
+        triaged = triage(plan, read.offsets, read.seen, read.forgotten)
+        self.metrics.fence_skipped.inc(triaged.fence_skipped)
+        self.metrics.duplicates.inc(triaged.duplicates)
+        self.metrics.forgotten_skipped.inc(triaged.forgotten_skipped)
+        for msg, rejected in triaged.rejected:
+            self.metrics.dead_letter.labels(rejected.reason).inc()
+            record = dead_letter_record(
+                rejected=rejected,
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                value=msg.value,
+                wall_now=now,
+            )
+            outbox.records.append((self.topics.dead_letter, msg.key, record))
+        due, still_held = triaged.due, triaged.still_held
+        if not triaged.offsets and len(still_held) == len(plan.held):
             return None  # a redelivery at or below the fence, and nothing to release
         commit = Commit(
             partition=plan.partition,
             generation=read.generation,
-            offsets=new_offsets,
-            cutoffs=cutoff,
+            offsets=triaged.offsets,
+            cutoffs=triaged.cutoffs,
         )
         if still_held or plan.held:
             commit.held = pack_held(still_held)
         plan.still_held = still_held
-        commit.event_ids = [(e.event_id, e.ts) for e in kept]
+        commit.event_ids = [(e.event_id, e.ts) for e in triaged.kept]
         watermark = read.watermark
         if due:
             watermark = max(watermark, max(e.ts for e in due))
