@@ -2,8 +2,9 @@
 
 The record is read from the customer's partition and evaluated at that partition's watermark
 (the worker's clock). Population-relative classes (value tier, A/B/C/D, quadrant) are judged
-against the live population snapshot the workers keep in Redis (the per-partition sketches),
-or, before the first snapshot, against the cut points of the params file; the output says which.
+against the params file's calibrated cut points, as the worker's alerts are; the live
+population snapshot the workers keep in Redis (the per-partition sketches) is shown beside
+them, so drift between the two is visible.
 """
 
 from __future__ import annotations
