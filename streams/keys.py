@@ -8,6 +8,7 @@ a cluster, and state moves with its partition.
                                       enough for Redis's compact listpack encoding
     <prefix>:{p<p>}:fence             hash: <input topic> -> last applied offset,
                                       wm -> watermark (epoch s), gen -> write generation,
+                                      tok -> token of the last commit,
                                       nb -> bucket count the states were written with
     <prefix>:{p<p>}:due               sorted set: bucket scored by a lower bound of the
                                       earliest due time (epoch s) of its customers
@@ -17,6 +18,11 @@ a cluster, and state moves with its partition.
     <prefix>:{p<p>}:ddays             sorted set of the days that have a dedupe set
     <prefix>:{p<p>}:pop               this partition's population sketch (JSON)
     <prefix>:{p<p>}:fg:<digest>       forget marker: event-time cutoff of a forgotten customer
+    <prefix>:{p<p>}:outbox            hash: commit token -> the output records of a committed
+                                      batch not yet acknowledged by the broker (streams.outbox)
+    <prefix>:{p<p>}:held              events fetched but held back by the event-time merge
+                                      (streams.merge), packed (string)
+    <prefix>:{p<p>}:quarantine        hash: customer_id -> a state record that did not decode
 """
 
 from __future__ import annotations
