@@ -1,17 +1,20 @@
-"""The worker's batch pipeline, free of Faust: decode -> load -> evaluate -> commit -> publish.
+"""The worker's batch pipeline, free of Faust: decode -> read -> triage -> evaluate -> commit
+-> publish.
 
 The Faust agent and timers (streams/worker.py) are thin shells that hand messages and
-partition numbers to :class:`BatchProcessor`. Order per batch, per partition (docs/design.md):
-first publish any outbox entry a previous owner left; then evaluate each customer at its own
-event and due times (the pure core, :mod:`streams.evaluation`, over :mod:`engine.timeline`);
-then write states, due entries, dedupe marks, the applied-offset fence *and* the batch's
-output records (the outbox, :mod:`streams.outbox`) in one atomic, generation-checked commit
-(:mod:`streams.store`); then publish those records (awaiting broker acks) and drop the outbox
-entry. Only then does the agent return and let Faust commit offsets. A refused commit
-publishes nothing, so no alert exists whose state change was not committed. Redis and
-producer failures are retried with backoff inside the batch, so nothing is acknowledged
-before it is written. This module does the I/O, locking, metrics and commits; what a batch or
-a sweep writes and publishes is decided by :func:`streams.evaluation.evaluate`.
+partition numbers to :class:`BatchProcessor`. Order per batch, per partition (docs/design.md,
+"State and guarantees"): first publish any outbox entry a previous owner left; then sort the
+messages against the fence, dedupe marks and merge frontier (:mod:`streams.batch_plan`) and
+evaluate each customer at its own event and due times (:mod:`streams.evaluation` over
+:mod:`engine.timeline`); then write states, due entries, dedupe marks, the applied-offset
+fence *and* the batch's output records (the outbox, :mod:`streams.outbox`) in one atomic,
+generation-checked commit (:mod:`streams.store`); then publish those records (awaiting broker
+acks) and drop the outbox entry. Only then does the agent return and let Faust commit
+offsets. A refused commit publishes nothing, so no alert exists whose state change was not
+committed. Redis and producer failures are retried with backoff inside the batch, so nothing
+is acknowledged before it is written. The timer sweep evaluates due customers through the
+same core. This module does only the I/O, locking, retries, metrics and commits; the two
+modules named above decide what is applied, written and published, without I/O.
 """
 
 from __future__ import annotations
