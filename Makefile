@@ -5,7 +5,7 @@
 #   make lint    ruff check + mypy (strict) + import-linter (layers: docs/design.md)
 #   make faults  crash / rebalance / zombie / Redis / broker / bad-input / security tests (also in make test)
 #   make soak    10-minute soak at half the measured maximum rate (SOAK_ARGS="--minutes 2")
-#   make bench   benchmarks (`custscore bench` once it exists, else the benchmark-marked tests)
+#   make bench   benchmarks (`custscore bench`, the loadtest plug-in; else the benchmark-marked tests)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -56,8 +56,8 @@ lint: $(STAMP) ## ruff check, mypy --strict and the import layers contract (pypr
 format: $(STAMP) ## apply ruff format
 	$(VENV)/bin/ruff format $(LINT_PATHS)
 
-bench: $(STAMP) ## benchmarks: `custscore bench` if available, else pytest -m benchmark
-	@if [ -f custscore/commands/bench.py ]; then \
+bench: $(STAMP) ## benchmarks: `custscore bench` (the loadtest plug-in) if installed, else pytest -m benchmark
+	@if $(VENV)/bin/custscore bench --help >/dev/null 2>&1; then \
 	  echo "$(VENV)/bin/custscore bench $(BENCH_ARGS)"; \
 	  $(VENV)/bin/custscore bench $(BENCH_ARGS); \
 	else \

@@ -19,10 +19,10 @@ Observation ends at ``horizon`` time units after ``start``. Parameters come from
 (:func:`models.params_file.load_params`, default
 :func:`models.params_file.default_params`: the CDNOW fit, in weeks). Generation is seeded
 and exact, and streams: it keeps O(customers) arrays of next event times and emits one
-time slice (default one day) at a time, each slice sorted by event time, so memory does not grow with the number of
-events. Output is the standard event CSV
+time slice (default one day) at a time, each slice sorted by event time, so memory does not
+grow with the number of events. Output is the standard event CSV
 (``event_id,type,customer_id,ts,amount,severity``, ``ts`` in epoch milliseconds) or the input
-topics' JSON (DESIGN.md §2) produced straight to Kafka.
+topics' JSON (:func:`streams.codec.encode_event`) produced straight to Kafka.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
+from streams.codec import encode_event
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -61,7 +62,6 @@ __all__ = [
 
 CSV_HEADER = "event_id,type,customer_id,ts,amount,severity\n"
 T0_1997 = 852076800  # 1997-01-01T00:00:00Z, the start of CDNOW
-_TYPE = {KIND_PURCHASE: "purchase", KIND_VISIT: "visit", KIND_COMPLAINT: "complaint"}
 _INF = math.inf
 
 
@@ -365,11 +365,12 @@ def write_csv(
 
 
 def encode_slice(spec: StreamSpec, sl: EventSlice) -> list[tuple[int, str, bytes, bytes]]:
-    """(kind, event id, key, JSON value) of every event in a slice (the input-topic format)."""
+    """(kind, event id, key, JSON value) of every event in a slice: the input-topic format of
+    :func:`streams.codec.encode_event`, with the generator's millisecond event times."""
     ids = _event_ids(spec, sl)
     prefix = spec.id_prefix
     out: list[tuple[int, str, bytes, bytes]] = []
-    for eid, kind, cust, ts, cents, sev in zip(
+    for eid, kind, cust, ts_ms, cents, sev in zip(
         ids,
         sl.kind.tolist(),
         sl.customer.tolist(),
@@ -379,16 +380,8 @@ def encode_slice(spec: StreamSpec, sl: EventSlice) -> list[tuple[int, str, bytes
         strict=True,
     ):
         cid = f"{prefix}{cust:07d}"
-        if kind == KIND_PURCHASE:
-            body = (
-                f'{{"event_id":"{eid}","customer_id":"{cid}","ts":{ts},'
-                f'"amount":{cents // 100}.{cents % 100:02d}}}'
-            )
-        elif kind == KIND_VISIT:
-            body = f'{{"event_id":"{eid}","customer_id":"{cid}","ts":{ts}}}'
-        else:
-            body = f'{{"event_id":"{eid}","customer_id":"{cid}","ts":{ts},"severity":{sev}}}'
-        out.append((kind, eid, cid.encode(), body.encode()))
+        value = encode_event(kind, eid, cid, ts_ms // 1000, cents, sev, 0, ts_ms=ts_ms)
+        out.append((kind, eid, cid.encode(), value))
     return out
 
 
@@ -402,12 +395,9 @@ async def produce_stream(
     from custscore.clients import ensure_topics_or_fail, started_producer
     from custscore.commands.replay import send_records
     from streams.keys import partition_for
+    from streams.topics import TopicTable
 
-    topics = {
-        KIND_PURCHASE: settings.topic_purchase,
-        KIND_VISIT: settings.topic_visit,
-        KIND_COMPLAINT: settings.topic_complaint,
-    }
+    topics = TopicTable.from_settings(settings).input_topics_by_kind()
     stats = GenerationStats()
     parts: dict[bytes, int] = {}
     async with started_producer(

@@ -12,16 +12,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
-
-if TYPE_CHECKING:
-    from config.settings import Settings
-    from loadtest.generate import StreamSpec
+from config.settings import Settings
+from custscore.clients import started_producer
+from custscore.commands.replay import send_records
+from loadtest.generate import StreamSpec, encode_slice, generate
+from models.events import TYPE_BY_KIND, read_event_csv
+from streams.codec import encode_event
+from streams.keys import partition_for
+from streams.topics import TopicTable
 
 __all__ = ["ProduceResult", "Stream", "produce"]
 
@@ -64,8 +67,6 @@ class Stream:
     @classmethod
     def synthetic(cls, spec: StreamSpec, limit: int | None = None) -> Stream:
         """The generator's stream for ``spec`` (first ``limit`` events if given)."""
-        from loadtest.generate import encode_slice, generate
-
         records: list[tuple[int, str, bytes, bytes]] = []
         for sl in generate(spec):
             records.extend(encode_slice(spec, sl))
@@ -84,9 +85,6 @@ class Stream:
     @classmethod
     def from_csv(cls, path: Path, name: str | None = None) -> Stream:
         """Every valid event of a standard event CSV, in the input-topic JSON format."""
-        from models.events import read_event_csv
-        from streams.codec import encode_event
-
         log = read_event_csv(path)
         ev = log.events
         records = [
@@ -103,11 +101,22 @@ class Stream:
         )
 
     def counts(self) -> dict[str, int]:
-        return {
-            "purchase": int(np.count_nonzero(self.kinds == KIND_PURCHASE)),
-            "visit": int(np.count_nonzero(self.kinds == KIND_VISIT)),
-            "complaint": int(np.count_nonzero(self.kinds == KIND_COMPLAINT)),
-        }
+        """Events per event type."""
+        return {name: int(np.count_nonzero(self.kinds == k)) for k, name in TYPE_BY_KIND.items()}
+
+    def head(self, limit: int) -> Stream:
+        """The first ``limit`` events (the whole stream when it is not longer)."""
+        if limit >= len(self):
+            return self
+        return Stream(
+            self.name,
+            self.kinds[:limit],
+            self.event_ids[:limit],
+            self.keys[:limit],
+            self.values[:limit],
+            len(set(self.keys[:limit])),
+            self.source,
+        )
 
 
 @dataclass
@@ -142,15 +151,7 @@ async def produce(
     ``rate`` = events per wall second (None = as fast as the broker acks, one step in flight
     while the next is built). Paced mode sends every 10 ms the events due by then.
     """
-    from custscore.clients import started_producer
-    from custscore.commands.replay import send_records
-    from streams.keys import partition_for
-
-    topics = {
-        KIND_PURCHASE: settings.topic_purchase,
-        KIND_VISIT: settings.topic_visit,
-        KIND_COMPLAINT: settings.topic_complaint,
-    }
+    topics = TopicTable.from_settings(settings).input_topics_by_kind()
     total = len(stream) if limit is None else min(limit, len(stream))
     part_of: dict[bytes, int] = {}
     parts = []

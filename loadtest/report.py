@@ -31,7 +31,6 @@ TARGET_FAUST = 0.8
 TARGET_NAIVE = 2.0
 TARGET_P99_MS = 200.0
 TARGET_MEMORY = 1.5
-TARGET_ENVELOPE = 150_000
 
 
 # --------------------------------------------------------------------------- helpers

@@ -27,6 +27,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+from aiokafka import AIOKafkaProducer
+
+from config.settings import Settings, load_settings
+from custscore.clients import kafka_options
+from custscore.processes import free_port
+from custscore.stack import EmbeddedStack
+from custscore.supervision import WorkerProcess, WorkerWatch
+from streams.keys import partition_for
+from streams.topics import TopicTable, ensure_topics
+
 __all__ = ["Sample", "SoakReport", "main", "run_soak"]
 
 T0 = 852076800  # 1997-01-01, event time of the first event
@@ -115,7 +126,7 @@ class Synthetic:
 
 
 async def _produce(
-    settings: Any,
+    settings: Settings,
     source: Synthetic,
     count: int | None,
     rate: float | None,
@@ -123,16 +134,7 @@ async def _produce(
     produced: list[int],
 ) -> None:
     """Produce ``count`` events at full speed, or ``rate`` events/s for ``seconds``."""
-    from aiokafka import AIOKafkaProducer
-
-    from custscore.clients import kafka_options
-    from streams.keys import partition_for
-
-    topics = {
-        "purchase": settings.topic_purchase,
-        "visit": settings.topic_visit,
-        "complaint": settings.topic_complaint,
-    }
+    topics = {name: topic for topic, name in TopicTable.from_settings(settings).inputs.items()}
     producer = AIOKafkaProducer(**kafka_options(settings), acks="all", linger_ms=5)
     await producer.start()
     try:
@@ -177,14 +179,7 @@ def run_soak(
     seed: int = 7,
     say: Any = print,
 ) -> SoakReport:
-    import psutil
-    import redis
-
-    from config.settings import load_settings
-    from custscore.commands.demo import WorkerProcess, WorkerWatch
-    from custscore.processes import free_port
-    from custscore.stack import EmbeddedStack
-    from streams.topics import ensure_topics
+    import psutil  # an optional dependency (the dev extra)
 
     stack = EmbeddedStack(
         workdir / "stack",

@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from loadtest._workerkit import faust_baseline, run_faust_worker
+from loadtest.baseline_kit import faust_baseline, run_faust_worker
 
 __all__ = ["NaiveScorer", "build_app", "main"]
 

@@ -2,7 +2,7 @@
 
     CUSTSCORE_... python -m loadtest.worker_passthrough
 
-Same app settings as the custscore worker (loadtest._workerkit.FAUST_CONF_KEYS), same source
+Same app settings as the custscore worker (loadtest.baseline_kit.FAUST_CONF_KEYS), same source
 topic (the three input topics, raw bytes), same ``take_events(batch_size, within)`` batching,
 the same acknowledgement and offset commits by Faust — and no work at all: each batch is
 counted and dropped. Whatever custscore spends beyond this is its own cost.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtest._workerkit import faust_baseline, run_faust_worker
+from loadtest.baseline_kit import faust_baseline, run_faust_worker
 
 __all__ = ["build_app", "main"]
 

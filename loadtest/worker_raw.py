@@ -17,7 +17,7 @@ import signal
 import time
 
 from config.settings import Settings
-from loadtest._workerkit import Counters, input_kinds, serve_http, settings_from_env
+from loadtest.baseline_kit import Counters, input_kinds, serve_http, settings_from_env
 
 __all__ = ["main", "run"]
 

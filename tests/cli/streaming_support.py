@@ -12,8 +12,8 @@ import pytest
 from fixtures.streaming import private_settings
 
 from config.settings import Settings
-from custscore.commands.demo import settings_env
 from custscore.processes import free_port
+from custscore.supervision import settings_env
 
 __all__ = ["cli_env", "offline_settings", "write_events"]
 

@@ -12,14 +12,9 @@ import pytest
 from prometheus_client import generate_latest
 
 from config.settings import load_settings
-from custscore.commands.demo import (
-    AlertSampler,
-    WorkerProcess,
-    WorkerWatch,
-    parse_metrics,
-    settings_env,
-)
+from custscore.commands.demo import AlertSampler
 from custscore.errors import CliError
+from custscore.supervision import WorkerProcess, WorkerWatch, parse_metrics, settings_env
 from streams.metrics import WorkerMetrics, build_metrics
 
 

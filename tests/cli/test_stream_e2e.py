@@ -18,8 +18,8 @@ from fixtures.streaming import assert_same_scores, private_settings, run_script
 
 from config.settings import Settings
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
-from custscore.commands.demo import Settled, WorkerProcess, WorkerWatch, read_alerts
 from custscore.commands.replay import replay_events
+from custscore.supervision import Settled, WorkerProcess, WorkerWatch, read_alerts
 from models.events import read_event_csv
 from models.scorefile import format_time
 from streams.topics import ensure_topics

@@ -28,8 +28,8 @@ import yaml
 from fixtures.streaming import custscore_command
 
 from config.settings import Settings
-from custscore.commands.demo import MetricsSample, WorkerProcess, parse_metrics, settings_env
 from custscore.processes import free_port, pdeathsig_preexec
+from custscore.supervision import MetricsSample, WorkerProcess, parse_metrics, settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

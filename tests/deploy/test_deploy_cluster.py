@@ -52,9 +52,9 @@ from valkey_cluster import ValkeyCluster
 
 from config.settings import Settings
 from custscore.commands.datasets import find_cdnow, write_cdnow_events
-from custscore.commands.demo import settings_env
 from custscore.commands.replay import replay_events
 from custscore.processes import free_port
+from custscore.supervision import settings_env
 from models.events import EventLog, read_event_csv
 from models.scorefile import format_time, read_scores_csv
 from streams.keys import PartitionKeys, bucket_of, partition_for

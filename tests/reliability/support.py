@@ -10,13 +10,11 @@ are placed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
+import math
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,11 +24,18 @@ from typing import Any
 import redis
 
 from config.settings import Settings
-from custscore.commands.demo import MetricsSample, WorkerWatch, settings_env
 from custscore.processes import free_port
+from custscore.supervision import (
+    MetricsSample,
+    WorkerProcess,
+    WorkerWatch,
+    alert_records,
+    metric_totals,
+)
 from models.events import EventLog
 from models.scorefile import read_scores_csv
 from streams.keys import PartitionKeys, partition_for
+from streams.topics import TopicTable
 
 __all__ = [
     "FAULT_SETTINGS",
@@ -55,7 +60,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # A short session timeout lets a dead or paused member be evicted in seconds instead of the
 # default 60 s (the heartbeat follows it: a fifth of it).
 FAULT_SETTINGS = {"session_timeout_s": 6.0, "rebalance_timeout_s": 20.0}
-_TYPE_TOPIC = {1: "purchase", 2: "visit", 3: "complaint"}
 
 
 # --------------------------------------------------------------------------- data
@@ -77,11 +81,7 @@ def cdnow_subset(src: Path, out: Path, customers: int, seed: int) -> Path:
 
 def expected_fences(settings: Settings, log: EventLog) -> dict[tuple[str, int], int]:
     """(input topic, partition) -> last offset once ``log`` was replayed to fresh topics."""
-    topic = {
-        1: settings.topic_purchase,
-        2: settings.topic_visit,
-        3: settings.topic_complaint,
-    }
+    topic = TopicTable.from_settings(settings).input_topics_by_kind()
     counts: Counter[tuple[str, int]] = Counter()
     parts = [partition_for(c, settings.partitions) for c in log.customer_ids]
     for kind, row in zip(log.events["kind"].tolist(), log.events["row"].tolist(), strict=True):
@@ -91,7 +91,7 @@ def expected_fences(settings: Settings, log: EventLog) -> dict[tuple[str, int], 
 
 def fences(client: redis.Redis, settings: Settings) -> dict[tuple[str, int], int]:
     """Every applied-offset fence in Redis: (topic, partition) -> offset."""
-    inputs = {settings.topic_purchase, settings.topic_visit, settings.topic_complaint}
+    inputs = TopicTable.from_settings(settings).inputs
     out: dict[tuple[str, int], int] = {}
     for p in range(settings.partitions):
         raw = client.hgetall(PartitionKeys(settings.redis_key_prefix, p).fence)
@@ -226,46 +226,27 @@ def compare_scores(a: Path, b: Path) -> list[str]:
     return out
 
 
-async def _read_alerts(settings: Settings, idle_polls: int) -> dict[str, list[dict[str, Any]]]:
-    import json
-
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from custscore.clients import kafka_options
-
-    topics = [settings.topic_segment_change, settings.topic_win_back]
-    consumer = AIOKafkaConsumer(
-        **kafka_options(settings),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    out: dict[str, list[dict[str, Any]]] = {t: [] for t in topics}
-    try:
-        consumer.assign([TopicPartition(t, p) for t in topics for p in range(settings.partitions)])
-        await consumer.seek_to_beginning()
-        empty = 0
-        while empty < idle_polls:
-            got = await consumer.getmany(timeout_ms=1000, max_records=20_000)
-            n = 0
-            for tp, records in got.items():
-                for r in records:
-                    if r.value is not None:
-                        out[tp.topic].append(json.loads(r.value))
-                        n += 1
-            empty = 0 if n else empty + 1
-    finally:
-        await consumer.stop()
-    return out
-
-
 def read_alert_ids(settings: Settings, idle_polls: int = 4) -> dict[str, list[dict[str, Any]]]:
-    """Every alert on the two alert topics, read from the beginning until ``idle_polls``
-    consecutive one-second polls bring nothing (call it once the workers are quiet)."""
+    """Every alert on the alert topics (topic -> alerts), read from the beginning until
+    ``idle_polls`` one-second polls bring nothing (call it once the workers are quiet)."""
     from fixtures.stack import run_async
 
-    return run_async(_read_alerts(settings, idle_polls))
+    records = run_async(
+        alert_records(
+            settings,
+            timeout_s=math.inf,
+            idle_s=float(idle_polls),
+            poll_ms=1000,
+            max_records=20_000,
+        )
+    )
+    out: dict[str, list[dict[str, Any]]] = {
+        topic: [] for topic in TopicTable.from_settings(settings).alerts.values()
+    }
+    for record in records:
+        if record.alert is not None:
+            out[record.topic].append(record.alert)
+    return out
 
 
 Alerts = dict[str, list[dict[str, Any]]]  # topic -> alerts as read, in topic order
@@ -353,7 +334,7 @@ class Worker:
     log_path: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     loglevel: str = "info"
-    proc: subprocess.Popen[bytes] | None = None
+    process: WorkerProcess | None = None
     expected_alive: bool = True
 
     def __post_init__(self) -> None:
@@ -361,44 +342,31 @@ class Worker:
         self.watch = WorkerWatch.for_settings(self.settings)
 
     def start(self) -> Worker:
-        from custscore.processes import pdeathsig_preexec
-
-        env = settings_env(self.settings)
-        env.update(self.extra_env)
+        env = dict(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         # this checkout's code whatever the cwd (the venv may point at another checkout)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "custscore",
-                    "worker",
-                    "--no-create-topics",
-                    "--loglevel",
-                    self.loglevel,
-                ],
-                # Faust's data directory (<app id>-data) goes next to the log, not into the repo
-                cwd=self.log_path.parent,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=pdeathsig_preexec(),
-            )
+        inherited = env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), inherited]))
+        self.process = WorkerProcess.start(
+            self.settings,
+            self.log_path,
+            loglevel=self.loglevel,
+            extra_env=env,
+            # Faust's data directory (<app id>-data) goes next to the log, not into the repo
+            cwd=self.log_path.parent,
+            append=True,
+            name=f"worker {self.name}",
+        )
         self.expected_alive = True
         return self
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        assert self.process is not None
+        return self.process.pid
 
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.process is not None and self.process.running()
 
     def signal(self, sig: signal.Signals) -> None:
         if sig in (signal.SIGKILL, signal.SIGTERM):
@@ -408,42 +376,27 @@ class Worker:
     def kill(self) -> None:
         """SIGKILL the worker and reap it."""
         self.signal(signal.SIGKILL)
-        assert self.proc is not None
-        self.proc.wait(10)
+        assert self.process is not None
+        self.process.proc.wait(10)
 
     def stop(self) -> None:
         self.expected_alive = False
-        if self.proc is None:
-            return
-        for sig, wait_s in ((signal.SIGCONT, 0), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            if self.proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(wait_s) if wait_s else None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
+        if self.process is not None:
+            self.process.stop()
 
     def metrics(self) -> MetricsSample | None:
         return self.watch.metrics()
 
     def metric(self, name: str) -> float:
-        """Sum of every sample of one metric family line prefix (0 when absent)."""
-        reply = self.watch.get("/metrics")
-        if reply is None:
+        """Sum of every sample named ``name`` over its labels (0 when absent, NaN when the
+        worker does not answer)."""
+        text = self.watch.metrics_text()
+        if text is None:
             return float("nan")
-        total = 0.0
-        for line in reply[1].decode().splitlines():
-            if line.startswith(name) and (len(line) == len(name) or line[len(name)] in " {"):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_totals(text).get(name, 0.0)
 
     def owned(self) -> list[int]:
-        health = self.watch.json("/healthz")
-        return list(health.get("partitions", ())) if health else []
+        return self.watch.owned() or []
 
     def wait_owns(self, n: int, timeout_s: float = 120.0) -> float:
         """Wait until it owns at least ``n`` partitions; seconds taken."""

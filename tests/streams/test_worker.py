@@ -18,9 +18,9 @@ from fixtures.stack import run_async
 from fixtures.streaming import TOPIC_KINDS
 
 from config.settings import Settings, load_settings
-from custscore.commands.demo import settings_env
 from custscore.processes import free_port
 from custscore.stack import EmbeddedStack
+from custscore.supervision import settings_env
 from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

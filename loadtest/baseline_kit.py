@@ -4,7 +4,7 @@ and the counters the benchmark reads.
 Every baseline exposes ``/metrics`` with the same counter names the custscore worker uses for
 what the benchmark watches (``custscore_events_in_total``, ``custscore_state_writes_total``,
 ``custscore_batch_size_count`` / ``custscore_batch_seconds_count``) and ``/healthz`` with the
-owned partitions, so one watcher (custscore.commands.demo.WorkerWatch) drives all of them.
+owned partitions, so one watcher (custscore.supervision.WorkerWatch) drives all of them.
 Counters are plain integers here: a baseline must not pay for Prometheus client calls per event.
 """
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from config.settings import Settings, load_settings
+from streams.topics import TopicTable
 
 __all__ = [
     "FAUST_CONF_KEYS",
@@ -69,12 +70,8 @@ def settings_from_env() -> Settings:
 
 
 def input_kinds(settings: Settings) -> dict[str, str]:
-    """The three input topics, each with the event type it carries."""
-    return {
-        settings.topic_purchase: "purchase",
-        settings.topic_visit: "visit",
-        settings.topic_complaint: "complaint",
-    }
+    """The input topics, each with the event type it carries (the worker's topic table)."""
+    return TopicTable.from_settings(settings).inputs
 
 
 @dataclass

@@ -7,18 +7,30 @@
 
 The full run (``make bench``) starts its own embedded broker and Valkey on free ports, so it
 never touches a stack you have running. See loadtest/bench.py for what each phase measures.
+
+A plug-in of the ``custscore`` command line: pyproject.toml declares this module under the
+``custscore.commands`` entry points, and custscore/cli.py finds it there (the CLI never
+imports loadtest). The harness modules are imported inside the handlers, so that
+``custscore --help`` and ``custscore bench --help`` do not load them.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+import tempfile
 from pathlib import Path
 
 from config.settings import Settings
 from custscore.errors import CliError
+from custscore.processes import free_port
+from custscore.stack import EmbeddedStack
 
-__all__ = ["register"]
+__all__ = ["HELP", "register"]
+
+HELP = "load test and benchmark report"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +114,8 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from loadtest.bench import BenchConfig, run_bench
+    from loadtest.bench import run_bench
+    from loadtest.bench_records import BenchConfig
 
     overrides: dict[str, object] = {"workers": args.workers, "source": args.source}
     for name, value in (
@@ -175,8 +188,6 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
     from loadtest.report import write_report
 
     try:
@@ -189,12 +200,6 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _fetch_probe(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-    import json
-    import tempfile
-
-    from custscore.processes import free_port
-    from custscore.stack import EmbeddedStack
     from loadtest.fetch_probe import probe
 
     with tempfile.TemporaryDirectory(prefix="custscore-probe-") as run_dir:
