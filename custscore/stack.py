@@ -15,6 +15,10 @@ runs where is recorded in ``<run_dir>/stack.json``; server output goes to
 A server is "ready" only when it answers its protocol: a Kafka Metadata request for the
 broker, ``PING`` for Valkey. Configuration is passed in (see :meth:`EmbeddedStack.from_settings`);
 this module never reads custscore settings from the environment.
+
+Over 500 lines because it is one lifecycle (start, record, probe, stop, status) with the
+records it writes and the two protocol probes it waits on; the process plumbing it shares
+with the workers is :mod:`custscore.processes`.
 """
 
 from __future__ import annotations

@@ -418,6 +418,8 @@ async def alert_records(
     Reading ends after ``timeout_s``, after ``idle_s`` seconds in which no record came, or
     once ``stop(records of the last poll)`` returns True, whichever is first.
     """
+    # imported when used, like custscore.clients does: the demo module (and so this one) is
+    # loaded by `custscore --help`
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     alerts = TopicTable.from_settings(settings).alerts

@@ -119,7 +119,7 @@ class Counters:
 
 def faust_app_like_custscore(settings: Settings, app_id: str) -> Any:
     """A Faust app with the consumer, producer and stream settings of the custscore worker."""
-    from streams.worker import create_app
+    from streams.worker import create_app  # only the Faust baselines (not worker_raw) load it
 
     reference = create_app(settings)
     conf = {key: getattr(reference.conf, key) for key in FAUST_CONF_KEYS}
@@ -178,7 +178,7 @@ def faust_baseline(settings: Settings) -> FaustBaseline:
 
 def run_faust_worker(build_app: Callable[[Settings], Any]) -> None:
     """``main`` of a Faust baseline: the app for the CUSTSCORE_* settings, run as a worker."""
-    import faust
+    import faust  # as above: the raw-aiokafka baseline never imports Faust
 
     settings = settings_from_env()
     app = build_app(settings)

@@ -26,7 +26,8 @@ Every phase records time series (consumed, written, lag, CPU, RSS) used for the 
 Results go to a JSON file that :mod:`loadtest.report` turns into the BENCHMARKS.md section.
 
 This module is the runner (the phases, in order); what to run and what a run measured are
-:mod:`loadtest.bench_records`, the measurements :mod:`loadtest.probes`.
+:mod:`loadtest.bench_records`, the measurements :mod:`loadtest.probes`. A little over 500
+lines because every phase works on the one :class:`Bench` state (stack, topic sets, runs).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ import time
 from typing import Any
 
 import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.admin import create_topics
 
 __all__ = ["probe"]
 
@@ -23,7 +26,6 @@ __all__ = ["probe"]
 async def _trial(
     bootstrap: str, topic: str, wait_ms: int, rate: float, seconds: float
 ) -> dict[str, Any]:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -86,7 +88,6 @@ async def probe(
     seconds: float = 12.0,
 ) -> dict[str, Any]:
     """Latency percentiles of plain consumption for each ``fetch_max_wait_ms`` in ``waits``."""
-    from streams.admin import create_topics
 
     await create_topics(bootstrap, {topic: 8})
     trials = [await _trial(bootstrap, topic, w, rate, seconds) for w in waits]

@@ -23,6 +23,10 @@ time slice (default one day) at a time, each slice sorted by event time, so memo
 grow with the number of events. Output is the standard event CSV
 (``event_id,type,customer_id,ts,amount,severity``, ``ts`` in epoch milliseconds) or the input
 topics' JSON (:func:`streams.codec.encode_event`) produced straight to Kafka.
+
+A little over 500 lines because the generator, its two outputs and its options (shared by
+``python -m loadtest.generate`` and ``custscore bench generate``) describe one stream spec;
+the simulation alone is ``generate``.
 """
 
 from __future__ import annotations
@@ -34,18 +38,17 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
 
+from config.settings import Settings, load_settings
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE, KIND_VISIT
+from models.params_file import ParamsFile, default_params, load_params
 from streams.codec import encode_event
-
-if TYPE_CHECKING:
-    from config.settings import Settings
-    from models.params_file import ParamsFile
 
 __all__ = [
     "CSV_HEADER",
@@ -392,6 +395,8 @@ async def produce_stream(
     progress: Callable[[GenerationStats], None] | None = None,
 ) -> GenerationStats:
     """Generate ``spec`` straight to the input topics (acks=all), slice by slice."""
+    # Kafka-side imports stay here: `custscore bench` registers this module's options, so it
+    # is loaded by `custscore --help` (streams.topics alone pulls in numba).
     from custscore.clients import ensure_topics_or_fail, started_producer
     from custscore.commands.replay import send_records
     from streams.keys import partition_for
@@ -472,10 +477,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace) -> StreamSpec:
     """A :class:`StreamSpec` from parsed options (raises ValueError on bad values)."""
-    from datetime import UTC, datetime
-
-    from models.params_file import default_params, load_params
-
     params = load_params(args.params) if args.params else default_params()
     start = int(datetime.fromisoformat(args.start).replace(tzinfo=UTC).timestamp())
     spec = StreamSpec.from_params(
@@ -511,8 +512,6 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     progress = _Progress(sys.stderr)
     if args.kafka:
         if settings is None:
-            from config.settings import load_settings
-
             settings = load_settings()
         stats = asyncio.run(produce_stream(settings, spec, progress=progress))
         where = f"topics on {settings.bootstrap_servers}"

@@ -27,6 +27,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import redis
+
+from config.settings import load_settings
+from custscore.processes import free_port
+from custscore.stack import EmbeddedStack
+from engine.kernels import apply_events
+from engine.scoring import PopulationCuts, evaluate
+from engine.segments import DEFAULT_RFM_MAP
+from engine.state import EVENT_DTYPE, MAX_TS, new_states
+from loadtest.generate import GenerationStats, StreamSpec, customer_id, generate
+from loadtest.redis_memory import breakdown
+from models.params_file import default_params
+from streams.keys import DEFAULT_BUCKETS, bucket_of, partition_for
+from streams.redis_conn import redis_client
+from streams.store import Commit, RedisStateStore
 
 __all__ = ["run_memory"]
 
@@ -37,15 +52,6 @@ def _say(text: str) -> None:
 
 async def _fill(settings: Any, spec: Any, say: Any) -> dict[str, Any]:
     """Fold the stream and commit it through the store; returns counts and timings."""
-    from engine.kernels import apply_events
-    from engine.scoring import PopulationCuts, evaluate
-    from engine.segments import DEFAULT_RFM_MAP
-    from engine.state import EVENT_DTYPE, MAX_TS, new_states
-    from loadtest.generate import GenerationStats, customer_id, generate
-    from models.params_file import default_params
-    from streams.keys import partition_for
-    from streams.redis_conn import redis_client
-    from streams.store import Commit, RedisStateStore
 
     params = default_params().scoring
     n = spec.customers
@@ -129,7 +135,6 @@ def _layout_alternative(
     r: Any, ids: list[str], states: Any, partitions: int, kind: str
 ) -> dict[str, Any]:
     """Bytes per customer of the same records (and due times) in another layout."""
-    from streams.keys import DEFAULT_BUCKETS, bucket_of, partition_for
 
     original = r.config_get("hash-max-listpack-*")
     if kind == "hash-defaults":  # a server without custscore's listpack settings
@@ -179,14 +184,6 @@ def run_memory(
     customers: int, visit_rate: float, partitions: int, out: Path, seed: int = 5
 ) -> dict[str, Any]:
     """Fill an embedded Valkey with ``customers`` customers; measure; write ``out`` (JSON)."""
-    import redis
-
-    from config.settings import load_settings
-    from custscore.processes import free_port
-    from custscore.stack import EmbeddedStack
-    from loadtest.generate import StreamSpec
-    from loadtest.redis_memory import breakdown
-    from models.params_file import default_params
 
     run_dir = Path(tempfile.mkdtemp(prefix="custscore-memory-"))
     broker_port, redis_port = free_port(), free_port()

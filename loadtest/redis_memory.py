@@ -12,19 +12,19 @@ Both are compared with the packed record size (``engine.state.STATE_DTYPE.itemsi
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import redis
+import redis
 
-    from config.settings import Settings
+from config.settings import Settings
+from engine.state import STATE_DTYPE
+from streams.keys import PartitionKeys
 
 __all__ = ["breakdown", "client", "measure_run", "used_memory"]
 
 
 def client(settings: Settings) -> redis.Redis:
     """A synchronous client of the settings' Redis."""
-    import redis
 
     return redis.Redis.from_url(settings.redis_address)
 
@@ -50,8 +50,6 @@ def breakdown(
     dedupe_shards: int,
 ) -> dict[str, Any]:
     """Bytes per customer of custscore's layout under ``prefix`` (see the module doc)."""
-    from engine.state import STATE_DTYPE
-    from streams.keys import PartitionKeys
 
     n = len(customer_ids)
     bucket_keys = [
@@ -101,7 +99,6 @@ def measure_run(
     settings: Settings, system: str, customer_ids: list[str], used_before: int
 ) -> dict[str, Any]:
     """Memory of one drained run: INFO delta per customer and (custscore) the breakdown."""
-    from engine.state import STATE_DTYPE
 
     with client(settings) as r:
         used_after = int(r.info("memory")["used_memory"])

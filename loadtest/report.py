@@ -5,6 +5,10 @@
 The section sits between ``<!-- loadtest:begin -->`` and ``<!-- loadtest:end -->``; re-running
 replaces it (and appends it when the markers are missing). Plots go to the output directory
 (``docs/bench/`` by default) and are linked relative to the markdown file.
+
+Over 500 lines on purpose: it is one reader of one document (results.json), and the plots and
+each markdown table go through the same small selectors (``_runs``, ``_drains``, ``_series``);
+split in two, those would become a public API of their own for no second user.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from loadtest.profile_report import summary
 
 __all__ = ["BEGIN", "END", "render_markdown", "replace_section", "write_plots", "write_report"]
 
@@ -148,7 +154,7 @@ def _cpu_us_per_event(run: dict[str, Any]) -> float | None:
 
 def write_plots(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """throughput.png, latency.png, lag.png (and profile.png with a profile); returns them."""
-    import matplotlib
+    import matplotlib  # an optional dependency (the dev extra), with a backend to pick first
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -702,8 +708,6 @@ def write_report(
     doc: dict[str, Any], out_dir: Path, markdown: Path | None, command: str | None
 ) -> list[Path]:
     """Plots (always) and the markdown section (when ``markdown`` is given)."""
-    from loadtest.profile_report import summary
-
     if command:
         doc["command"] = command
     prof_files = {

@@ -23,7 +23,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from loadtest.baseline_kit import faust_baseline, run_faust_worker
+from models.bundle import load_model
+from models.events import amount_to_cents, parse_severity, parse_ts
 
 __all__ = ["NaiveScorer", "build_app", "main"]
 
@@ -146,10 +150,6 @@ class NaiveScorer:
 
 def build_app(settings: Any) -> Any:
     """The naive Faust app for ``settings``."""
-    import redis.asyncio as aioredis
-
-    from models.bundle import load_model
-    from models.events import amount_to_cents, parse_severity, parse_ts
 
     base = faust_baseline(settings)
     app, counters, kinds = base.app, base.counters, base.kinds

@@ -16,7 +16,10 @@ import contextlib
 import signal
 import time
 
+from aiokafka import AIOKafkaConsumer
+
 from config.settings import Settings
+from custscore.clients import kafka_options
 from loadtest.baseline_kit import Counters, input_kinds, serve_http, settings_from_env
 
 __all__ = ["main", "run"]
@@ -24,9 +27,6 @@ __all__ = ["main", "run"]
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Consume until ``stop`` is set."""
-    from aiokafka import AIOKafkaConsumer
-
-    from custscore.clients import kafka_options
 
     counters = Counters()
     consumer = AIOKafkaConsumer(
