@@ -32,9 +32,7 @@ from models.population_sketch import (
 from streams.metrics import WorkerMetrics
 from streams.store import RedisStateStore
 
-# cuts_from_sketches: re-exported until custscore/commands/inspect.py imports it from
-# models.population_sketch
-__all__ = ["PopulationTracker", "cuts_from_sketches"]
+__all__ = ["PopulationTracker"]
 
 
 class PopulationTracker:

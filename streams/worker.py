@@ -32,9 +32,10 @@ from streams.keys import partition_for
 from streams.merge import EventTimeMerge
 from streams.metrics import WorkerMetrics, build_metrics
 from streams.population_refresh import PopulationTracker
-from streams.processor import BatchProcessor, Model, OutputTopics, RawMessage
+from streams.processor import BatchProcessor, RawMessage
 from streams.redis_conn import redis_client
 from streams.store import RedisStateStore
+from streams.topics import TopicTable
 
 __all__ = ["create_app"]
 
@@ -73,57 +74,47 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         **faust_broker_options(settings),
         env={},  # Faust would read unprefixed variables (BROKER_URL, ...): settings only
     )
-    input_topics = {
-        settings.topic_purchase: "purchase",
-        settings.topic_visit: "visit",
-        settings.topic_complaint: "complaint",
-    }
+    topics = TopicTable.from_settings(settings)
+    merge = EventTimeMerge(
+        topics=list(topics.inputs),
+        idle_s=settings.max_task_idle_ms / 1000.0,
+        highwater=lambda topic, partition: _highwater(app, topic, partition),
+    )
     source = app.topic(
-        *input_topics, key_type=bytes, value_type=bytes, partitions=settings.partitions
+        *topics.inputs, key_type=bytes, value_type=bytes, partitions=settings.partitions
     )
     redis = redis_client(settings)
     store = RedisStateStore.from_settings(redis, settings)
-    model = Model(
-        params=bundle.scoring,
-        rfm_map=bundle.rfm_map,
-        version=bundle.model_version,
-        cuts=bundle.cuts,
-    )
     processor = BatchProcessor(
         store=store,
         publisher=KafkaBatchPublisher(app),
         metrics=metrics,
-        model=model,
+        model=bundle,
         decoder=EventDecoder(
-            purchase_topic=settings.topic_purchase,
-            visit_topic=settings.topic_visit,
-            complaint_topic=settings.topic_complaint,
+            topics.inputs,
             max_payload_bytes=settings.max_payload_bytes,
             max_future_skew_s=settings.max_future_skew_s,
         ),
-        outputs=OutputTopics(
-            segment_change=settings.topic_segment_change,
-            win_back=settings.topic_win_back,
-            scores=settings.topic_scores,
-            dead_letter=settings.topic_dead_letter,
-        ),
-        input_topics=input_topics,
+        topics=topics,
         live_clock=settings.live_clock,
-        merge=EventTimeMerge(
-            topics=list(input_topics),
-            idle_s=settings.max_task_idle_ms / 1000.0,
-            highwater=lambda topic, partition: _highwater(app, topic, partition),
-        ),
+        merge=merge,
     )
-    population = PopulationTracker(redis, store, model, settings.partitions, metrics)
-    warm_up(model.params, model.cuts, model.rfm_map)  # compile before the first batch
+    population = PopulationTracker(redis, store, bundle, settings.partitions, metrics)
+    warm_up(bundle.scoring, bundle.cuts, bundle.rfm_map)  # compile before the first batch
     app.custscore = processor  # type: ignore[attr-defined]  # for tests and views
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        (revoked,) = args
+        # what the merge knows of a revoked partition is stale when it comes back
+        for partition in {tp.partition for tp in revoked}:
+            merge.forget(partition)
 
     def owned_partitions() -> list[int]:
         return sorted(
             tp.partition
             for tp in app.assignor.assigned_actives()
-            if tp.topic == settings.topic_purchase
+            if tp.topic == topics.input_topic("purchase")
         )
 
     last_applied: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset applied
@@ -212,7 +203,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
             "publishing": publishing_ok,
             "publish_failing_s": round(processor.publish_failing_s, 1),
             "partitions": owned_partitions(),
-            "model_version": model.version,
+            "model_version": bundle.model_version,
         }
         return web.json(body, status=200 if redis_ok and publishing_ok else 503)
 
@@ -235,9 +226,9 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         scores = evaluate(
             states,
             max(read.watermark, int(states[0]["clock"])),
-            model.params,
-            model.cuts,
-            model.rfm_map,
+            bundle.scoring,
+            bundle.cuts,
+            bundle.rfm_map,
         )
         state = {name: _plain(states[0][name]) for name in states.dtype.names or ()}
         return web.json(
@@ -245,7 +236,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
                 "customer_id": customer_id,
                 "partition": partition,
                 "as_of": read.watermark,
-                "model_version": model.version,
+                "model_version": bundle.model_version,
                 "scores": score_record(customer_id, scores[0]),
                 "state": state,
             }

@@ -40,7 +40,7 @@ async def _live_cuts(
     client: aioredis.Redis, store: RedisStateStore, partitions: int
 ) -> tuple[PopulationCuts | None, float | None]:
     """Cut points merged from the workers' population sketches, and the oldest sketch's age."""
-    from streams.population_refresh import cuts_from_sketches
+    from models.population_sketch import cuts_from_sketches
 
     blobs = await client.mget([store.keys(p).population for p in range(partitions)])
     sketches = [json.loads(b) for b in blobs if b]
