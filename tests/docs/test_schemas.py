@@ -35,10 +35,10 @@ from engine.segments import (
     TIER_NAMES,
 )
 from models.scorefile import SCORE_COLUMNS
-from streams.alert_payloads import _SCHEME_VALUES
+from streams.alert_kinds import ALERT_KINDS
 from streams.codec import REASONS
 from streams.processor import BatchProcessor, RawMessage
-from tests.streams.conftest import OUT, WALL, Feed, RecordingPublisher, make_processor
+from tests.streams.conftest import OUT, TOPICS, WALL, Feed, RecordingPublisher, make_processor
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "schemas"
@@ -46,9 +46,9 @@ ALERTS_MD = ROOT / "docs" / "alerts.md"
 DAY = 86_400
 T0 = 852_076_800  # 1997-01-01T00:00:00Z
 
+# every output topic and its schema: one per registered alert kind, scores, dead letters
 TOPIC_SCHEMA = {
-    OUT.segment_change: "segment-change",
-    OUT.win_back: "win-back",
+    **{TOPICS.alerts[k.name]: k.schema.removesuffix(".schema.json") for k in ALERT_KINDS},
     OUT.scores: "scores",
     OUT.dead_letter: "dead-letter",
 }
@@ -315,8 +315,8 @@ def expected_enums() -> dict[str, dict[str, list[str]]]:
         f"/$defs/summary/properties/{field}": list(names) for field, names in SUMMARY_ENUMS.items()
     }
     segment = {"/properties/scheme": list(SCHEME_NAMES[1:]), **summary}
-    for i, code in enumerate(range(1, len(SCHEME_NAMES))):
-        names = _SCHEME_VALUES[code]
+    # each scheme's values, in scheme order: rfm, value_tier, abcd, quadrant, lifecycle
+    for i, names in enumerate(SUMMARY_ENUMS.values()):
         segment[f"/allOf/{i}/then/properties/from"] = list(names)
         segment[f"/allOf/{i}/then/properties/to"] = list(names)
     actions = sorted({a for row in ACTIONS.values() for a in row.values()})
@@ -349,6 +349,12 @@ def test_segment_change_branches_pair_each_scheme_with_its_names() -> None:
     assert schemes == list(SCHEME_NAMES[1:])
     assert set(ACTIONS) == set(REASON_NAMES[1:])
     assert all(set(row) == set(TIER_NAMES) for row in ACTIONS.values())
+
+
+def test_every_schema_file_belongs_to_an_output_topic() -> None:
+    files = sorted(p.name.removesuffix(".schema.json") for p in SCHEMAS.glob("*.schema.json"))
+    assert files == sorted(TOPIC_SCHEMA.values())
+    assert len(set(TOPIC_SCHEMA.values())) == len(TOPIC_SCHEMA)
 
 
 def test_schemas_fix_the_shape_the_code_builds() -> None:
