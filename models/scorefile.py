@@ -83,14 +83,7 @@ SCORE_COLUMNS: Final = (
 # The scores a segment-change alert shows after and before its cause: a selection of
 # SCORE_COLUMNS (the discrete segments and the numbers that explain them).
 SUMMARY_COLUMNS: Final = (
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_segment",
-    "value_tier",
-    "abcd_class",
-    "quadrant",
-    "lifecycle",
+    *SCORE_COLUMNS[SCORE_COLUMNS.index("r_score") : SCORE_COLUMNS.index("lifecycle") + 1],
     "p_alive",
     "churn_risk",
     "window_frequency",
