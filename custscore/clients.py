@@ -8,8 +8,9 @@ clients from :class:`~config.settings.Settings` and turns "nothing answers there
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from custscore.errors import CliError
@@ -26,6 +27,7 @@ __all__ = [
     "kafka_options",
     "open_redis",
     "open_store",
+    "send_records",
     "started_producer",
     "state_store",
 ]
@@ -120,3 +122,18 @@ async def open_store(settings: Settings) -> AsyncIterator[RedisStateStore]:
     """:func:`state_store` on a client from :func:`open_redis`."""
     async with open_redis(settings) as client:
         yield state_store(client, settings)
+
+
+async def send_records(
+    producer: AIOKafkaProducer,
+    records: Sequence[tuple[str, int, bytes, bytes]],
+    timestamp_ms: int | None = None,
+) -> list[asyncio.Future[Any]]:
+    """Append (topic, partition, key, value) records to per-partition record batches and
+    queue them; returns the ack futures. ``timestamp_ms`` None = wall time at append."""
+    from streams.record_batches import RecordTooLarge, send_record_batches
+
+    try:
+        return await send_record_batches(producer, records, timestamp_ms)
+    except RecordTooLarge as exc:
+        raise CliError(f"an event does not fit: {exc}") from None

@@ -397,8 +397,7 @@ async def produce_stream(
     """Generate ``spec`` straight to the input topics (acks=all), slice by slice."""
     # Kafka-side imports stay here: `custscore bench` registers this module's options, so it
     # is loaded by `custscore --help` (streams.topics alone pulls in numba).
-    from custscore.clients import ensure_topics_or_fail, started_producer
-    from custscore.commands.replay import send_records
+    from custscore.clients import ensure_topics_or_fail, send_records, started_producer
     from streams.keys import partition_for
     from streams.topics import TopicTable
 

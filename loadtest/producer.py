@@ -18,8 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from config.settings import Settings
-from custscore.clients import started_producer
-from custscore.commands.replay import send_records
+from custscore.clients import send_records, started_producer
 from loadtest.generate import StreamSpec, encode_slice, generate
 from models.events import TYPE_BY_KIND, read_event_csv
 from streams.codec import encode_event

@@ -16,7 +16,7 @@ import asyncio
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from custscore.clients import ensure_topics_or_fail, started_producer
+from custscore.clients import ensure_topics_or_fail, send_records, started_producer
 from custscore.errors import CliError
 
 if TYPE_CHECKING:
-    from aiokafka import AIOKafkaProducer
 
     from config.settings import Settings
     from models.events import EventLog
@@ -44,7 +43,6 @@ __all__ = [
     "release_offsets",
     "released_until",
     "replay_events",
-    "send_records",
 ]
 
 DEFAULT_BATCH = 5000
@@ -129,21 +127,6 @@ def load_events(path: str | Path) -> EventLog:
         raise CliError(f"cannot read {path}: {exc}", exit_code=1) from None
     except EventValueError as exc:
         raise CliError(str(exc), exit_code=1) from None
-
-
-async def send_records(
-    producer: AIOKafkaProducer,
-    records: Sequence[tuple[str, int, bytes, bytes]],
-    timestamp_ms: int | None = None,
-) -> list[asyncio.Future[Any]]:
-    """Append (topic, partition, key, value) records to per-partition record batches and
-    queue them; returns the ack futures. ``timestamp_ms`` None = wall time at append."""
-    from streams.record_batches import RecordTooLarge, send_record_batches
-
-    try:
-        return await send_record_batches(producer, records, timestamp_ms)
-    except RecordTooLarge as exc:
-        raise CliError(f"an event does not fit: {exc}") from None
 
 
 async def replay_events(
