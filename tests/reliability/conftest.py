@@ -21,6 +21,7 @@ from custscore.commands.replay import replay_events
 from models.events import EventLog, read_event_csv
 from models.scorefile import format_time
 from reliability.support import (
+    PRODUCERS,
     Worker,
     cdnow_subset,
     compare_scores,
@@ -224,9 +225,7 @@ def secured(
         worker.wait_owns(settings.partitions)
         yield Secured(settings, worker, admin)
     finally:
-        from reliability.test_bad_input import _producers
-
-        producer = _producers.pop(settings.app_id, None)
+        producer = PRODUCERS.pop(settings.app_id, None)
         if producer is not None:
             producer.close()
         worker.stop()

@@ -39,6 +39,7 @@ from streams.topics import TopicTable
 
 __all__ = [
     "FAULT_SETTINGS",
+    "PRODUCERS",
     "Worker",
     "alert_table",
     "applied",
@@ -470,3 +471,8 @@ class Producer:
         self._call(self.producer.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+# one producer per secured worker (app id), shared by the bad-input tests and closed by the
+# fixture that started the worker
+PRODUCERS: dict[str, Producer] = {}

@@ -24,7 +24,7 @@ import redis
 
 from custscore.clients import kafka_options
 from reliability.conftest import Secured
-from reliability.support import Producer, fences, run_coro, wait_until
+from reliability.support import PRODUCERS, Producer, fences, run_coro, wait_until
 from streams.keys import partition_for
 
 pytestmark = [
@@ -148,17 +148,14 @@ async def _dead_letters(settings: Any, n: int, timeout_s: float) -> list[dict[st
     return out
 
 
-_producers: dict[str, Producer] = {}
-
-
 def send_and_settle(
     secured: Secured, topic: str, partition: int, key: bytes | None, value: bytes | None
 ) -> int:
     """Produce one message and wait until the worker's fence covers it; its offset."""
     s = secured.settings
-    producer = _producers.get(s.app_id)
+    producer = PRODUCERS.get(s.app_id)
     if producer is None:
-        producer = _producers[s.app_id] = Producer(s)
+        producer = PRODUCERS[s.app_id] = Producer(s)
     offset = producer.send(topic, partition, key, value)
     wait_until(
         lambda: fences(secured.admin, s).get((topic, partition), -1) >= offset,
@@ -229,7 +226,7 @@ def test_every_case_is_applied_or_dead_lettered_and_the_worker_survives(
     # worker's counters, in corpus order (the duplicate needs its original first).
     observed: list[tuple[str, str, str]] = []
     positions: dict[tuple[str, int, int], tuple[str, str]] = {}
-    producer = _producers.get(s.app_id) or _producers.setdefault(s.app_id, Producer(s))
+    producer = PRODUCERS.get(s.app_id) or PRODUCERS.setdefault(s.app_id, Producer(s))
     dead_cases = [c for c in cases if c["expect"].startswith("dead_letter:")]
     for case in dead_cases:
         topic = _topic(s, case["topic"])
