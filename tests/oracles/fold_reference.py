@@ -74,8 +74,14 @@ def bgnbd_p_alive(x: int, t_x: float, big_t: float, P: ScoringParams) -> float:
     """BG/NBD P(alive) closed form (Fader, Hardie & Lee 2005), in plain floats; 1 for x = 0."""
     if x <= 0:
         return 1.0
-    odds = P.a / (P.b + x - 1) * ((P.alpha + big_t) / (P.alpha + t_x)) ** (P.r + x)
-    return float(1.0 / (1.0 + odds))
+    # the odds in logs: ((alpha + T) / (alpha + t_x)) ** (r + x) overflows a double for the
+    # heaviest buyers (x in the hundreds); exp of more than ~709 is treated as infinite odds
+    log_odds = (
+        math.log(P.a)
+        - math.log(P.b + x - 1)
+        + (P.r + x) * math.log((P.alpha + big_t) / (P.alpha + t_x))
+    )
+    return 0.0 if log_odds > 709.0 else float(1.0 / (1.0 + math.exp(log_odds)))
 
 
 def complaint_level(events: list[Ev], clock: int, halflife_days: float) -> float:
