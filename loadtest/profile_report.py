@@ -37,8 +37,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("numba dispatch / cache load", ("numba/", "llvmlite/")),
     ("state records (engine/state.py)", ("engine/",)),
     (
-        "alert + score JSON (streams/alert_payloads.py, models/scorefile.py)",
-        ("streams/alert_payloads.py", "models/scorefile.py"),
+        "alert + score JSON (streams/alert_payloads.py, alert_kinds.py, models/scorefile.py)",
+        ("streams/alert_payloads.py", "streams/alert_kinds.py", "models/scorefile.py"),
     ),
     (
         "Redis client (redis-py: commands, pipeline, parsing; hiredis packing)",
@@ -49,8 +49,14 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("streams/store.py", "streams/keys.py"),
     ),
     ("Prometheus metrics", ("prometheus_client/",)),
-    ("population refresh (streams/population_refresh.py)", ("streams/population_refresh.py",)),
-    ("processor glue (streams/processor.py)", ("streams/processor.py",)),
+    (
+        "population refresh (streams/population_refresh.py, models/population_sketch.py)",
+        ("streams/population_refresh.py", "models/population_sketch.py"),
+    ),
+    (
+        "processor glue (streams/processor.py, evaluation.py, batch_plan.py)",
+        ("streams/processor.py", "streams/evaluation.py", "streams/batch_plan.py"),
+    ),
     ("agent glue (streams/worker.py)", ("streams/worker.py",)),
     ("aiokafka fetch + record parsing", ("aiokafka/consumer/", "aiokafka/record/")),
     ("aiokafka client / protocol I/O", ("aiokafka/",)),
