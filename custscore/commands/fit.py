@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,7 +25,11 @@ from numpy.typing import NDArray
 from config.settings import Settings
 from custscore.errors import CliError
 
-__all__ = ["FitOutcome", "fit_input", "register"]
+if TYPE_CHECKING:
+    from engine.scoring_params import ScoringParams
+    from models.events import EventLog
+
+__all__ = ["FitOutcome", "FittedModel", "fit_events", "fit_input", "register"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,15 @@ class FitOutcome:
 
     params: Any  # models.params_file.ParamsFile
     lines: list[str]  # the report printed by the command
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """Fitted and calibrated parameters, not yet written: what :func:`fit_events` returns."""
+
+    scoring: ScoringParams
+    fit: dict[str, Any]  # the params file's ``fit`` section
+    lines: list[str]  # the report ``custscore fit`` prints, without its last ("wrote") line
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -106,15 +119,8 @@ def _read_summary(path: Path) -> _Data:
 
 
 def _read_events(path: Path, time_unit: str) -> _Data:
-    """BTYD inputs and calibrated thresholds of an event CSV, as ``custscore score`` sees it.
-
-    The log is folded and scored with the engine's own kernels at its last event
-    (models.calibrate), so x, t_x, T and the cut points are the quantities the worker scores.
-    """
-    from engine.segments import DEFAULT_RFM_MAP
-    from models.calibrate import calibrate, summarize_log
+    """BTYD inputs and calibrated thresholds of an event CSV, as ``custscore score`` sees it."""
     from models.events import EventValueError, read_event_csv
-    from models.params_file import THRESHOLD_FIELDS, TIME_UNITS, default_params
 
     try:
         log = read_event_csv(path)
@@ -124,12 +130,26 @@ def _read_events(path: Path, time_unit: str) -> _Data:
         raise CliError(f"{path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     if log.events.shape[0] == 0:
         raise CliError(f"{path}: no valid events")
+    return _history_data(log, time_unit, None, str(path))
+
+
+def _history_data(log: EventLog, time_unit: str, as_of: int | None, label: str) -> _Data:
+    """BTYD inputs and calibrated thresholds of an event log at ``as_of`` (default: its last
+    event).
+
+    The log is folded and scored with the engine's own kernels (models.calibrate), so x, t_x,
+    T and the cut points are the quantities the worker scores.
+    """
+    from engine.segments import DEFAULT_RFM_MAP
+    from models.calibrate import calibrate, summarize_log
+    from models.params_file import THRESHOLD_FIELDS, TIME_UNITS, default_params
+
     params = default_params().scoring._replace(unit_seconds=TIME_UNITS[time_unit])
-    history = summarize_log(log, params, DEFAULT_RFM_MAP)
+    history = summarize_log(log, params, DEFAULT_RFM_MAP, as_of)
     try:
         calibrated = calibrate(history, params)
     except ValueError as exc:
-        raise CliError(f"{path}: cannot calibrate thresholds: {exc}") from None
+        raise CliError(f"{label}: cannot calibrate thresholds: {exc}") from None
     return _Data(
         history.frequency,
         history.recency,
@@ -140,13 +160,18 @@ def _read_events(path: Path, time_unit: str) -> _Data:
     )
 
 
+def fit_events(log: EventLog, *, as_of: int | None = None, time_unit: str = "days",
+               label: str = "events") -> FittedModel:
+    """Fit and calibrate on the events of ``log`` at or before ``as_of`` (default: the last
+    event), exactly as ``custscore fit EVENTS`` does on a file of those events; raises
+    CliError (one line, starting with ``label``) when it cannot."""
+    return _fit(_history_data(log, time_unit, as_of, label), label, "events", time_unit)
+
+
 def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
               kind: str = "auto") -> FitOutcome:
     """Fit the models on ``path`` and write ``out``; raises CliError (one line) on bad input."""
-    from engine.scoring_params import ScoringParams
-    from models.bgnbd import fit_bgnbd
-    from models.gamma_gamma import fit_gamma_gamma
-    from models.params_file import TIME_UNITS, ParamsError, default_params, save_params
+    from models.params_file import ParamsError, save_params
 
     if kind == "auto":
         kind = _sniff(path)
@@ -160,16 +185,35 @@ def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
         time_unit = time_unit or "days"
         data = _read_events(path, time_unit)
 
+    fitted = _fit(data, str(path), kind, time_unit)
+    try:
+        written = save_params(out, fitted.scoring, fitted.fit)
+    except ParamsError as exc:
+        raise CliError(str(exc)) from None
+    lines = [
+        *fitted.lines,
+        f"wrote {out} (model_version {written.model_version}, time unit {time_unit})",
+    ]
+    return FitOutcome(params=written, lines=lines)
+
+
+def _fit(data: _Data, label: str, kind: str, time_unit: str) -> FittedModel:
+    """BG/NBD + Gamma-Gamma fitted on ``data``, with its thresholds, and the report lines."""
+    from engine.scoring_params import ScoringParams
+    from models.bgnbd import fit_bgnbd
+    from models.gamma_gamma import fit_gamma_gamma
+    from models.params_file import TIME_UNITS, default_params
+
     start = time.perf_counter()
     n = int(data.frequency.shape[0])
     n_repeat = int(np.count_nonzero(data.frequency > 0))
     try:
         bg = fit_bgnbd(data.frequency, data.recency, data.T)
     except ValueError as exc:
-        raise CliError(f"{path}: cannot fit BG/NBD: {exc}") from None
+        raise CliError(f"{label}: cannot fit BG/NBD: {exc}") from None
 
     base = default_params().scoring
-    lines = [f"fitted {path} ({kind}, {time_unit}): {n:,} customers, {n_repeat:,} repeat buyers"]
+    lines = [f"fitted {label} ({kind}, {time_unit}): {n:,} customers, {n_repeat:,} repeat buyers"]
     if data.bad_rows:
         lines.append(f"note: {data.bad_rows:,} invalid event rows were skipped")
     rows = [("BG/NBD" if i == 0 else "", k, f"{v:.6f}")
@@ -190,7 +234,7 @@ def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
         try:
             gg = fit_gamma_gamma(data.frequency[sel], data.monetary_value[sel])
         except ValueError as exc:
-            raise CliError(f"{path}: cannot fit Gamma-Gamma: {exc}") from None
+            raise CliError(f"{label}: cannot fit Gamma-Gamma: {exc}") from None
         if gg.q <= 1.0:
             notes.append(f"warning: fitted Gamma-Gamma q = {gg.q:.4g} <= 1 (infinite mean "
                          "spend): the built-in spend parameters are kept")
@@ -212,7 +256,7 @@ def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
     values.update(data.thresholds)
     scoring = ScoringParams(**values)
     meta: dict[str, Any] = {
-        "source": str(path),
+        "source": label,
         "kind": kind,
         "n_customers": n,
         "n_repeat": n_repeat,
@@ -222,12 +266,7 @@ def fit_input(path: Path, out: Path, *, time_unit: str | None = None,
         "seconds": round(time.perf_counter() - start, 6),
         "fitted_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    try:
-        written = save_params(out, scoring, meta)
-    except ParamsError as exc:
-        raise CliError(str(exc)) from None
     width = max(len(r[0]) for r in rows)
     lines.extend(f"  {m:<{width}}  {k:<6}  {v}" for m, k, v in rows)
     lines.extend(notes)
-    lines.append(f"wrote {out} (model_version {written.model_version}, time unit {time_unit})")
-    return FitOutcome(params=written, lines=lines)
+    return FittedModel(scoring=scoring, fit=meta, lines=lines)
