@@ -105,7 +105,7 @@ def _purchase_days(
 
 
 def split_calibration_holdout(
-    log: EventLog, calibration_end: int, holdout_end: int, *, unit_seconds: int = DAY
+    log: EventLog, calibration_end: int, holdout_end: int, *, unit_seconds: float = DAY
 ) -> HoldoutSplit:
     """Summarise ``log`` over [.., day of calibration_end] and (that day, day of holdout_end].
 
@@ -115,7 +115,7 @@ def split_calibration_holdout(
     cal_day, hold_day = calibration_end // DAY, holdout_end // DAY
     if hold_day <= cal_day:
         raise ValueError("the holdout end must fall on a UTC day after the calibration end")
-    if unit_seconds <= 0:
+    if not unit_seconds > 0:  # NaN too
         raise ValueError(f"unit_seconds must be positive, got {unit_seconds}")
     unit_days = unit_seconds / DAY
     n = len(log.customer_ids)
