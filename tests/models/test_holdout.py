@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from holdout_support import CAL_END, HOLD_END, cdnow_frames, epoch, lifetimes_split
 
-from models.events import read_event_csv
+from models.events import EventLog, read_event_csv
 from models.holdout import (
     DAY,
     HoldoutSplit,
@@ -179,7 +179,7 @@ def test_random_intraday_log_equals_lifetimes_with_ends_at_the_last_second(
 
 
 @pytest.fixture
-def edge_split(tmp_path: Path) -> HoldoutSplit:
+def edge_log(tmp_path: Path) -> EventLog:
     rows = [
         # a: one line exactly at the calibration end second, one later that day: one day
         ("purchase", "a", "1997-03-01T10:00:00", "10.00"),
@@ -214,8 +214,12 @@ def edge_split(tmp_path: Path) -> HoldoutSplit:
         ("purchase", "g", "1997-05-01T00:00:00", "9.00"),
         ("purchase", "g", "1998-01-01T00:00:00", "-9.00"),
     ]
-    log = read_event_csv(write_events(tmp_path / "edge.csv", rows))
-    return split_calibration_holdout(log, epoch("1997-09-30"), epoch("1998-06-30T12:00:00"))
+    return read_event_csv(write_events(tmp_path / "edge.csv", rows))
+
+
+@pytest.fixture
+def edge_split(edge_log: EventLog) -> HoldoutSplit:
+    return split_calibration_holdout(edge_log, epoch("1997-09-30"), epoch("1998-06-30T12:00:00"))
 
 
 def test_edge_cases_by_hand(edge_split: HoldoutSplit) -> None:
@@ -282,6 +286,34 @@ def test_edge_cases_without_refunds_equal_lifetimes(tmp_path: Path, edge_split) 
     tx["date"] = pd.to_datetime(tx["date"])
     theirs = lifetimes_split(tx, "1997-09-30 23:59:59", "1998-06-30 23:59:59", per_day=True)
     assert_equal_to_lifetimes(ours, theirs)
+
+
+@pytest.mark.parametrize("unit", [DAY, 7 * DAY])
+def test_split_is_what_the_engine_scores_at_the_calibration_day_end(
+    edge_log: EventLog, unit: int
+) -> None:
+    """Not an oracle, the contract the backtest relies on: folding the calibration events
+    (calibration_mask) and scoring at day_end(calibration_end) gives every split customer the
+    split's x, t_x, T and m (refunds, intra-day lines, $0 lines included), and a P(alive)."""
+    from engine.batch_scoring import fold_events, score_states
+    from engine.segments import DEFAULT_RFM_MAP
+    from models.params_file import default_params
+
+    params = default_params().scoring._replace(unit_seconds=float(unit))
+    cal_end = epoch("1997-09-30T08:00:00")
+    split = split_calibration_holdout(edge_log, cal_end, epoch("1998-06-30"), unit_seconds=unit)
+    calibration = edge_log.events[calibration_mask(edge_log, cal_end)]
+    states = fold_events(len(edge_log.customer_ids), calibration, params)
+    scores, _ = score_states(states, day_end(cal_end), params, DEFAULT_RFM_MAP)
+    scores = scores[split.rows]
+    for engine_name, ours in (
+        ("frequency", split.frequency_cal),
+        ("recency", split.recency_cal),
+        ("T", split.T_cal),
+        ("monetary_value", split.monetary_value_cal),
+    ):
+        np.testing.assert_allclose(scores[engine_name], ours, rtol=1e-12, err_msg=engine_name)
+    assert np.isfinite(scores["p_alive"]).all()
 
 
 def test_calibration_mask_and_day_end(tmp_path: Path) -> None:
