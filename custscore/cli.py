@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "datasets": ("custscore.commands.datasets", "write bundled real datasets as event CSV"),
     "fit": ("custscore.commands.fit", "fit BG/NBD + Gamma-Gamma and calibrate thresholds"),
     "score": ("custscore.commands.score", "batch scoring of an event CSV"),
+    "evaluate": (
+        "custscore.commands.evaluate",
+        "calibration/holdout backtest of every framework, with a report",
+    ),
     "replay": (
         "custscore.commands.replay",
         "produce an event CSV to the input topics in event-time order",
