@@ -21,6 +21,7 @@ holdout spend, and the win-back rules against the naive 90-day silence rule
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -306,6 +307,8 @@ class Backtest:
     holdout_buyers: int  # of them, bought in the holdout
     base_rate: float
     new_in_holdout: int  # customers whose first purchase is in the holdout (not judged)
+    one_time: tuple[int, int]  # calibration one-time buyers (x = 0): customers, bought again
+    one_time_p_alive: float  # their smallest P(alive) (BG/NBD gives them all 1)
     events_calibration: int
     events_holdout: int
     rankings: tuple[Ranking, ...]
@@ -640,6 +643,7 @@ def run_backtest(
 
     day = ts // DAY
     in_holdout = (day > as_of // DAY) & (day <= end // DAY)
+    once = scores["frequency"] == 0
     buys = log.events[(log.events["kind"] == KIND_PURCHASE) & (log.events["cents"] > 0)]
     first_buy = np.full(len(log.customer_ids), np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_buy, buys["row"], buys["ts"])
@@ -655,6 +659,8 @@ def run_backtest(
         holdout_buyers=k,
         base_rate=k / n,
         new_in_holdout=new,
+        one_time=(int(np.count_nonzero(once)), int(np.count_nonzero(once & bought))),
+        one_time_p_alive=float(scores["p_alive"][once].min()) if once.any() else math.nan,
         events_calibration=int(calibration.shape[0]),
         events_holdout=int(np.count_nonzero(in_holdout)),
         rankings=tuple(rankings),

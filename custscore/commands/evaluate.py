@@ -132,7 +132,7 @@ def _model(args: argparse.Namespace, settings: Settings, log: EventLog, calibrat
         model = load_model(path, window_months=window)
     except (ParamsError, OSError) as exc:
         raise CliError(f"cannot write {path}: {exc}") from None
-    return model, "fitted on the calibration events (params.json)", fitted.lines
+    return model, "fitted on the calibration events, saved as params.json", fitted.lines
 
 
 def _command_line(args: argparse.Namespace) -> str:

@@ -138,6 +138,9 @@ def metrics_document(
             "holdout_buyers": bt.holdout_buyers,
             "response_rate": _num(bt.base_rate),
             "new_in_holdout": bt.new_in_holdout,
+            "one_time_buyers": bt.one_time[0],
+            "one_time_bought_again": bt.one_time[1],
+            "one_time_min_p_alive": _num(bt.one_time_p_alive),
         },
         "settings": {
             "naive_days": NAIVE_DAYS,

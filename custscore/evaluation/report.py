@@ -3,7 +3,8 @@
 Both are rendered from one list of blocks built from ``metrics.json`` (:func:`blocks`), so
 they say the same things. The HTML has its CSS inline and every plot embedded as a
 ``data:image/png;base64`` URI: one file, no network. Its small inline script marks every
-``<img>`` that failed to load with a visible note and, once the page has loaded, sets
+``<img>`` that failed to load with a visible caption (a ``<p class="plot-broken">`` right
+after it) and, once the page has loaded, sets
 ``document.body.dataset.plots`` (the ``data-plots`` attribute of ``<body>``) to
 ``"<loaded>/<total>"``.
 """
@@ -166,7 +167,9 @@ def _method(doc: Doc) -> list[Block]:
         )),
         Block("h3", "Runtime"),
         Block("p", f"This run took {seconds.get('total', 0.0):.1f} s on "
-              f"{doc['runtime']['cpus']} CPU(s): {steps}."),
+              f"{doc['runtime']['cpus']} CPU(s): {steps}. The numba kernels come from "
+              "numba's on-disk cache; the first run after installing compiles them once, "
+              "which takes longer."),
     ]
 
 
@@ -180,8 +183,8 @@ def blocks(doc: Doc, plots: Sequence[str]) -> list[Block]:
         Block("p", f"Holdout backtest of `{doc['input']['events']}`: calibration "
               f"{period['calibration_first_day']} to {period['calibration_last_day']}, holdout "
               f"{period['holdout_first_day']} to {period['holdout_last_day']}; model "
-              f"{doc['model']['model_version']} "
-              f"({doc['model']['source']}). Written by `{doc['command']}`."),
+              f"{doc['model']['model_version']}, {doc['model']['source']}. Written by "
+              f"`{doc['command']}`."),
         Block("verdict", doc.get("verdict") or verdict(doc)),
         Block("h2", "Ranking who buys again"),
         Block("p", f"Each framework ranks the {pop['calibration_buyers']:,} calibration buyers; "
@@ -282,8 +285,8 @@ font-variant-numeric:tabular-nums}tbody tr:nth-child(even){background:#f8fafc}
 figure{margin:1rem 0}img{max-width:100%;height:auto;border:1px solid #e4e8ee;background:#fff}
 figcaption{font-size:.85rem;color:#5b6775}code{background:#eef1f5;padding:0 .25rem;
 border-radius:3px;font-size:.88em}
-img.broken{min-height:3rem;min-width:12rem;border:2px dashed #c0392b}
-.broken-note{color:#c0392b;font-weight:600}
+img.img-failed{min-height:3rem;min-width:12rem;border:2px dashed #c0392b}
+.plot-broken{color:#c0392b;font-weight:600}
 """
 
 _SCRIPT = """
@@ -292,9 +295,9 @@ window.addEventListener("load", function () {
   var loaded = 0;
   images.forEach(function (img) {
     if (img.complete && img.naturalWidth > 0) { loaded += 1; return; }
-    img.classList.add("broken");
+    img.classList.add("img-failed");
     var note = document.createElement("p");
-    note.className = "broken-note";
+    note.className = "plot-broken";
     note.textContent = "plot failed to load: " + (img.getAttribute("alt") || "image");
     img.insertAdjacentElement("afterend", note);
   });

@@ -27,7 +27,7 @@ def best_by(frameworks: Sequence[Doc], key: str, group: str | None = None) -> Do
     return max(pool, key=lambda f: f[key]) if pool else None
 
 
-def _ranking_sentence(fws: Sequence[Doc]) -> str:
+def _ranking_sentence(fws: Sequence[Doc], pop: Doc) -> str:
     best = best_by(fws, "auc")
     if best is None:
         return "No framework could be ranked."
@@ -52,6 +52,13 @@ def _ranking_sentence(fws: Sequence[Doc]) -> str:
     if below:
         names = ", ".join(f"{f['label']} ({f['auc']:.3f})" for f in below)
         text += f" Worse than chance (AUC below 0.5): {names}."
+        once, again = pop.get("one_time_buyers", 0), pop.get("one_time_bought_again", 0)
+        repeat = pop["calibration_buyers"] - once
+        if (any(f["key"] == "p_alive" for f in below) and once and repeat
+                and pop.get("one_time_min_p_alive") == 1.0):
+            text += (f" BG/NBD gives all {once:,} one-time buyers P(alive) = 1, and only "
+                     f"{pct(again / once)} of them bought again, against "
+                     f"{pct((pop['holdout_buyers'] - again) / repeat)} of the repeat buyers.")
     return text
 
 
@@ -110,7 +117,7 @@ def verdict(doc: Doc) -> str:
         f"Of the {pop['calibration_buyers']:,} customers who bought by "
         f"{period['calibration_last_day']}, {pop['holdout_buyers']:,} "
         f"({pct(pop['response_rate'])}) bought again by {period['holdout_last_day']}.",
-        _ranking_sentence(fws),
+        _ranking_sentence(fws, pop),
         _lift_sentence(fws, pop["response_rate"]),
         _purchases_sentence(doc["purchases"]),
         _spend_sentence(doc["spend"]),
