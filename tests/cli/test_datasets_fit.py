@@ -176,11 +176,12 @@ def test_fit_events_with_no_valid_events_is_one_line(
     assert "no valid events" in _one_line_error(capsys, code)
 
 
-def test_datasets_cdnow_not_installed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_datasets_cdnow_missing_from_the_installation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from custscore.commands import datasets
 
-    monkeypatch.setattr(datasets, "_candidates", lambda package, filename: [])
+    monkeypatch.setattr(datasets, "_bundled", lambda filename: tmp_path / "none" / filename)
     code = main(["datasets", "cdnow", "--out", str(tmp_path / "x.csv")])
-    assert "CDNOW_master.txt not found" in _one_line_error(capsys, code)
+    assert "models/data/CDNOW_master.txt.gz is missing" in _one_line_error(capsys, code)
     assert not (tmp_path / "x.csv").exists()
