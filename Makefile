@@ -6,6 +6,7 @@
 #   make faults  crash / rebalance / zombie / Redis / broker / bad-input / security tests (also in make test)
 #   make soak    10-minute soak at half the measured maximum rate (SOAK_ARGS="--minutes 2")
 #   make bench   benchmarks (`custscore bench`, the loadtest plug-in; else the benchmark-marked tests)
+#   make evaluate  CDNOW holdout backtest: docs/evaluation.md, docs/evaluation/, README headline table
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -20,7 +21,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 SOAK_ARGS   ?=
 
-.PHONY: help venv demo test faults soak lint format bench stack-up stack-down stack-status clean distclean
+.PHONY: help venv demo test faults soak lint format bench evaluate stack-up stack-down stack-status clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -66,6 +67,20 @@ bench: $(STAMP) ## benchmarks: `custscore bench` (the loadtest plug-in) if insta
 	  if [ $$rc -eq 5 ]; then echo "make bench: no benchmark-marked tests exist yet" >&2; fi; \
 	  exit $$rc; \
 	fi
+
+# The CDNOW standard split (Fader, Hardie & Lee 2005): calibration through 1997-09-30, holdout
+# to 1998-06-30. docs/evaluation.md is the report, its plots, metrics.json and the fitted
+# params.json are in docs/evaluation/; the README's headline table is rendered from metrics.json.
+EVALUATE_DIR ?= .custscore/evaluate
+evaluate: $(STAMP) ## CDNOW holdout backtest (custscore evaluate): docs/evaluation.md + README table
+	mkdir -p $(EVALUATE_DIR)
+	$(VENV)/bin/custscore datasets cdnow --out $(EVALUATE_DIR)/cdnow.csv
+	rm -rf docs/evaluation
+	$(VENV)/bin/custscore evaluate $(EVALUATE_DIR)/cdnow.csv \
+	  --calibration-end 1997-09-30T00:00:00Z --holdout-end 1998-06-30T00:00:00Z --fit \
+	  --out docs/evaluation --doc docs/evaluation.md
+	rm -f docs/evaluation/report.md docs/evaluation/report.html
+	$(PY) -m custscore.evaluation.readme docs/evaluation/metrics.json README.md
 
 stack-up: $(STAMP) ## start the embedded broker and Valkey in the background
 	$(VENV)/bin/custscore stack up

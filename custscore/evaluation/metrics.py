@@ -161,8 +161,8 @@ def metrics_document(
             "mae": _num(p.mae),
             "rmse": _num(p.rmse),
             "bias": _num(p.bias),  # (expected total - actual total) / actual total
-            "expected_total": _num(p.expected_total, 2),
-            "actual_total": _num(p.actual_total, 2),
+            "expected_total": _num(p.expected_total),
+            "actual_total": _num(p.actual_total),
             "duration": _num(p.duration),
             "time_unit": p.time_unit,
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["best_by", "headline_table", "pct", "verdict"]
+__all__ = ["best_by", "headline_table", "num", "pct", "verdict"]
 
 Doc = Mapping[str, Any]
 
@@ -18,6 +18,11 @@ Doc = Mapping[str, Any]
 def pct(value: float | None, digits: int = 1) -> str:
     """A share as a percentage, "30.0 %"; "n/a" when undefined."""
     return "n/a" if value is None else f"{value * 100:.{digits}f} %"
+
+
+def num(value: float | None, fmt: str = "{:.3f}") -> str:
+    """``value`` formatted; "n/a" when undefined."""
+    return "n/a" if value is None else fmt.format(value)
 
 
 def best_by(frameworks: Sequence[Doc], key: str, group: str | None = None) -> Doc | None:
@@ -80,7 +85,7 @@ def _purchases_sentence(p: Doc) -> str:
         return ""
     return (f"How many: BG/NBD expected {p['expected_total']:,.0f} holdout purchases against "
             f"{p['actual_total']:,.0f} actual ({p['bias'] * 100:+.1f} % in total; mean "
-            f"absolute error {p['mae']:.2f} purchases per customer).")
+            f"absolute error {num(p['mae'], '{:.2f}')} purchases per customer).")
 
 
 def _spend_sentence(s: Doc) -> str:
@@ -92,8 +97,8 @@ def _spend_sentence(s: Doc) -> str:
     return (f"How much: the top 20 % by CLV made {pct(top['clv'])} of holdout spend, "
             f"{abs(diff):.1f} points {more} than the top 20 % by past spend "
             f"({pct(top['past_spend'])}); CLV's rank correlation with holdout spend is "
-            f"{s['rank_correlation_clv']:.3f} (past spend: "
-            f"{s['rank_correlation_past_spend']:.3f}).")
+            f"{num(s['rank_correlation_clv'])} (past spend: "
+            f"{num(s['rank_correlation_past_spend'])}).")
 
 
 def _alerts_sentence(alerts: Sequence[Doc], days: int) -> str:
