@@ -17,6 +17,10 @@ judged on holdout purchase yes/no (:mod:`models.evaluation_metrics`):
 Also: expected vs actual holdout purchases per calibration frequency (BG/NBD), CLV against
 holdout spend, and the win-back rules against the naive 90-day silence rule
 (:data:`ALERT_RULES`). Pure: numpy, engine and models; no files, no clock but timings.
+
+Over 500 lines because it is one backtest with its declarations: what is judged (the
+frameworks, their class orders and the alert rules, as data), the result types that
+``metrics.json`` is built from, and the steps between them.
 """
 
 from __future__ import annotations

@@ -22,13 +22,16 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
 from custscore.errors import CliError
 
 if TYPE_CHECKING:
+    from custscore.evaluation.progress import StepProgress
+    from models.backtest import Backtest
     from models.bundle import ModelBundle
     from models.events import EventLog
 
@@ -149,30 +152,24 @@ def _command_line(args: argparse.Namespace) -> str:
     return "custscore " + shlex.join(argv)
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+@dataclass(frozen=True)
+class _Result:
+    backtest: Backtest
+    doc: dict[str, Any]
+    pngs: dict[str, bytes]
+    source: str
+    fit_lines: list[str]
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings, out: Path,
+              progress: StepProgress, started: float, calibration_end: int,
+              holdout_end: int | None) -> _Result:
+    """Read, fit or load, backtest, and render the plots; the figures as ``metrics.json``."""
     from custscore.evaluation import plots as plotting
     from custscore.evaluation.metrics import RunInfo, metrics_document
-    from custscore.evaluation.progress import StepProgress
-    from custscore.evaluation.report import render_html, render_markdown
-    from custscore.evaluation.verdict import pct, verdict
+    from custscore.evaluation.verdict import verdict
     from models.backtest import check_period, run_backtest
 
-    started = time.perf_counter()
-    calibration_end = _time("--calibration-end", args.calibration_end)
-    holdout_end = None if args.holdout_end is None else _time("--holdout-end", args.holdout_end)
-    if args.recent_days < 1:
-        raise CliError(f"--recent-days must be at least 1, not {args.recent_days}")
-    if not args.no_plots and not plotting.available():
-        raise CliError("the report's plots need matplotlib, which is not installed: "
-                       f"{plotting.INSTALL_HINT} (or pass --no-plots)")
-    out = _writable_dir(Path(args.out), "--out")
-    doc_path = Path(args.doc) if args.doc else None
-    if doc_path is not None:
-        _writable_dir(doc_path.parent, "--doc")
-
-    progress = StepProgress(_STEPS if not args.no_plots else _STEPS[:-1])
-    if args.params:
-        progress.skip("fit")
     progress.update("read")
     log = _load(args.events)
     try:
@@ -220,6 +217,36 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     doc["runtime"]["seconds"] = {k: round(v, 3) for k, v in progress.seconds.items()}
     doc["runtime"]["seconds"]["total"] = round(time.perf_counter() - started, 3)
     doc["verdict"] = verdict(doc)
+    return _Result(bt, doc, pngs, source, fit_lines)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from custscore.evaluation import plots as plotting
+    from custscore.evaluation.progress import StepProgress
+    from custscore.evaluation.report import render_html, render_markdown
+    from custscore.evaluation.verdict import pct
+
+    started = time.perf_counter()
+    calibration_end = _time("--calibration-end", args.calibration_end)
+    holdout_end = None if args.holdout_end is None else _time("--holdout-end", args.holdout_end)
+    if args.recent_days < 1:
+        raise CliError(f"--recent-days must be at least 1, not {args.recent_days}")
+    if not args.no_plots and not plotting.available():
+        raise CliError("the report's plots need matplotlib, which is not installed: "
+                       f"{plotting.INSTALL_HINT} (or pass --no-plots)")
+    out = _writable_dir(Path(args.out), "--out")
+    doc_path = Path(args.doc) if args.doc else None
+    if doc_path is not None:
+        _writable_dir(doc_path.parent, "--doc")
+
+    progress = StepProgress(_STEPS if not args.no_plots else _STEPS[:-1])
+    if args.params:
+        progress.skip("fit")
+    try:
+        result = _evaluate(args, settings, out, progress, started, calibration_end, holdout_end)
+    finally:
+        progress.close()  # an error message starts on a line of its own
+    doc, pngs = result.doc, result.pngs
 
     written: list[Path] = []
     try:
@@ -235,13 +262,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise CliError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
 
-    for line in fit_lines:
+    for line in result.fit_lines:
         print(line)
-    period = doc["period"]
+    bt, period = result.backtest, doc["period"]
     print(f"evaluated {bt.customers:,} calibration buyers of {args.events} (calibration "
           f"through {period['calibration_last_day']}, holdout {period['holdout_first_day']} to "
           f"{period['holdout_last_day']}: {pct(bt.base_rate)} bought again) with model "
-          f"{bt.model_version}, {source}")
+          f"{bt.model_version}, {result.source}")
     print(doc["verdict"])
     extra = ", params.json" if not args.params else ""
     also = "".join(f"; {p}" for p in written)

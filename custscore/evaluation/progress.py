@@ -30,6 +30,7 @@ class StepProgress:
         self._started = time.perf_counter()
         self._step_started = self._started
         self._last_draw = 0.0
+        self._open = False  # a terminal line is drawn and not ended yet
 
     def update(self, step: str, done: int = 0, total: int = 1) -> None:
         """``step`` is under way, ``done`` of ``total`` (drawn on a terminal only)."""
@@ -47,6 +48,7 @@ class StepProgress:
         self.stream.write(f"\r{self.label} [{bar}] {index + 1}/{len(self.steps)} {step:<9} "
                           f"{elapsed:6.1f} s")
         self.stream.flush()
+        self._open = True
 
     def done(self, step: str) -> float:
         """``step`` has finished; returns its duration in seconds."""
@@ -56,13 +58,20 @@ class StepProgress:
         if self.tty:
             self.update(step, 1, 1)
             if step == self.steps[-1]:
-                self.stream.write("\n")
+                self.close()
         else:
             index = self.steps.index(step) + 1 if step in self.steps else 0
             self.stream.write(f"{self.label}: {index}/{len(self.steps)} {step} done in "
                               f"{seconds:.1f} s\n")
         self.stream.flush()
         return seconds
+
+    def close(self) -> None:
+        """End a terminal line left open (after the last step, or before an error message)."""
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
 
     def skip(self, step: str) -> None:
         """Leave ``step`` out (e.g. no fit when a params file is given)."""
