@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -165,7 +166,21 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: Path,
               progress: StepProgress, started: float, calibration_end: int,
               holdout_end: int | None) -> _Result:
     """Read, fit or load, backtest, and render the plots; the figures as ``metrics.json``."""
+    from custscore.evaluation import warm
+
+    child = warm.start()  # compiles the timeline kernels on the other core, if not cached
+    try:
+        return _steps(args, settings, out, progress, started, calibration_end, holdout_end,
+                      child)
+    finally:
+        warm.stop(child)
+
+
+def _steps(args: argparse.Namespace, settings: Settings, out: Path, progress: StepProgress,
+           started: float, calibration_end: int, holdout_end: int | None,
+           child: subprocess.Popen[bytes] | None) -> _Result:
     from custscore.evaluation import plots as plotting
+    from custscore.evaluation import warm
     from custscore.evaluation.metrics import RunInfo, metrics_document
     from custscore.evaluation.verdict import verdict
     from models.backtest import check_period, run_backtest
@@ -188,6 +203,8 @@ def _evaluate(args: argparse.Namespace, settings: Settings, out: Path,
         if stage != current[0]:
             progress.done(current[0])
             current[0] = stage
+            if stage == "timeline":
+                warm.wait(child)  # then the timeline kernels load from numba's cache
         progress.update(stage, done, total)
 
     try:

@@ -155,7 +155,7 @@ def response(doc: Doc, key: str) -> bytes:
     fw = next(f for f in doc["frameworks"] if f["key"] == key)
     classes = fw["classes"]
     rate = doc["population"]["response_rate"]
-    fig = _figure(max(5.0, 0.75 * len(classes) + 2.5), 4.2)
+    fig = _figure(max(6.5, 0.75 * len(classes) + 2.5), 4.4)
     ax = fig.subplots()
     x = list(range(len(classes)))
     rates = [c["rate"] for c in classes]
@@ -174,8 +174,8 @@ def response(doc: Doc, key: str) -> bytes:
     ax.set_ylim(0, min(1.0, max(c["high"] for c in classes) * 1.25 + 0.05))
     _percent_axis(ax, "y")
     ax.set_ylabel("bought again in the holdout")
-    ax.set_title(f"Holdout response by {fw['label']} (fixed order, 95 % intervals)",
-                 fontsize=11)
+    ax.set_title(f"Holdout response by {fw['label']}\n(classes in their fixed order; "
+                 "95 % Wilson intervals)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 

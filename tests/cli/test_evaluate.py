@@ -327,3 +327,16 @@ def test_no_plots_writes_the_report_without_them(
     assert "matplotlib is not installed" in (out / "report.md").read_text()
     assert "<img" not in (out / "report.html").read_text()
     assert "and 0 plots" in run.out
+
+
+def test_the_warm_up_child_compiles_and_is_reaped() -> None:
+    from custscore.evaluation import warm
+
+    child = warm.start()
+    assert child is not None
+    warm.wait(child, timeout=300)
+    assert child.returncode == 0  # the timeline kernels compiled or loaded from the cache
+    warm.stop(child)
+    stopped = warm.start()
+    warm.stop(stopped)  # a child still running is ended and reaped
+    assert stopped is not None and stopped.poll() is not None
