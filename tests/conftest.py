@@ -7,4 +7,4 @@ asks for one of them; tests that use them are marked ``integration`` automatical
 
 from __future__ import annotations
 
-pytest_plugins = ("fixtures.stack",)
+pytest_plugins = ("fixtures.stack", "fixtures.evaluation")

@@ -238,19 +238,21 @@ def _steps(args: argparse.Namespace, settings: Settings, out: Path, progress: St
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    # checked before the engine (numba) is imported, so a missing extra is said at once
     from custscore.evaluation import plots as plotting
-    from custscore.evaluation.progress import StepProgress
-    from custscore.evaluation.report import render_html, render_markdown
-    from custscore.evaluation.verdict import pct
 
     started = time.perf_counter()
+    if not args.no_plots and not plotting.available():
+        raise CliError("the report's plots need matplotlib, which is not installed: "
+                       f"{plotting.INSTALL_HINT} (or pass --no-plots)")
     calibration_end = _time("--calibration-end", args.calibration_end)
     holdout_end = None if args.holdout_end is None else _time("--holdout-end", args.holdout_end)
     if args.recent_days < 1:
         raise CliError(f"--recent-days must be at least 1, not {args.recent_days}")
-    if not args.no_plots and not plotting.available():
-        raise CliError("the report's plots need matplotlib, which is not installed: "
-                       f"{plotting.INSTALL_HINT} (or pass --no-plots)")
+
+    from custscore.evaluation.progress import StepProgress
+    from custscore.evaluation.report import render_html, render_markdown
+    from custscore.evaluation.verdict import pct
     out = _writable_dir(Path(args.out), "--out")
     doc_path = Path(args.doc) if args.doc else None
     if doc_path is not None:

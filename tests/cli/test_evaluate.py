@@ -4,44 +4,29 @@ one-line errors for bad input."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from fixtures.evaluation import (
+    CALIBRATION_END,
+    HOLDOUT_END,
+    CdnowEvaluation,
+    Run,
+    run_cli,
+)
 
-from custscore.cli import main
 from custscore.evaluation import plots as plotting
 from custscore.evaluation.verdict import verdict
 from models.backtest import ALERT_RULES, CLASS_ORDERS, FRAMEWORKS
 
 pytestmark = pytest.mark.slow
 
-CAL_END = "1997-09-30T00:00:00Z"
-HOLD_END = "1998-06-30T00:00:00Z"
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-    seconds: float
-
-
-def run_cli(*argv: str) -> Run:
-    """``custscore ARGV`` in-process, stdout and stderr captured (not a terminal)."""
-    out, err = io.StringIO(), io.StringIO()
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(argv))
-    return Run(code, out.getvalue(), err.getvalue(), time.perf_counter() - started)
+CAL_END, HOLD_END = CALIBRATION_END, HOLDOUT_END
 
 
 def one_line_error(run: Run) -> str:
@@ -54,10 +39,8 @@ def one_line_error(run: Run) -> str:
 
 
 @pytest.fixture(scope="module")
-def cdnow(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    events = tmp_path_factory.mktemp("cdnow") / "cdnow.csv"
-    assert main(["datasets", "cdnow", "--out", str(events)]) == 0
-    return events
+def cdnow(cdnow_events: Path) -> Path:
+    return cdnow_events
 
 
 @dataclass(frozen=True)
@@ -69,14 +52,10 @@ class Report:
 
 
 @pytest.fixture(scope="module")
-def report(cdnow: Path, tmp_path_factory: pytest.TempPathFactory) -> Report:
-    base = tmp_path_factory.mktemp("evaluate")
-    out, doc_path = base / "report", base / "docs" / "evaluation.md"
-    run = run_cli("evaluate", str(cdnow), "--calibration-end", CAL_END, "--holdout-end", HOLD_END,
-                  "--out", str(out), "--doc", str(doc_path))
-    assert run.code == 0, run.err
+def report(cdnow_evaluation: CdnowEvaluation) -> Report:
+    out = cdnow_evaluation.out
     doc = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    return Report(run, out, doc_path, doc)
+    return Report(cdnow_evaluation.run, out, cdnow_evaluation.doc_path, doc)
 
 
 def test_every_file_is_written(report: Report) -> None:

@@ -21,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fixtures.streaming import custscore_command
+from fixtures.evaluation import CdnowEvaluation
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-CALIBRATION_END = "1997-09-30T00:00:00Z"
-HOLDOUT_END = "1998-06-30T00:00:00Z"
 BROKEN_CLASS = "plot-broken"
 _PLOTS = re.compile(r'<body[^>]*\sdata-plots="(\d+)/(\d+)"')
 _IMG_DATA = re.compile(r'(src="data:image/png;base64,)([A-Za-z0-9+/=]+)(")')
@@ -119,25 +117,11 @@ def _corrupt_first_plot(html: str) -> str:
 # --------------------------------------------------------------------------- the report
 
 
-def _custscore(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTSCORE_")}
-    return subprocess.run([*custscore_command(), *args], cwd=cwd, env=env, timeout=600,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
-
-
 @pytest.fixture(scope="module")
-def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``custscore evaluate`` on CDNOW, the standard split, written into a tmp dir."""
-    work = tmp_path_factory.mktemp("evaluate-cdnow")
-    events = work / "cdnow.csv"
-    made = _custscore(work, "datasets", "cdnow", "--out", str(events))
-    assert made.returncode == 0, made.stderr
-    out = work / "report"
-    done = _custscore(work, "evaluate", str(events), "--calibration-end", CALIBRATION_END,
-                      "--holdout-end", HOLDOUT_END, "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
-    html = out / "report.html"
-    assert html.is_file(), sorted(p.name for p in out.iterdir())
+def report_html(cdnow_evaluation: CdnowEvaluation) -> Path:
+    """``custscore evaluate`` on CDNOW, the standard split (one run per session)."""
+    html = cdnow_evaluation.out / "report.html"
+    assert html.is_file(), sorted(p.name for p in cdnow_evaluation.out.iterdir())
     return html
 
 
