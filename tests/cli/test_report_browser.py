@@ -13,7 +13,6 @@ as root on this machine kind); the test skips only where apt-get is not availabl
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fixtures.apt import apt_install
 from fixtures.evaluation import CdnowEvaluation
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -35,35 +35,12 @@ _BROKEN = re.compile(rf'<\w+[^>]*\sclass="[^"]*\b{BROKEN_CLASS}\b')
 # --------------------------------------------------------------------------- Chromium
 
 
-def _apt_install(*packages: str) -> None:
-    apt = shutil.which("apt-get")
-    if apt is None:
-        pytest.skip("Chromium is not installed and apt-get is not available to install it")
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        sudo = shutil.which("sudo")
-        if sudo is None:
-            pytest.skip("Chromium is not installed and apt-get needs root (no sudo here)")
-        prefix = [sudo, "-n"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    lock = ["-o", "DPkg::Lock::Timeout=300"]
-    for argv in (
-        [*prefix, apt, *lock, "update"],
-        [*prefix, apt, *lock, "install", "-y", "--no-install-recommends", *packages],
-    ):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900,
-                              check=False)
-        if done.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} failed ({done.returncode}): "
-                                 f"{done.stderr[-2000:]}")
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Path of Debian's chromium; installs it (and a font for the text) when it is missing."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        _apt_install("chromium", "fonts-dejavu-core")
+        apt_install("chromium", "fonts-dejavu-core", what="Chromium")
         found = shutil.which("chromium")
         assert found, "the chromium package installed no chromium command"
     return found

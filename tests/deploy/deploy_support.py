@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from fixtures.apt import apt_install
 from fixtures.streaming import custscore_command
 
 from config.settings import Settings
@@ -298,47 +298,12 @@ def wait_settled(
 # --------------------------------------------------------------------------- Prometheus
 
 
-def _apt_env() -> dict[str, str]:
-    return {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-
-
 def prometheus_binaries() -> tuple[str, str]:
     """Paths of ``prometheus`` and ``promtool``; installs Debian's package when missing."""
     prom, tool = shutil.which("prometheus"), shutil.which("promtool")
     if prom and tool:
         return prom, tool
-    apt = shutil.which("apt-get")
-    if apt is None:
-        pytest.skip("Prometheus is not installed and apt-get is not available to install it")
-    prefix: list[str] = []
-    if os.geteuid() != 0:
-        sudo = shutil.which("sudo")
-        if sudo is None:
-            pytest.skip("Prometheus is not installed and apt-get needs root (no sudo here)")
-        prefix = [sudo, "-n"]
-    # Debian starts packaged services on install where it can; keep it from starting its own
-    # Prometheus (policy-rc.d exit 101 = "not allowed"), and remove the guard afterwards.
-    policy = Path("/usr/sbin/policy-rc.d")
-    guard = os.geteuid() == 0 and not policy.exists()
-    if guard:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        lock = ["-o", "DPkg::Lock::Timeout=300"]
-        for argv in (
-            [*prefix, apt, *lock, "update"],
-            [*prefix, apt, *lock, "install", "-y", "--no-install-recommends", "prometheus"],
-        ):
-            done = subprocess.run(
-                argv, env=_apt_env(), capture_output=True, text=True, timeout=900, check=False
-            )
-            if done.returncode != 0:
-                raise AssertionError(
-                    f"{' '.join(argv)} failed ({done.returncode}): {done.stderr[-2000:]}"
-                )
-    finally:
-        if guard:
-            policy.unlink(missing_ok=True)
+    apt_install("prometheus", what="Prometheus", no_services=True)
     prom, tool = shutil.which("prometheus"), shutil.which("promtool")
     assert prom and tool, "the prometheus package installed no prometheus/promtool"
     return prom, tool
