@@ -37,13 +37,6 @@ from engine.alert_rules import KIND_WIN_BACK, REASON_RISK_RISE, REASON_SILENCE
 from engine.batch_scoring import fold_events, score_states
 from engine.btyd import expected_purchases_array
 from engine.scoring_params import DAY
-from engine.segments import (
-    ABCD_NAMES,
-    LIFECYCLE_NAMES,
-    QUADRANT_NAMES,
-    RFM_SEGMENT_NAMES,
-    TIER_NAMES,
-)
 from engine.state import KIND_PURCHASE, new_states
 from engine.timeline import customer_slices, order_events, run_timeline
 from models.bundle import ModelBundle
@@ -63,7 +56,7 @@ from models.evaluation_metrics import (
 from models.events import EventLog
 from models.holdout import HoldoutSplit, calibration_mask, day_end, split_calibration_holdout
 from models.params_file import TIME_UNITS
-from models.scorefile import format_time
+from models.scorefile import CLASS_NAMES, format_time
 
 __all__ = [
     "ALERT_RULES",
@@ -138,11 +131,7 @@ CLASS_ORDERS: dict[str, tuple[str, ...]] = {
 }
 # engine code -> name, for the classes read off the scores
 _CODE_NAMES: dict[str, tuple[str, ...]] = {
-    "rfm_segment": RFM_SEGMENT_NAMES,
-    "value_tier": TIER_NAMES,
-    "abcd_class": ABCD_NAMES,
-    "quadrant": QUADRANT_NAMES,
-    "lifecycle": LIFECYCLE_NAMES,
+    **CLASS_NAMES,
     "r_score": ("none", "1", "2", "3", "4", "5"),
     "f_score": ("none", "1", "2", "3", "4", "5"),
     "m_score": ("none", "1", "2", "3", "4", "5"),

@@ -27,6 +27,7 @@ from engine.segments import (
 )
 
 __all__ = [
+    "CLASS_NAMES",
     "SCORE_COLUMNS",
     "SUMMARY_COLUMNS",
     "format_time",
@@ -37,7 +38,8 @@ __all__ = [
     "write_scores_csv",
 ]
 
-_NAMED: Final = {
+# score columns that hold a class code, and the name of each code (the CSV/JSON value)
+CLASS_NAMES: Final = {
     "rfm_segment": RFM_SEGMENT_NAMES,
     "value_tier": TIER_NAMES,
     "abcd_class": ABCD_NAMES,
@@ -115,8 +117,8 @@ def format_times(epoch_s: npt.NDArray[Any]) -> list[str | None]:
 
 def _column_values(name: str, values: npt.NDArray[Any]) -> list[Any]:
     """One column as JSON-ready values: names, RFC 3339 times, bools, numbers, None."""
-    if name in _NAMED:
-        names = np.asarray(_NAMED[name], dtype=object)
+    if name in CLASS_NAMES:
+        names = np.asarray(CLASS_NAMES[name], dtype=object)
         return names[values.astype(np.intp)].tolist()  # type: ignore[no-any-return]
     if name in _TIMES:
         return format_times(values)
