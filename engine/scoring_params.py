@@ -81,6 +81,25 @@ class ScoringParams(NamedTuple):
     cooldown_min_days: float  # win-back cool-down = own usual gap, clipped to [min, max]
     cooldown_max_days: float
     class_hysteresis: float  # relative margin before a tier/class/quadrant alert flips back
+    # The marketing loop (docs/scoring.md §8): repurchase nudges, response windows, spend drop.
+    effective_min_spend: float  # effective member: a window purchase and at least this spend
+    nudge_lead_days: float  # nudge this many days before the predicted next purchase
+    nudge_min_days: int  # distinct purchase days before a rhythm is trusted for a nudge
+    nudge_min_p_alive: float  # raw P(alive) at the nudge time must be at least this
+    nudge_min_tier: int  # emitted value tier code at least this (1 small .. 4 vip; 0 any)
+    response_window_days: float  # a contact's outcome window (event time)
+    spend_drop_ratio: float  # trailing 3 months below ratio x earlier run-rate: spend drop
+    spend_drop_min_months: int  # months with spend in the earlier 8 before it can fire
+    # Calibration shares (custscore fit and the exact ranking; not read by the kernels):
+    # cumulative customer shares closing VIP, major, normal; cumulative sales shares closing
+    # A, B, C; the top customer share of the Pareto KPI.
+    tier_share_vip: float
+    tier_share_major: float
+    tier_share_normal: float
+    abcd_share_a: float
+    abcd_share_b: float
+    abcd_share_c: float
+    pareto_top_share: float
 
 
 # Fields calibrated from history (`custscore fit`); the rest after the model is policy.
@@ -160,4 +179,19 @@ def default_scoring_params() -> ScoringParams:
         cooldown_min_days=7.0,
         cooldown_max_days=90.0,
         class_hysteresis=0.05,
+        effective_min_spend=0.0,
+        nudge_lead_days=0.0,
+        nudge_min_days=3,
+        nudge_min_p_alive=0.5,
+        nudge_min_tier=1,
+        response_window_days=30.0,
+        spend_drop_ratio=0.1,
+        spend_drop_min_months=3,
+        tier_share_vip=0.01,
+        tier_share_major=0.05,
+        tier_share_normal=0.20,
+        abcd_share_a=0.70,
+        abcd_share_b=0.90,
+        abcd_share_c=0.95,
+        pareto_top_share=0.20,
     )

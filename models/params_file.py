@@ -204,6 +204,21 @@ _POLICY_RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("cooldown_min_days", 0, math.inf, True),
     ("class_hysteresis", 0, 1, True),
     ("mean_gap_days", 0, math.inf, False),
+    ("effective_min_spend", 0, math.inf, True),
+    ("nudge_lead_days", 0, math.inf, True),
+    ("nudge_min_days", 2, 128, True),  # a rhythm needs one gap; days are remembered to 128
+    ("nudge_min_p_alive", 0, 1, True),
+    ("nudge_min_tier", 0, 4, True),
+    ("response_window_days", 0, 3650, False),
+    ("spend_drop_ratio", 0, 1, False),
+    ("spend_drop_min_months", 1, 8, True),  # the earlier window is eight months
+    ("tier_share_vip", 0, 1, False),
+    ("tier_share_major", 0, 1, False),
+    ("tier_share_normal", 0, 1, False),
+    ("abcd_share_a", 0, 1, False),
+    ("abcd_share_b", 0, 1, False),
+    ("abcd_share_c", 0, 1, False),
+    ("pareto_top_share", 0, 1, False),
 )
 
 
@@ -219,6 +234,10 @@ def _check_policy(scoring: ScoringParams, where: str) -> None:
         )
     if scoring.cooldown_max_days < scoring.cooldown_min_days:
         raise ParamsError(f"{where}: cooldown_max_days must be >= cooldown_min_days")
+    if not scoring.tier_share_vip < scoring.tier_share_major < scoring.tier_share_normal:
+        raise ParamsError(f"{where}: tier shares must increase: vip < major < normal")
+    if not scoring.abcd_share_a < scoring.abcd_share_b < scoring.abcd_share_c:
+        raise ParamsError(f"{where}: A/B/C/D shares must increase: a < b < c")
     if scoring.risk_hysteresis >= scoring.risk_threshold:
         raise ParamsError(f"{where}: risk_hysteresis must be below risk_threshold")
 
