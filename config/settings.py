@@ -80,6 +80,18 @@ class Settings(BaseSettings):
         "customer.win-back",
         description="output topic of win-back alerts",
     )
+    topic_nudge: str = Field(
+        "customer.nudge",
+        description="output topic of repurchase nudges (treated customers)",
+    )
+    topic_outcomes: str = Field(
+        "customer.outcomes",
+        description="output topic of contact outcomes (response windows closed, both groups)",
+    )
+    topic_holdout: str = Field(
+        "customer.holdout",
+        description="output topic of the contacts of held-out customers (never sent)",
+    )
     topic_scores: str = Field(
         "customer.scores",
         description="output topic of the latest scores per customer (compacted; forget "
@@ -93,6 +105,20 @@ class Settings(BaseSettings):
         8, ge=1, description="partition count of the co-partitioned input topics"
     )
     replication_factor: int = Field(1, ge=1)
+
+    # --- marketing loop ---
+    holdout_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="share of customers in the control group, whose contacts are recorded on "
+        "the holdout topic instead of sent (0 = none; changing it starts a new holdout_version)",
+    )
+    holdout_salt: str = Field(
+        "custscore-holdout-1",
+        min_length=1,
+        description="salt of the control-group hash (changing it starts a new holdout_version)",
+    )
 
     # --- worker ---
     app_id: str = Field("custscore", description="Faust app id = consumer group")

@@ -30,45 +30,65 @@ condition does not fire twice:
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 from numba import njit
 
 from engine.scoring import abcd_code, quadrant_code, tier_code
 from engine.scoring_params import DAY, ScoringParams
-from engine.state import FLAG_RISK_HIGH, FLAG_SILENCE_SENT
+from engine.state import FLAG_NUDGE_SENT, FLAG_RISK_HIGH, FLAG_SILENCE_SENT, FLAG_SPEND_DROP
 
 __all__ = [
     "ALERT_DTYPE",
     "KIND_SEGMENT_CHANGE",
+    "CLOSED_BY_PURCHASE",
+    "CLOSED_BY_SUPERSEDED",
+    "CLOSED_BY_WINDOW",
+    "GROUP_HOLDOUT",
+    "GROUP_TREATED",
+    "KIND_NUDGE",
+    "KIND_OUTCOME",
     "KIND_WIN_BACK",
     "MAX_PER_EVALUATION",
     "REASON_COMPLAINT",
     "REASON_RISK_RISE",
     "REASON_SILENCE",
+    "REASON_SPEND_DROP",
     "SCHEME_ABCD",
     "SCHEME_LIFECYCLE",
     "SCHEME_QUADRANT",
     "SCHEME_RFM",
     "SCHEME_TIER",
-    "detect_alerts",
     "detect_one",
 ]
 
 KIND_SEGMENT_CHANGE = 1
 KIND_WIN_BACK = 2
+KIND_NUDGE = 3
+KIND_OUTCOME = 4
 SCHEME_RFM, SCHEME_TIER, SCHEME_ABCD, SCHEME_QUADRANT, SCHEME_LIFECYCLE = 1, 2, 3, 4, 5
-REASON_SILENCE, REASON_RISK_RISE, REASON_COMPLAINT = 1, 2, 3
-MAX_PER_EVALUATION = 6  # five schemes and one win-back
+REASON_SILENCE, REASON_RISK_RISE, REASON_COMPLAINT, REASON_SPEND_DROP = 1, 2, 3, 4
+CLOSED_BY_PURCHASE, CLOSED_BY_WINDOW, CLOSED_BY_SUPERSEDED = 1, 2, 3
+GROUP_TREATED, GROUP_HOLDOUT = 0, 1
+# five schemes, one outcome closed, a win-back (and the outcome it supersedes), a nudge (and
+# the outcome it supersedes)
+MAX_PER_EVALUATION = 10
 
 ALERT_DTYPE = np.dtype(
     [
         ("index", "i4"),  # position in the evaluated rows / scores
         ("kind", "u1"),  # KIND_*
         ("scheme", "u1"),  # SCHEME_* for segment changes
-        ("reason", "u1"),  # REASON_* for win-backs
+        ("reason", "u1"),  # REASON_* for win-backs (and for an outcome: its contact's)
         ("from_code", "u1"),
         ("to_code", "u1"),
-        ("suppressed", "u1"),  # 1 = inside the cool-down: count, do not publish
+        ("suppressed", "u1"),  # 1 = a contact over the budget: count, do not publish
+        ("group", "u1"),  # contacts and outcomes: GROUP_TREATED or GROUP_HOLDOUT
+        ("tier", "u1"),  # contacts and outcomes: emitted value tier code at the contact
+        ("quadrant", "u1"),  # contacts and outcomes: emitted quadrant code at the contact
+        ("contact_kind", "u1"),  # outcomes: KIND_NUDGE or KIND_WIN_BACK
+        ("closed_by", "u1"),  # outcomes: CLOSED_BY_*
+        ("responded", "u1"),  # outcomes: 1 = bought inside the window
+        ("cents", "i8"),  # outcomes: the responding purchase's amount (cents)
+        ("contact_at", "i8"),  # outcomes: event time of the contact (epoch s)
     ]
 )
 
@@ -127,19 +147,100 @@ def _emit(  # type: ignore[no-untyped-def]
     a.from_code = frm
     a.to_code = to
     a.suppressed = sup
+    a.group = 0
+    a.tier = 0
+    a.quadrant = 0
+    a.contact_kind = 0
+    a.closed_by = 0
+    a.responded = 0
+    a.cents = 0
+    a.contact_at = 0
     return n + 1
 
 
 @njit(cache=True, nogil=True)
+def _close_outcome(st, out, n: int, index: int, closed_by: int, cents: int) -> int:  # type: ignore[no-untyped-def]
+    """Emit the outcome of the open contact window and close it."""
+    n = _emit(out, n, index, KIND_OUTCOME, 0, int(st.contact_reason), 0, 0, 0)
+    a = out[n - 1]
+    a.group = st.contact_group
+    a.tier = st.contact_tier
+    a.quadrant = st.contact_quadrant
+    a.contact_kind = st.contact_kind
+    a.closed_by = closed_by
+    a.responded = 1 if closed_by == CLOSED_BY_PURCHASE else 0
+    a.cents = cents
+    a.contact_at = st.contact_at
+    st.contact_at = 0
+    st.contact_kind = 0
+    st.contact_reason = 0
+    st.contact_group = 0
+    st.contact_tier = 0
+    st.contact_quadrant = 0
+    for b in range(st.contact_ref.shape[0]):
+        st.contact_ref[b] = 0
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _contact(  # type: ignore[no-untyped-def]
+    st, sc, clock: int, P, kind: int, reason: int, group: int, tier: int, quad: int, out, n, index
+) -> int:
+    """One contact (a nudge or a win-back) under the customer's contact budget.
+
+    Inside the cool-down (own usual gap clipped to [cooldown_min_days, cooldown_max_days], on
+    the customer's clock, since the last contact sent) it is emitted suppressed and changes
+    nothing else. Otherwise it is sent: an open response window is closed as superseded and
+    the contact opens its own.
+    """
+    cooldown_s = min(max(sc.usual_gap_days, P.cooldown_min_days), P.cooldown_max_days) * DAY
+    if st.last_contact > 0 and clock - int(st.last_contact) < cooldown_s:
+        n = _emit(out, n, index, kind, 0, reason, 0, 0, 1)
+        out[n - 1].group = group
+        out[n - 1].tier = tier
+        out[n - 1].quadrant = quad
+        return n
+    if st.contact_at > 0:
+        n = _close_outcome(st, out, n, index, CLOSED_BY_SUPERSEDED, 0)
+    st.last_contact = clock
+    st.contact_at = clock
+    st.contact_kind = kind
+    st.contact_reason = reason
+    st.contact_group = group
+    st.contact_tier = tier
+    st.contact_quadrant = quad
+    n = _emit(out, n, index, kind, 0, reason, 0, 0, 0)
+    out[n - 1].group = group
+    out[n - 1].tier = tier
+    out[n - 1].quadrant = quad
+    return n
+
+
+@njit(cache=True, nogil=True)
 def detect_one(  # type: ignore[no-untyped-def]
-    st, sc, clock: int, P, cuts, complaint_sev: int, purchase: bool, out, n: int, index: int
+    st,
+    sc,
+    clock: int,
+    P,
+    cuts,
+    complaint_sev: int,
+    purchase_ts: int,
+    purchase_cents: int,
+    group: int,
+    out,
+    n: int,
+    index: int,
 ) -> int:
     """Alerts of one customer evaluated at ``clock`` (scores ``sc``), appended to ``out``.
 
     Updates the record's bookkeeping. ``complaint_sev`` is the severity of the open complaint
-    that caused this evaluation (0 otherwise). ``purchase`` says a purchase caused it: a
-    purchase is evidence of life, so it never raises a win-back; a risk or silence condition
-    it leaves standing is marked handled without an alert. Returns the new alert count.
+    that caused this evaluation (0 otherwise). ``purchase_ts`` is the event time of the
+    purchase (amount ``purchase_cents`` > 0) that caused it, 0 otherwise: a purchase is
+    evidence of life, so it never raises a win-back or a nudge (a condition it leaves
+    standing is marked handled without an alert), and it is the response to an open contact
+    window it falls in. ``group`` is the customer's holdout group, recorded with a contact.
+    Order within one evaluation: segment changes, the open outcome closed (by this purchase
+    or by the end of its window), the win-back, the nudge. Returns the new alert count.
     """
     h = P.class_hysteresis
     spend = sc.window_monetary
@@ -212,9 +313,19 @@ def detect_one(  # type: ignore[no-untyped-def]
     st.seg_quadrant = new[3] + 1
     st.seg_lifecycle = new[4] + 1
 
+    # --- the open contact's outcome ---
+    if st.contact_at > 0:
+        opened = int(st.contact_at)
+        end = opened + round(P.response_window_days * DAY)
+        if purchase_ts > 0 and opened <= purchase_ts <= end:
+            n = _close_outcome(st, out, n, index, CLOSED_BY_PURCHASE, purchase_cents)
+        elif clock > end:
+            n = _close_outcome(st, out, n, index, CLOSED_BY_WINDOW, 0)
+
     # --- win-back ---
     if st.purchase_days == 0:
         return n
+    purchase = purchase_ts > 0
     reason = 0
     if complaint_sev >= P.complaint_alert_severity:
         reason = REASON_COMPLAINT
@@ -226,46 +337,31 @@ def detect_one(  # type: ignore[no-untyped-def]
         st.flags |= FLAG_RISK_HIGH
         if reason == 0:
             reason = REASON_RISK_RISE
+    if not sc.spend_drop:
+        st.flags &= ~FLAG_SPEND_DROP
+    elif not (st.flags & FLAG_SPEND_DROP):
+        st.flags |= FLAG_SPEND_DROP
+        if reason == 0:
+            reason = REASON_SPEND_DROP
     if not (st.flags & FLAG_SILENCE_SENT) and (sc.overdue or not sc.effective):
         st.flags |= FLAG_SILENCE_SENT
         if reason == 0:
             reason = REASON_SILENCE
-    if reason == 0 or purchase:
-        return n
-    cooldown_s = min(max(sc.usual_gap_days, P.cooldown_min_days), P.cooldown_max_days) * DAY
-    suppressed = st.last_winback > 0 and clock - int(st.last_winback) < cooldown_s
-    if not suppressed:
-        st.last_winback = clock
-    return _emit(out, n, index, KIND_WIN_BACK, 0, reason, 0, 0, 1 if suppressed else 0)
+    if reason != 0 and not purchase:
+        n = _contact(st, sc, clock, P, KIND_WIN_BACK, reason, group, tier, quad, out, n, index)
 
-
-@njit(cache=True, nogil=True)
-def _detect(states, rows, scores, clock, P, cuts, complaint_sev, out) -> int:  # type: ignore[no-untyped-def]
-    n = 0
-    for k in range(rows.shape[0]):
-        n = detect_one(
-            states[rows[k]], scores[k], clock, P, cuts, int(complaint_sev[k]), False, out, n, k
-        )
+    # --- repurchase nudge: at the predicted next purchase (minus the lead), once a cycle ---
+    if (
+        not (st.flags & FLAG_NUDGE_SENT)
+        and st.purchase_days >= P.nudge_min_days
+        and sc.nudge_at > 0
+        and clock >= sc.nudge_at
+    ):
+        st.flags |= FLAG_NUDGE_SENT
+        if (
+            not purchase
+            and sc.p_alive >= P.nudge_min_p_alive
+            and (P.nudge_min_tier == 0 or tier >= P.nudge_min_tier)
+        ):
+            n = _contact(st, sc, clock, P, KIND_NUDGE, 0, group, tier, quad, out, n, index)
     return n
-
-
-def detect_alerts(
-    states: npt.NDArray[np.void],
-    rows: npt.NDArray[np.int32],
-    scores: npt.NDArray[np.void],
-    clock: int,
-    params: ScoringParams,
-    cuts: tuple[float, ...],
-    complaint_sev: npt.NDArray[np.uint8] | None = None,
-) -> npt.NDArray[np.void]:
-    """Alerts for ``states[rows]`` given their ``scores`` at ``clock``; updates bookkeeping.
-
-    ``complaint_sev`` (aligned with ``rows``) is the severity of an open complaint causing
-    each evaluation, 0 for none. The streaming driver (:mod:`engine.timeline`) calls
-    :func:`detect_one` per evaluation instead.
-    """
-    if complaint_sev is None:
-        complaint_sev = np.zeros(rows.shape[0], dtype=np.uint8)
-    out = np.zeros(rows.shape[0] * MAX_PER_EVALUATION, dtype=ALERT_DTYPE)
-    count = _detect(states, rows, scores, np.int64(clock), params, cuts, complaint_sev, out)
-    return out[:count]

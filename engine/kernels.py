@@ -21,6 +21,7 @@ from numba import njit
 
 from engine.calendar import month_index
 from engine.state import (
+    FLAG_NUDGE_SENT,
     FLAG_SILENCE_SENT,
     KIND_COMPLAINT,
     KIND_PURCHASE,
@@ -163,7 +164,8 @@ def _purchase(st, t: int, cents: int) -> None:  # type: ignore[no-untyped-def]
             if t < st.first_purchase:
                 st.first_purchase = t
         if day > last_day:
-            st.flags &= ~FLAG_SILENCE_SENT  # a newer purchase day re-arms the silence alert
+            # a newer purchase day starts a new cycle: it re-arms the silence alert and the nudge
+            st.flags &= ~(FLAG_SILENCE_SENT | FLAG_NUDGE_SENT)
             st.prev_purchase = st.last_purchase
             st.last_purchase = t
         elif day == last_day:

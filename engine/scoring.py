@@ -90,6 +90,9 @@ SCORES_DTYPE = np.dtype(
         ("expected_avg_spend", "f8"),  # Gamma-Gamma E[M | x, mbar]
         ("clv", "f8"),
         ("next_purchase_eta", "i8"),  # epoch s, 0 for prospects
+        ("net_spend", "f8"),  # lifetime purchases minus refunds (currency units)
+        ("spend_drop", "u1"),  # trailing 3 months far below the earlier run-rate (§8.4)
+        ("nudge_at", "i8"),  # epoch s a repurchase nudge is due (repeat buyers; 0 none)
         ("due", "i8"),  # epoch s of the next time-driven change, 0 = never
     ]
 )
@@ -192,6 +195,47 @@ def _p_alive_day(x: int, first_day: int, t_x: float, unit_days: float, today: in
 
 
 @njit(cache=True, nogil=True)
+def _month_cents(st, month: int) -> int:
+    """Net spend of calendar month ``month`` from the ring (0 outside the ring's 12 months)."""
+    head = int(st.ring_head)
+    if month > head or month <= head - RING_MONTHS:
+        return 0
+    return int(st.ring_cents[month % RING_MONTHS])
+
+
+@njit(cache=True, nogil=True)
+def _spend_drop(st, cb: int, P: ScoringParams) -> bool:
+    """Spend drop at calendar month ``cb``: the three complete months before it spent less
+    than ``spend_drop_ratio`` x the run-rate of the eight months before those, which need
+    ``spend_drop_min_months`` months with spend (docs/scoring.md §8.4)."""
+    earlier = 0
+    months = 0
+    for m in range(cb - 11, cb - 3):
+        cents = _month_cents(st, m)
+        earlier += cents
+        if cents > 0:
+            months += 1
+    if months < P.spend_drop_min_months or earlier <= 0:
+        return False
+    recent = 0
+    for m in range(cb - 3, cb):
+        recent += _month_cents(st, m)
+    return recent < P.spend_drop_ratio * earlier / 8.0 * 3.0
+
+
+@njit(cache=True, nogil=True)
+def _spend_drop_change(st, cb: int, now: bool, P: ScoringParams) -> int:
+    """The first month after ``cb`` whose start changes the spend-drop condition with no new
+    event (0 = none: after 12 months every month the ring knows has left both windows)."""
+    if int(st.ring_head) < cb - RING_MONTHS:
+        return 0
+    for m in range(cb + 1, cb + RING_MONTHS + 1):
+        if _spend_drop(st, m, P) != now:
+            return m
+    return 0
+
+
+@njit(cache=True, nogil=True)
 def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:  # type: ignore[no-untyped-def]
     n_days = int(st.purchase_days)
     cb = month_index(clock)
@@ -212,7 +256,7 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
         f_w += cnt
         cents_w += cents
     m_w = cents_w / 100.0
-    effective = f_w >= 1
+    effective = f_w >= 1 and (P.effective_min_spend <= 0.0 or m_w >= P.effective_min_spend)
     out.window_frequency = f_w
     out.window_monetary = m_w
     out.window_avg_spend = m_w / f_w if f_w > 0 else 0.0
@@ -249,6 +293,13 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     due = MAX_TS + 1
     if intent:
         due = min(due, int(st.last_visit) + _at_or_after(intent_window_s))
+    out.net_spend = (int(st.gross_cents) - int(st.refund_cents)) / 100.0
+    drop = _spend_drop(st, cb, P)
+    out.spend_drop = drop
+    change = _spend_drop_change(st, cb, drop, P)
+    if change > 0:
+        due = min(due, month_start(change))
+    out.nudge_at = 0
 
     if n_days == 0:
         out.frequency = 0
@@ -302,6 +353,8 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     out.usual_gap_days = gap_s / DAY
     out.overdue = overdue
     out.next_purchase_eta = last + round(gap_s)
+    if x >= 1:
+        out.nudge_at = max(out.next_purchase_eta - round(P.nudge_lead_days * DAY), 1)
 
     # RFM scores: recency cut points are upper bounds in days, the others lower bounds
     r = 1

@@ -17,6 +17,11 @@ import numpy.typing as npt
 __all__ = [
     "ABCD_NAMES",
     "ACTIONS",
+    "CLOSED_BY_NAMES",
+    "GROUP_NAMES",
+    "KIND_NAMES",
+    "NUDGE_OFFERS",
+    "NUDGE_REASON",
     "DEFAULT_RFM_MAP",
     "LIFECYCLE_NAMES",
     "QUADRANT_NAMES",
@@ -66,7 +71,11 @@ LIFECYCLE_NAMES: Final = (
     "won_back",
 )
 SCHEME_NAMES: Final = (NONE, "rfm", "value_tier", "abcd", "quadrant", "lifecycle")
-REASON_NAMES: Final = (NONE, "silence", "risk_rise", "complaint")
+REASON_NAMES: Final = (NONE, "silence", "risk_rise", "complaint", "spend_drop")
+NUDGE_REASON: Final = "repurchase"  # the one reason of a nudge (its metric label)
+KIND_NAMES: Final = (NONE, "segment_change", "win_back", "nudge", "outcome")
+CLOSED_BY_NAMES: Final = (NONE, "purchase", "window", "superseded")
+GROUP_NAMES: Final = ("treated", "holdout")
 
 # Default map as rules (segment, R range, FM range), inclusive; covers all 25 cells once.
 DEFAULT_RFM_RULES: Final = (
@@ -140,4 +149,27 @@ ACTIONS: Final = {
         "major": "service_recovery_offer",
         "vip": "account_manager_call",
     },
+    # spend fell far below the customer's own run-rate: find out why before they are gone
+    "spend_drop": {
+        NONE: "reactivation_offer",
+        "small": "reactivation_offer",
+        "normal": "reactivation_offer",
+        "major": "account_review_call",
+        "vip": "account_manager_call",
+    },
+}
+
+# Suggested offer of a repurchase nudge by quadrant and value tier (docs/scoring.md §8.2):
+# gold customers need no special effort (a thank-you with early access, no discount);
+# high-spend/low-frequency ones are reminded at their own rhythm, more often; high-frequency/
+# low-spend ones get basket-size offers; low/low ones are only kept from leaving.
+NUDGE_OFFERS: Final = {
+    NONE: {tier: "timely_reminder" for tier in TIER_NAMES},
+    "gold": {tier: "thank_you_early_access" for tier in TIER_NAMES},
+    "potential_high_spend": {
+        **{tier: "timely_reminder" for tier in TIER_NAMES},
+        "vip": "account_manager_call",
+    },
+    "maintain": {tier: "retention_reminder" for tier in TIER_NAMES},
+    "potential_high_frequency": {tier: "basket_size_offer" for tier in TIER_NAMES},
 }

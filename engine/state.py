@@ -4,9 +4,10 @@ The record is what Redis stores per customer (``STATE_DTYPE.itemsize`` bytes). T
 unsigned 32-bit epoch seconds (UTC, valid 1970-01-01T00:00:01 .. 2106-02-07); 0 means
 "never". Money is in integer cents so that sums are exact and independent of event order.
 Everything in the record is folded by :mod:`engine.kernels` from the customer's events; the
-``seg_*`` / ``flags`` / ``last_winback`` / ``due`` / ``clock`` fields are written by the
-per-customer evaluation (:mod:`engine.timeline`). Records of layout version 1 are upgraded on
-read (:func:`decode_records`).
+``seg_*`` / ``flags`` / ``last_contact`` / ``contact_*`` / ``due`` / ``clock`` fields are written
+by the per-customer evaluation (:mod:`engine.timeline`); ``contact_ref`` (the open contact's
+alert id) by the streaming layer, which makes the ids. Records of layout versions 1 and 2 are
+upgraded on read (:func:`decode_records`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import numpy.typing as npt
 
 __all__ = [
     "COMPLAINT_SLOTS",
+    "CONTACT_REF_BYTES",
     "DAY_BITS",
     "EVENT_DTYPE",
     "FIELD_DOCS",
+    "FLAG_NUDGE_SENT",
     "FLAG_RISK_HIGH",
     "FLAG_SILENCE_SENT",
+    "FLAG_SPEND_DROP",
     "KIND_COMPLAINT",
     "KIND_PURCHASE",
     "KIND_VISIT",
@@ -32,6 +36,7 @@ __all__ = [
     "RING_MONTHS",
     "STATE_DTYPE",
     "STATE_DTYPE_V1",
+    "STATE_DTYPE_V2",
     "STATE_VERSION",
     "DecodedRecords",
     "complaint_key",
@@ -41,9 +46,10 @@ __all__ = [
     "new_events",
     "new_states",
     "upgrade_v1",
+    "upgrade_v2",
 ]
 
-STATE_VERSION: Final = 2
+STATE_VERSION: Final = 3
 RING_MONTHS: Final = 12  # trailing windows of up to 12 calendar months
 DAY_BITS: Final = 128  # purchase days remembered exactly, ending at the last purchase day
 COMPLAINT_SLOTS: Final = 4  # open complaints tracked one by one (for matched resolutions)
@@ -52,6 +58,9 @@ MAX_TS: Final = 2**32 - 1
 # flags bits (alert bookkeeping, not scores)
 FLAG_SILENCE_SENT: Final = 1  # a silence win-back was handled for the current last purchase
 FLAG_RISK_HIGH: Final = 2  # churn risk is above the threshold; re-armed below thr - hysteresis
+FLAG_SPEND_DROP: Final = 4  # the spend-drop condition holds and was handled
+FLAG_NUDGE_SENT: Final = 8  # this purchase cycle's nudge was handled (re-armed by a new day)
+CONTACT_REF_BYTES: Final = 16  # an alert id: 16 bytes (32 hex characters)
 
 KIND_PURCHASE: Final = 1
 KIND_VISIT: Final = 2
@@ -60,7 +69,13 @@ KIND_COMPLAINT: Final = 3
 # (name, numpy type, shape, unit and meaning). Order is the byte layout.
 _FIELDS: Final[list[tuple[str, str, tuple[int, ...], str]]] = [
     ("version", "u1", (), "record layout version (STATE_VERSION)"),
-    ("flags", "u1", (), "alert bookkeeping bits: 1 silence handled, 2 risk high"),
+    (
+        "flags",
+        "u1",
+        (),
+        "alert bookkeeping bits: 1 silence handled, 2 risk high, 4 spend drop handled, "
+        "8 nudge handled",
+    ),
     ("seg_rfm", "u1", (), "last emitted RFM segment code + 1 (0 = never classified)"),
     ("seg_tier", "u1", (), "last emitted value tier code + 1, with hysteresis"),
     ("seg_abcd", "u1", (), "last emitted A/B/C/D class code + 1, with hysteresis"),
@@ -75,7 +90,7 @@ _FIELDS: Final[list[tuple[str, str, tuple[int, ...], str]]] = [
     ("last_visit", "u4", (), "latest visit time (epoch s)"),
     ("last_event", "u4", (), "latest event time of any kind (epoch s)"),
     ("complaint_ts", "u4", (), "time complaint_score refers to (epoch s)"),
-    ("last_winback", "u4", (), "event time of the last win-back alert (epoch s, cool-down)"),
+    ("last_contact", "u4", (), "event time of the last contact sent (epoch s, contact budget)"),
     ("due", "u4", (), "next time a time-driven score or alert can change (epoch s, 0 never)"),
     ("clock", "u4", (), "event time the customer was last evaluated at (epoch s, 0 never)"),
     ("purchase_days", "u4", (), "distinct UTC purchase days, lifetime; BTYD x = days - 1"),
@@ -91,10 +106,25 @@ _FIELDS: Final[list[tuple[str, str, tuple[int, ...], str]]] = [
     ("complaint_opened", "u4", (COMPLAINT_SLOTS,), "open complaints: time filed (epoch s)"),
     ("ring_cents", "i4", (RING_MONTHS,), "net spend per calendar month, ring (cents)"),
     ("ring_count", "u1", (RING_MONTHS,), "purchase days per calendar month, ring (saturates)"),
+    ("contact_at", "u4", (), "event time of the contact whose response window is open (0 none)"),
+    ("contact_kind", "u1", (), "open contact: alert kind code (nudge or win-back)"),
+    ("contact_reason", "u1", (), "open contact: win-back reason code (0 for a nudge)"),
+    ("contact_group", "u1", (), "open contact: 0 treated, 1 held out"),
+    ("contact_tier", "u1", (), "open contact: emitted value tier code at the contact"),
+    ("contact_quadrant", "u1", (), "open contact: emitted quadrant code at the contact"),
+    ("contact_ref", "u1", (CONTACT_REF_BYTES,), "open contact: its alert id (16 bytes; 0 = not yet known)"),
 ]
 
 STATE_DTYPE: Final = np.dtype([(name, kind, shape) for name, kind, shape, _ in _FIELDS])
 FIELD_DOCS: Final[dict[str, str]] = {name: doc for name, _, _, doc in _FIELDS}
+# Layout version 2 (sessions 3-4): no contact fields; the cool-down clock was last_winback.
+STATE_DTYPE_V2: Final = np.dtype(
+    [
+        ("last_winback" if name == "last_contact" else name, kind, shape)
+        for name, kind, shape, _ in _FIELDS
+        if not name.startswith("contact_")
+    ]
+)
 
 # One input event, already validated and resolved to a state row by the caller.
 EVENT_DTYPE: Final = np.dtype(
@@ -183,7 +213,7 @@ _COPIED_FROM_V1: Final = (
 
 
 def upgrade_v1(old: np.void) -> npt.NDArray[np.void]:
-    """A version-1 record as a one-element version-2 array.
+    """A version-1 record as a one-element current-version array (through version 2).
 
     Version 1 counted purchase events, not purchase days, and did not keep the days
     themselves: the upgrade keeps the counts it has (an over-count where one day had several
@@ -191,7 +221,8 @@ def upgrade_v1(old: np.void) -> npt.NDArray[np.void]:
     (first, previous and last purchase) and turns each unresolved complaint into a slot no
     resolution can name, filed at the complaint time, so its term decays.
     """
-    new = new_states(1)
+    new = np.zeros(1, dtype=STATE_DTYPE_V2)
+    new["version"] = 2
     row = new[0]
     for name in _COPIED_FROM_V1:
         row[name] = old[name]
@@ -211,6 +242,22 @@ def upgrade_v1(old: np.void) -> npt.NDArray[np.void]:
     for slot in range(min(unresolved, COMPLAINT_SLOTS)):
         row["complaint_ids"][slot] = _V1_COMPLAINT_ID
         row["complaint_opened"][slot] = old["complaint_ts"]
+    return upgrade_v2(new[0])
+
+
+def upgrade_v2(old: np.void) -> npt.NDArray[np.void]:
+    """A version-2 record as a one-element version-3 array.
+
+    Version 3 adds the contact fields of the marketing loop; the win-back cool-down clock
+    becomes the contact budget's (``last_winback`` -> ``last_contact``). No contact window
+    is open after an upgrade: contacts sent before it have no measured outcome.
+    """
+    new = new_states(1)
+    row = new[0]
+    for name in STATE_DTYPE_V2.names:
+        if name == "version":
+            continue
+        row["last_contact" if name == "last_winback" else name] = old[name]
     return new
 
 
@@ -239,6 +286,9 @@ def decode_records(blobs: Sequence[bytes | None]) -> DecodedRecords:
         version = blob[0] if blob else -1
         if version == STATE_VERSION and len(blob) == size:
             states[i] = np.frombuffer(blob, dtype=STATE_DTYPE)[0]
+        elif version == 2 and len(blob) == STATE_DTYPE_V2.itemsize:
+            states[i] = upgrade_v2(np.frombuffer(blob, dtype=STATE_DTYPE_V2)[0])[0]
+            upgraded.append(i)
         elif version == 1 and len(blob) == STATE_DTYPE_V1.itemsize:
             states[i] = upgrade_v1(np.frombuffer(blob, dtype=STATE_DTYPE_V1)[0])[0]
             upgraded.append(i)

@@ -29,11 +29,11 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from engine.alert_rules import KIND_SEGMENT_CHANGE, MAX_PER_EVALUATION, detect_one
+from engine.alert_rules import ALERT_DTYPE, KIND_SEGMENT_CHANGE, MAX_PER_EVALUATION, detect_one
 from engine.kernels import apply_event
 from engine.scoring import SCORES_DTYPE, PopulationCuts, _evaluate_one
 from engine.scoring_params import DAY, ScoringParams
-from engine.state import FLAG_RISK_HIGH, KIND_COMPLAINT, KIND_PURCHASE, MAX_TS
+from engine.state import FLAG_NUDGE_SENT, FLAG_RISK_HIGH, KIND_COMPLAINT, KIND_PURCHASE, MAX_TS
 
 __all__ = [
     "TIMELINE_ALERT_DTYPE",
@@ -47,13 +47,7 @@ __all__ = [
 # An alert with where it came from; score indices point into Timeline.scores.
 TIMELINE_ALERT_DTYPE = np.dtype(
     [
-        ("index", "i4"),  # the customer's state row
-        ("kind", "u1"),
-        ("scheme", "u1"),
-        ("reason", "u1"),
-        ("from_code", "u1"),
-        ("to_code", "u1"),
-        ("suppressed", "u1"),
+        *ALERT_DTYPE.descr,  # index is the customer's state row
         ("event", "i4"),  # index of the causing event in the events array, -1 = timer
         ("due", "i8"),  # timer: the due time evaluated (epoch s); 0 for events
         ("clock", "i8"),  # the event time the customer was evaluated at
@@ -106,7 +100,9 @@ def _evaluate_at(  # type: ignore[no-untyped-def]
     cause_event,
     due,
     sev,
-    purchase,
+    purchase_ts,
+    purchase_cents,
+    group,
     P,
     cuts,
     rfm_map,
@@ -126,7 +122,9 @@ def _evaluate_at(  # type: ignore[no-untyped-def]
     sc = scores[n_scores]
     _evaluate_one(st, clock, P, cuts, rfm_map, sc)
     first = n_alerts
-    n_alerts = detect_one(st, sc, clock, P, cuts, sev, purchase, alerts, n_alerts, row)
+    n_alerts = detect_one(
+        st, sc, clock, P, cuts, sev, purchase_ts, purchase_cents, group, alerts, n_alerts, row
+    )
     after = n_scores
     n_scores += 1
     before_at = -1
@@ -146,12 +144,29 @@ def _evaluate_at(  # type: ignore[no-untyped-def]
         a.before = before_at if a.kind == KIND_SEGMENT_CHANGE else -1
     st.clock = clock
     st.due = min(max(sc.due, 0), MAX_TS)
+    # the due times of the contact bookkeeping: this cycle's nudge, the open window's end
+    if (
+        not (st.flags & FLAG_NUDGE_SENT)
+        and st.purchase_days >= P.nudge_min_days
+        and clock < sc.nudge_at <= MAX_TS
+    ):
+        st.due = _earlier_due(st.due, sc.nudge_at)
+    if st.contact_at > 0:
+        closes = int(st.contact_at) + round(P.response_window_days * DAY) + 1
+        if clock < closes <= MAX_TS:
+            st.due = _earlier_due(st.due, closes)
     if st.flags & FLAG_RISK_HIGH:
         rearm = _risk_rearm_time(st, sc, clock, P, cuts, rfm_map, scores[n_scores])
         if rearm > 0 and (st.due == 0 or rearm < st.due):
             st.due = rearm
     final[fi] = sc
     return n_alerts, n_scores
+
+
+@njit(cache=True, nogil=True)
+def _earlier_due(due: int, when: int) -> int:
+    """``when`` if it comes before ``due`` (0 = no due time yet)."""
+    return when if due == 0 or when < due else due
 
 
 @njit(cache=True, nogil=True)
@@ -198,7 +213,7 @@ def _risk_rearm_time(st, sc, clock, P, cuts, rfm_map, scratch) -> int:  # type: 
 
 @njit(cache=True, nogil=True)
 def _run_dues(  # type: ignore[no-untyped-def]
-    st, scratch, until, P, cuts, rfm_map, alerts, n_alerts, scores, n_scores, row, final, fi
+    st, scratch, until, group, P, cuts, rfm_map, alerts, n_alerts, scores, n_scores, row, final, fi
 ):
     steps = 0
     while st.due != 0 and st.due <= until and steps < _MAX_DUE_STEPS:
@@ -210,7 +225,9 @@ def _run_dues(  # type: ignore[no-untyped-def]
             -1,
             d,
             0,
-            False,
+            0,
+            0,
+            group,
             P,
             cuts,
             rfm_map,
@@ -241,6 +258,7 @@ def _run(  # type: ignore[no-untyped-def]
     cuts,
     rfm_map,
     halflife,
+    holdout,
     alerts,
     scores,
     final,
@@ -252,6 +270,7 @@ def _run(  # type: ignore[no-untyped-def]
     for i in range(process_rows.shape[0]):
         row = process_rows[i]
         st = states[row]
+        group = int(holdout[row])
         for k in range(starts[i], starts[i + 1]):
             ev = events[k]
             t = int(ev.ts)
@@ -260,6 +279,7 @@ def _run(  # type: ignore[no-untyped-def]
                     st,
                     scratch[0],
                     t,
+                    group,
                     P,
                     cuts,
                     rfm_map,
@@ -281,6 +301,7 @@ def _run(  # type: ignore[no-untyped-def]
             sev = 0
             if ev.kind == KIND_COMPLAINT and ev.resolved == 0:
                 sev = int(ev.severity)
+            bought = ev.kind == KIND_PURCHASE and ev.cents > 0
             n_alerts, n_scores = _evaluate_at(
                 st,
                 scratch[0],
@@ -288,7 +309,9 @@ def _run(  # type: ignore[no-untyped-def]
                 k,
                 0,
                 sev,
-                ev.kind == KIND_PURCHASE and ev.cents > 0,
+                t if bought else 0,
+                int(ev.cents) if bought else 0,
+                group,
                 P,
                 cuts,
                 rfm_map,
@@ -307,6 +330,7 @@ def _run(  # type: ignore[no-untyped-def]
             st,
             scratch[0],
             watermark,
+            group,
             P,
             cuts,
             rfm_map,
@@ -334,8 +358,12 @@ def run_timeline(
     params: ScoringParams,
     cuts: PopulationCuts,
     rfm_map: npt.NDArray[np.uint8],
+    holdout: npt.NDArray[np.uint8] | None = None,
 ) -> Timeline:
     """Evaluate ``states[process_rows]`` at their own times; updates ``states`` in place.
+
+    ``holdout`` (u1 per state row, 1 = held out; default all treated) is each customer's
+    control group, recorded with its contacts and their outcomes.
 
     ``events`` (EVENT_DTYPE) are sorted by (row, ts, type, event_id) (see
     :func:`order_events`); the events of ``process_rows[i]`` are
@@ -343,6 +371,8 @@ def run_timeline(
     is evaluated only at its due times up to ``watermark`` (the timer sweep).
     """
     work = states.copy()
+    if holdout is None:
+        holdout = np.zeros(states.shape[0], dtype=np.uint8)
     capacity = 8 * (events.shape[0] + process_rows.shape[0]) + 64
     while True:
         alerts = np.zeros(capacity * MAX_PER_EVALUATION // 4 + 16, dtype=TIMELINE_ALERT_DTYPE)
@@ -359,6 +389,7 @@ def run_timeline(
             cuts,
             rfm_map,
             params.complaint_halflife_days,
+            holdout,
             alerts,
             scores,
             final,

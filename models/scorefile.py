@@ -46,8 +46,8 @@ CLASS_NAMES: Final = {
     "quadrant": QUADRANT_NAMES,
     "lifecycle": LIFECYCLE_NAMES,
 }
-_TIMES: Final = ("next_purchase_eta", "due")
-_BOOLS: Final = ("effective", "overdue")
+_TIMES: Final = ("next_purchase_eta", "due", "nudge_at")
+_BOOLS: Final = ("effective", "overdue", "spend_drop")
 
 # Contract columns first (docs/design.md, "Contracts"), then the extras that explain them.
 SCORE_COLUMNS: Final = (
@@ -81,6 +81,9 @@ SCORE_COLUMNS: Final = (
     "complaint_level",
     "risk_adjustment",
     "due",
+    "net_spend",
+    "spend_drop",
+    "nudge_at",
 )
 # The scores a segment-change alert shows after and before its cause: a selection of
 # SCORE_COLUMNS (the discrete segments and the numbers that explain them).

@@ -56,6 +56,7 @@ def topic_settings() -> tuple[str, ...]:
     return (
         *INPUT_TOPIC_SETTINGS.values(),
         *(kind.topic_setting for kind in ALERT_KINDS),
+        "topic_holdout",
         "topic_scores",
         "topic_dead_letter",
     )
@@ -67,6 +68,7 @@ class TopicTable:
 
     inputs: dict[str, str]  # topic -> event type name
     alerts: dict[str, str]  # alert kind name -> topic
+    holdout: str  # the contacts of held-out customers, whatever their kind
     scores: str  # compacted: the latest scores per customer
     dead_letter: str
 
@@ -75,6 +77,7 @@ class TopicTable:
         return cls(
             inputs={getattr(settings, field): name for name, field in INPUT_TOPIC_SETTINGS.items()},
             alerts={kind.name: getattr(settings, kind.topic_setting) for kind in ALERT_KINDS},
+            holdout=settings.topic_holdout,
             scores=settings.topic_scores,
             dead_letter=settings.topic_dead_letter,
         )
@@ -89,7 +92,7 @@ class TopicTable:
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        return (*self.alerts.values(), self.scores, self.dead_letter)
+        return (*self.alerts.values(), self.holdout, self.scores, self.dead_letter)
 
     @property
     def compacted(self) -> frozenset[str]:
