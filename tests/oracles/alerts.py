@@ -34,6 +34,42 @@ clock, suppressed win-backs flagged and not restarting the cool-down.
 
 The complaint score is folded in fixed point (1/1000, rounded at each fold) as docs/scoring.md
 §2 defines it, so the risk compared with the thresholds is the documented one.
+
+Issue 15, the marketing loop (/work/notes5/spec15.md), written from the spec's words:
+
+- win-back reason ``spend_drop`` (priority complaint > risk_rise > spend_drop > silence): the
+  condition from the raw events' net spend per calendar month (``fold_reference.spend_drop_at``),
+  its flag set when first seen true (an alert unless a higher reason or a purchase), cleared
+  at any evaluation where the condition is false;
+- the repurchase nudge (kind ``nudge``, what ``repurchase``): with its flag clear (cleared by a
+  purchase on a newer purchase day), ``purchase_days >= nudge_min_days`` and
+  ``clock >= nudge_at > 0`` the flag is set; a contact unless the evaluation is caused by a
+  purchase, P(alive) < ``nudge_min_p_alive`` or the emitted value tier is below
+  ``nudge_min_tier`` (0 = no filter);
+- one contact budget for nudges and win-backs (``last_contact``; a contact within the
+  clipped usual gap of the last non-suppressed one is suppressed: a row, no window);
+- the customer's holdout flag (``holdout``), recorded as ``group`` in each contact and kept by
+  its outcome;
+- outcomes (kind ``outcome``): a non-suppressed contact opens a window of W =
+  round(``response_window_days`` x DAY) s; it is closed by a purchase (cents > 0) evaluated at
+  a clock <= contact_at + W (``purchase``: responded, that event's cents), by the timer at
+  contact_at + W + 1 (``window``), or by a newer non-suppressed contact (``superseded``). An
+  outcome row carries the contact's kind, reason, group, emitted tier and quadrant and time.
+
+Order inside one evaluation (the engine must do the same):
+
+1. segment changes, schemes rfm, value_tier, abcd, quadrant, lifecycle;
+2. outcome closing: by the purchase that caused the evaluation, or by the window's end (the
+   timer at contact_at + W + 1);
+3. the win-back (buyers; at most one). If it is a non-suppressed contact: an open window is
+   first closed as ``superseded``, then the win-back row, then its window opens;
+4. the nudge (at most one), the same way (after a published win-back in the same
+   evaluation it is suppressed by the budget the win-back just used).
+
+Time-driven change points added to the watch, from the definitions: ``nudge_at`` (while the
+nudge flag is clear and the customer has enough purchase days), the window end
+contact_at + W + 1 (while a window is open) and the month starts at which the spend-drop
+condition changes value.
 """
 
 from __future__ import annotations
@@ -56,18 +92,27 @@ from oracles.fold_reference import (
     Ev,
     bgnbd_p_alive,
     decay,
+    month_net_cents,
     month_of,
     month_start,
     open_complaints,
     reference,
+    spend_drop_at,
 )
 
 __all__ = [
+    "BY_PURCHASE",
+    "BY_SUPERSEDED",
+    "BY_WINDOW",
     "COMPLAINT",
+    "NUDGE",
+    "OUTCOME",
+    "REPURCHASE",
     "RISK_RISE",
     "SCHEMES",
     "SEGMENT_CHANGE",
     "SILENCE",
+    "SPEND_DROP",
     "WIN_BACK",
     "Anchor",
     "IdEv",
@@ -78,7 +123,12 @@ __all__ = [
 SEGMENT_CHANGE = "segment-change"
 WIN_BACK = "win-back"
 SCHEMES = ("rfm", "value_tier", "abcd", "quadrant", "lifecycle")
+NUDGE = "nudge"
+OUTCOME = "outcome"
 SILENCE, RISK_RISE, COMPLAINT = "silence", "risk_rise", "complaint"
+SPEND_DROP = "spend_drop"
+REPURCHASE = "repurchase"  # the "what" (reason) of a nudge
+BY_PURCHASE, BY_WINDOW, BY_SUPERSEDED = "purchase", "window", "superseded"
 _SCALE = 1000  # complaint score fixed point (docs/scoring.md §2)
 _U4_MAX = 2**32 - 1
 
@@ -93,12 +143,34 @@ class IdEv(Ev):
 
 
 class OracleAlert(NamedTuple):
-    kind: str  # SEGMENT_CHANGE or WIN_BACK
-    what: str  # scheme name, or win-back reason
-    from_code: int  # segment changes: class codes (0 = none); win-backs: 0
+    kind: str  # SEGMENT_CHANGE, WIN_BACK, NUDGE or OUTCOME
+    what: str  # scheme name, win-back reason or REPURCHASE; outcomes: the contact's
+    from_code: int  # segment changes: class codes (0 = none); otherwise 0
     to_code: int
     anchor: Anchor
     suppressed: bool
+    # contacts (win-backs, nudges) and outcomes: the customer's group at the contact
+    # (0 treated, 1 holdout); segment changes: 0
+    group: int = 0
+    # outcomes only: the contact closed, how, and the contact's details
+    responded: bool = False
+    cents: int = 0
+    closed_by: str = ""  # BY_PURCHASE, BY_WINDOW or BY_SUPERSEDED
+    contact_at: int = 0  # the contact's clock
+    contact_kind: str = ""  # WIN_BACK or NUDGE
+    tier: int = 0  # emitted value tier at the contact (0 none)
+    quadrant: int = 0  # emitted quadrant at the contact (0 none)
+
+
+class _Window(NamedTuple):
+    """An open outcome window: the contact it measures."""
+
+    at: int
+    kind: str
+    what: str
+    group: int
+    tier: int
+    quadrant: int
 
 
 def _raised(cut: float, h: float) -> float:
@@ -167,6 +239,22 @@ class _History:
             score = min(score, _U4_MAX)
         self.score, self.score_at = score, at
         self.opened = [opened for _, opened in open_complaints(list(evs))]
+        self.purchase_days = len(days)
+        self.months = month_net_cents(list(evs))
+        # the nudge time, a score constant between events (0 for non-repeat buyers)
+        self.nudge_at = int(self.ref(evs[-1].ts)["nudge_at"]) if evs else 0
+
+    def spend_drop_changes(self, a: int, b: int) -> list[int]:
+        """Month starts in (a, b] at which the spend-drop condition changes value (with no
+        new event it is a function of the calendar month alone)."""
+        out = []
+        prev = spend_drop_at(self.months, month_of(a), self.P)
+        for k in range(month_of(a) + 1, month_of(b) + 1):
+            now = spend_drop_at(self.months, k, self.P)
+            if now != prev:
+                out.append(month_start(k))
+            prev = now
+        return out
 
     def ref(self, t: int) -> dict[str, Any]:
         out = self._ref.get(t)
@@ -295,14 +383,70 @@ class _Customer:
         cuts: PopulationCuts,
         rfm_map: npt.NDArray[np.uint8],
         watch_rearm: bool,
+        holdout: bool,
     ) -> None:
         self.P, self.cuts, self.rfm_map = P, cuts, rfm_map
         self.watch_rearm = watch_rearm
+        self.group = int(holdout)
         self.seg = [-1] * 5  # last emitted code per scheme; -1 = never classified
         self.risk_high = False
         self.silence_sent = False
-        self.last_winback = 0
+        self.spend_drop_sent = False
+        self.nudge_sent = False
+        self.last_contact = 0
+        self.window: _Window | None = None
+        self.window_s = round(P.response_window_days * DAY)
         self.alerts: list[OracleAlert] = []
+
+    def window_end(self) -> int:
+        """The timer second that closes the open window (0 = none open)."""
+        return self.window.at + self.window_s + 1 if self.window is not None else 0
+
+    def nudge_time(self, hist: _History) -> int:
+        """The nudge time while it can still fire with no new event (0 = none)."""
+        armed = not self.nudge_sent and hist.purchase_days >= self.P.nudge_min_days
+        return hist.nudge_at if armed and hist.nudge_at > 0 else 0
+
+    def _close(self, anchor: Anchor, closed_by: str, cents: int) -> None:
+        w = self.window
+        assert w is not None
+        self.alerts.append(
+            OracleAlert(
+                OUTCOME,
+                w.what,
+                0,
+                0,
+                anchor,
+                False,
+                group=w.group,
+                responded=closed_by == BY_PURCHASE,
+                cents=cents,
+                closed_by=closed_by,
+                contact_at=w.at,
+                contact_kind=w.kind,
+                tier=w.tier,
+                quadrant=w.quadrant,
+            )
+        )
+        self.window = None
+
+    def _contact(
+        self, kind: str, what: str, t: int, anchor: Anchor, sc: dict[str, Any]
+    ) -> None:
+        """A win-back or nudge at ``t``: the shared budget, then supersede/open a window."""
+        P = self.P
+        gap = min(max(sc["usual_gap_days"], P.cooldown_min_days), P.cooldown_max_days)
+        suppressed = self.last_contact > 0 and t - self.last_contact < gap * DAY
+        if suppressed:
+            self.alerts.append(OracleAlert(kind, what, 0, 0, anchor, True, group=self.group))
+            return
+        self.last_contact = t
+        if self.window is not None:
+            self._close(anchor, BY_SUPERSEDED, 0)
+        self.alerts.append(OracleAlert(kind, what, 0, 0, anchor, False, group=self.group))
+        self.window = _Window(
+            t, kind, what, self.group, max(self.seg[1], 0), max(self.seg[3], 0)
+        )
 
     def _classes(self, sc: dict[str, Any]) -> list[int]:
         P, c = self.P, self.cuts
@@ -342,7 +486,13 @@ class _Customer:
         return [int(sc["rfm_segment"]), tier, abcd, quad, int(sc["lifecycle"])]
 
     def evaluate(
-        self, hist: _History, t: int, anchor: Anchor, severity: int, purchase: bool
+        self,
+        hist: _History,
+        t: int,
+        anchor: Anchor,
+        severity: int,
+        purchase: bool,
+        cents: int = 0,
     ) -> None:
         P = self.P
         sc = hist.ref(t)
@@ -356,6 +506,13 @@ class _Customer:
                 new[s] = -1  # not in the scheme yet: still unclassified
         self.seg = new
 
+        # outcome closing: by this purchase, or by the timer at the window's end
+        if self.window is not None:
+            if purchase and t <= self.window.at + self.window_s:
+                self._close(anchor, BY_PURCHASE, cents)
+            elif t >= self.window_end():
+                self._close(anchor, BY_WINDOW, 0)
+
         if not hist.buyer:
             return
         reason = ""
@@ -368,23 +525,48 @@ class _Customer:
         elif sc["frequency"] >= 1 and risk >= P.risk_threshold:
             self.risk_high = True
             reason = reason or RISK_RISE
+        if sc["spend_drop"]:
+            if not self.spend_drop_sent:
+                self.spend_drop_sent = True
+                reason = reason or SPEND_DROP
+        else:
+            self.spend_drop_sent = False
         if not self.silence_sent and (sc["overdue"] or not sc["effective"]):
             self.silence_sent = True
             reason = reason or SILENCE
-        if not reason or purchase:
-            return
-        gap = min(max(sc["usual_gap_days"], P.cooldown_min_days), P.cooldown_max_days)
-        suppressed = self.last_winback > 0 and t - self.last_winback < gap * DAY
-        if not suppressed:
-            self.last_winback = t
-        self.alerts.append(OracleAlert(WIN_BACK, reason, 0, 0, anchor, suppressed))
+        if reason and not purchase:
+            self._contact(WIN_BACK, reason, t, anchor, sc)
+
+        nudge_at = int(sc["nudge_at"])
+        if (
+            not self.nudge_sent
+            and hist.purchase_days >= P.nudge_min_days
+            and t >= nudge_at > 0
+        ):
+            self.nudge_sent = True
+            tier = max(self.seg[1], 0)
+            if (
+                not purchase
+                and sc["p_alive"] >= P.nudge_min_p_alive
+                and (P.nudge_min_tier == 0 or tier >= P.nudge_min_tier)
+            ):
+                self._contact(NUDGE, REPURCHASE, t, anchor, sc)
 
     def watch(self, hist: _History, a: int, b: int) -> None:
-        """Timer evaluations in (a, b] with no new event: at every change point."""
-        points = hist.changes(a, b)
+        """Timer evaluations in (a, b] with no new event: at every change point.
+
+        Fixed ones (the scores' change points, spend-drop month starts) and ones that depend
+        on the bookkeeping, which each evaluation may change: the nudge time while the nudge
+        is armed, the end of an open outcome window, risk flag changes."""
+        points = sorted(set(hist.changes(a, b)) | set(hist.spend_drop_changes(a, b)))
         i, t = 0, a
         while True:
+            while i < len(points) and points[i] <= t:
+                i += 1
             nxt = points[i] if i < len(points) else None
+            for extra in (self.nudge_time(hist), self.window_end()):
+                if t < extra <= b and (nxt is None or extra < nxt):
+                    nxt = extra
             risky = None
             if self.watch_rearm or not self.risk_high:
                 risky = hist.next_risk_event(t, nxt if nxt is not None else b, self.risk_high)
@@ -392,7 +574,6 @@ class _Customer:
                 t = risky
             elif nxt is not None:
                 t = nxt
-                i += 1
             else:
                 return
             self.evaluate(hist, t, ("timer", t), 0, False)
@@ -406,6 +587,7 @@ def oracle_alerts(
     rfm_map: npt.NDArray[np.uint8],
     *,
     watch_rearm: bool = True,
+    holdout: bool = False,
 ) -> list[OracleAlert]:
     """Every alert of one customer's history, watched continuously up to ``watermark``.
 
@@ -418,8 +600,11 @@ def oracle_alerts(
     event or change point (the risk flag is re-armed only where the customer is evaluated
     anyway). Where the two readings differ, the alerts depend on *when* a customer is looked
     at, not only on its history.
+
+    ``holdout`` is the customer's control-group flag: recorded as ``group`` (1) in each
+    contact and kept by its outcome; the contact process is the same for both groups.
     """
-    customer = _Customer(P, cuts, rfm_map, watch_rearm)
+    customer = _Customer(P, cuts, rfm_map, watch_rearm, holdout)
     folded: list[IdEv] = []
     hist: _History | None = None
     hist_time = 0  # the time hist was last evaluated at
@@ -429,14 +614,17 @@ def oracle_alerts(
             customer.watch(hist, hist_time, ev.ts)
         if ev.kind == P_KIND and ev.cents > 0:
             if last_day >= 0 and ev.ts // DAY > last_day:
-                customer.silence_sent = False  # a newer purchase day re-arms the silence alert
+                # a newer purchase day re-arms the silence alert and starts a nudge cycle
+                customer.silence_sent = False
+                customer.nudge_sent = False
             last_day = max(last_day, ev.ts // DAY)
         folded.append(ev)
         hist = _History(list(folded), P, cuts, rfm_map)
         hist_time = ev.ts
         severity = ev.severity if ev.kind == C_KIND and not ev.resolved else 0
         purchase = ev.kind == P_KIND and ev.cents > 0
-        customer.evaluate(hist, ev.ts, ("event", ev.event_id), severity, purchase)
+        cents = ev.cents if purchase else 0
+        customer.evaluate(hist, ev.ts, ("event", ev.event_id), severity, purchase, cents)
     if hist is not None and watermark > hist_time:
         customer.watch(hist, hist_time, watermark)
     return customer.alerts

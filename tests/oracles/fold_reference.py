@@ -28,7 +28,9 @@ __all__ = [
     "Ev",
     "bgnbd_p_alive",
     "complaint_level",
+    "month_net_cents",
     "reference",
+    "spend_drop_at",
     "unresolved_level",
 ]
 
@@ -127,6 +129,44 @@ def unresolved_level(events: list[Ev], clock: int, halflife_days: float) -> floa
     return sum(decay(clock - opened, halflife_days) for _, opened in open_complaints(events))
 
 
+def month_net_cents(events: list[Ev]) -> dict[int, int]:
+    """Net spend (purchases minus refunds, cents) per calendar month index, by event time."""
+    out: dict[int, int] = {}
+    for e in events:
+        if e.kind == P_KIND and e.cents != 0:
+            m = month_of(e.ts)
+            out[m] = out.get(m, 0) + e.cents
+    return out
+
+
+def spend_drop_at(months: dict[int, int], cb: int, P: ScoringParams) -> bool:
+    """The spend-drop condition at clock month ``cb`` (spec 15): recent = net spend of the
+    three complete months cb-3..cb-1, earlier = net spend of the eight months cb-11..cb-4,
+    run rate = earlier / 8 a month; true when at least ``spend_drop_min_months`` of the
+    earlier months had net spend > 0, earlier > 0 and recent < ratio x run rate x 3."""
+    recent = sum(months.get(k, 0) for k in range(cb - 3, cb)) / 100.0
+    earlier_months = [months.get(k, 0) for k in range(cb - 11, cb - 3)]
+    earlier = sum(earlier_months) / 100.0
+    spending = sum(c > 0 for c in earlier_months)
+    return (
+        spending >= P.spend_drop_min_months
+        and earlier > 0
+        and recent < P.spend_drop_ratio * (earlier / 8.0) * 3.0
+    )
+
+
+def spend_drop_next(months: dict[int, int], cb: int, P: ScoringParams) -> int:
+    """The first month start after month ``cb`` at which the condition differs from its value
+    in month ``cb`` with no new event, 0 = never (it is false once every month with spend has
+    left cb-11..cb-1, so twelve months past the last month with spend is far enough)."""
+    now = spend_drop_at(months, cb, P)
+    last = max(months, default=cb)
+    for k in range(cb + 1, max(cb, last) + 13):
+        if spend_drop_at(months, k, P) != now:
+            return month_start(k)
+    return 0
+
+
 def _first_day(today: int, holds: Any) -> int | None:
     """First day after ``today`` on which the monotone predicate ``holds(day)`` is true."""
     last_day = MAX_TS // DAY
@@ -150,7 +190,14 @@ def reference(
     rfm_map: npt.NDArray[np.uint8],
 ) -> dict[str, Any]:
     """Every score of one customer's events at ``clock`` except the BTYD expectations
-    (expected purchases, Gamma-Gamma spend, CLV; the tests take those from lifetimes)."""
+    (expected purchases, Gamma-Gamma spend, CLV; the tests take those from lifetimes).
+
+    Issue 15 (spec15): ``net_spend`` (lifetime purchases minus refunds, currency units),
+    ``effective`` also needs window net spend >= ``effective_min_spend``, ``spend_drop``
+    (from the raw events' net spend per calendar month, :func:`spend_drop_at`) with
+    ``spend_drop_due`` (the next month start at which it changes, 0 never; also a ``due``
+    candidate, as ``spend_drop`` is a discrete output) and ``nudge_at`` (next purchase ETA
+    minus the nudge lead, repeat buyers only, else 0)."""
     purchases = [e for e in events if e.kind == P_KIND and e.cents > 0]  # 0 is not a purchase
     refunds = [e for e in events if e.kind == P_KIND and e.cents < 0]
     visits = [e for e in events if e.kind == V_KIND]
@@ -163,8 +210,14 @@ def reference(
     # the window counts purchase days (distinct UTC days with a purchase) and net spend
     f_w = len({e.ts // DAY for e in purchases if in_window(e.ts)})
     m_w = sum(e.cents for e in purchases + refunds if in_window(e.ts)) / 100.0
-    effective = f_w >= 1
+    effective = f_w >= 1 and m_w >= P.effective_min_spend
+    months = month_net_cents(events)
+    drop = spend_drop_at(months, cb, P)
+    drop_due = spend_drop_next(months, cb, P)
     out: dict[str, Any] = {
+        "net_spend": sum(e.cents for e in purchases + refunds) / 100.0,
+        "spend_drop": int(drop),
+        "spend_drop_due": drop_due,
         "window_frequency": f_w,
         "window_monetary": m_w,
         "effective": int(effective),
@@ -184,7 +237,7 @@ def reference(
     out["complaint_level"] = level
     out["unresolved_level"] = unresolved
     out["risk_adjustment"] = adj
-    candidates: list[int] = []
+    candidates: list[int] = [drop_due] if drop_due else []
     if intent:
         candidates.append(last_visit + math.floor(intent_s) + 1)
 
@@ -211,6 +264,7 @@ def reference(
             lifecycle=1 if events else 0,
             overdue=0,
             next_purchase_eta=0,
+            nudge_at=0,
             due=due(),
         )
         return out
@@ -317,6 +371,7 @@ def reference(
         lifecycle=stage,
         overdue=int(overdue),
         next_purchase_eta=last + round(gap),
+        nudge_at=last + round(gap) - round(P.nudge_lead_days * DAY) if x >= 1 else 0,
         p_alive=p_alive,
         churn_risk=risk,
         due=due(),
