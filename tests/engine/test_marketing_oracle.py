@@ -70,9 +70,10 @@ def test_reference_effective_needs_the_minimum_window_spend() -> None:
     evs = [Ev(P_KIND, NOON, 5000), Ev(P_KIND, NOON + DAY, -3000)]  # net 20.00 in the window
     at = NOON + 2 * DAY
     assert reference(evs, at, P, CUTS, DEFAULT_RFM_MAP)["effective"] == 1
-    assert reference(evs, at, P._replace(effective_min_spend=20.0), CUTS, DEFAULT_RFM_MAP)[
-        "effective"
-    ] == 1
+    assert (
+        reference(evs, at, P._replace(effective_min_spend=20.0), CUTS, DEFAULT_RFM_MAP)["effective"]
+        == 1
+    )
     sc = reference(evs, at, P._replace(effective_min_spend=25.0), CUTS, DEFAULT_RFM_MAP)
     assert (sc["effective"], sc["value_tier"], sc["lifecycle"]) == (0, 0, 5)  # lapsed
 
@@ -244,9 +245,7 @@ def test_a_purchase_before_the_nudge_cancels_it() -> None:
     early = IdEv(P_KIND, evs[-1].ts + 2 * DAY, 5000, event_id="early")
     new_at = early.ts + 8 * DAY
     got = [
-        a
-        for a in oracle_alerts([*evs, early], new_at, P, CUTS, DEFAULT_RFM_MAP)
-        if a.kind == NUDGE
+        a for a in oracle_alerts([*evs, early], new_at, P, CUTS, DEFAULT_RFM_MAP) if a.kind == NUDGE
     ]
     assert [a.anchor for a in got] == [("timer", new_at)]
 
@@ -259,9 +258,8 @@ def test_the_nudge_filters() -> None:
         P._replace(nudge_min_tier=3),  # tier normal
         P._replace(nudge_min_p_alive=0.9999),
     ):
-        assert not [
-            a for a in oracle_alerts(evs, at + DAY, params, CUTS, DEFAULT_RFM_MAP) if a.kind == NUDGE
-        ], params
+        got = oracle_alerts(evs, at + DAY, params, CUTS, DEFAULT_RFM_MAP)
+        assert not [a for a in got if a.kind == NUDGE], params
     # the flag is handled at the nudge time even when filtered: no nudge later either
     p_alive = reference(evs, at, P, CUTS, DEFAULT_RFM_MAP)["p_alive"]
     assert 0.5 <= p_alive < 0.9999

@@ -430,9 +430,7 @@ class _Customer:
         )
         self.window = None
 
-    def _contact(
-        self, kind: str, what: str, t: int, anchor: Anchor, sc: dict[str, Any]
-    ) -> None:
+    def _contact(self, kind: str, what: str, t: int, anchor: Anchor, sc: dict[str, Any]) -> None:
         """A win-back or nudge at ``t``: the shared budget, then supersede/open a window."""
         P = self.P
         gap = min(max(sc["usual_gap_days"], P.cooldown_min_days), P.cooldown_max_days)
@@ -444,9 +442,7 @@ class _Customer:
         if self.window is not None:
             self._close(anchor, BY_SUPERSEDED, 0)
         self.alerts.append(OracleAlert(kind, what, 0, 0, anchor, False, group=self.group))
-        self.window = _Window(
-            t, kind, what, self.group, max(self.seg[1], 0), max(self.seg[3], 0)
-        )
+        self.window = _Window(t, kind, what, self.group, max(self.seg[1], 0), max(self.seg[3], 0))
 
     def _classes(self, sc: dict[str, Any]) -> list[int]:
         P, c = self.P, self.cuts
@@ -538,11 +534,7 @@ class _Customer:
             self._contact(WIN_BACK, reason, t, anchor, sc)
 
         nudge_at = int(sc["nudge_at"])
-        if (
-            not self.nudge_sent
-            and hist.purchase_days >= P.nudge_min_days
-            and t >= nudge_at > 0
-        ):
+        if not self.nudge_sent and hist.purchase_days >= P.nudge_min_days and t >= nudge_at > 0:
             self.nudge_sent = True
             tier = max(self.seg[1], 0)
             if (

@@ -348,9 +348,7 @@ def reference(
             candidates.append(day * DAY)
     if x >= 1 and risk < P.risk_threshold:
         # the adjustment held at its current value (it only decays until the next due time)
-        day = _first_day(
-            since, lambda d: 1.0 - alive_on(d) * math.exp(-adj) >= P.risk_threshold
-        )
+        day = _first_day(since, lambda d: 1.0 - alive_on(d) * math.exp(-adj) >= P.risk_threshold)
         if day is not None:
             candidates.append(day * DAY)
 
