@@ -32,6 +32,9 @@ CUTS = PopulationCuts.from_params(P)
 DAY = 86_400
 T0 = 852_076_800  # 1997-01-01
 NOON = T0 + DAY // 2
+# the rhythm's emitted classes at its contacts: 200.00-250.00 in the window is a normal tier
+# (2); 4-5 purchase days a year at 50.00 each is gold (1)
+AT_CONTACT = {"tier": 2, "quadrant": 1}
 
 
 def rhythm(n: int = 4, gap_days: int = 10, cents: int = 5000) -> list[IdEv]:
@@ -117,7 +120,7 @@ def test_nudge_at_the_predicted_next_purchase() -> None:
     last = evs[-1].ts
     nudge_at = last + 10 * DAY
     got = contacts(oracle_alerts(evs, nudge_at, P, CUTS, DEFAULT_RFM_MAP))
-    assert got == [OracleAlert(NUDGE, REPURCHASE, 0, 0, ("timer", nudge_at), False)]
+    assert got == [OracleAlert(NUDGE, REPURCHASE, 0, 0, ("timer", nudge_at), False, **AT_CONTACT)]
     assert contacts(oracle_alerts(evs, nudge_at - 1, P, CUTS, DEFAULT_RFM_MAP)) == []
 
 
@@ -136,7 +139,7 @@ def test_a_purchase_three_days_after_the_nudge_is_a_response() -> None:
     buy = IdEv(P_KIND, nudge_at + 3 * DAY, 4200, event_id="r")
     got = contacts(oracle_alerts([*evs, buy], buy.ts, P, CUTS, DEFAULT_RFM_MAP))
     assert got == [
-        OracleAlert(NUDGE, REPURCHASE, 0, 0, ("timer", nudge_at), False),
+        OracleAlert(NUDGE, REPURCHASE, 0, 0, ("timer", nudge_at), False, **AT_CONTACT),
         OracleAlert(
             OUTCOME,
             REPURCHASE,
@@ -182,8 +185,10 @@ def test_no_purchase_closes_the_window_at_its_end() -> None:
     end = nudge_at + 30 * DAY + 1
     got = contacts(oracle_alerts(evs, end, quiet, CUTS, DEFAULT_RFM_MAP))
     assert got == [
-        OracleAlert(NUDGE, REPURCHASE, 0, 0, ("timer", nudge_at), False),
-        OracleAlert(WIN_BACK, SILENCE, 0, 0, ("timer", nudge_at + 10 * DAY + 1), True),
+        OracleAlert(NUDGE, REPURCHASE, 0, 0, ("timer", nudge_at), False, **AT_CONTACT),
+        OracleAlert(
+            WIN_BACK, SILENCE, 0, 0, ("timer", nudge_at + 10 * DAY + 1), True, **AT_CONTACT
+        ),
         OracleAlert(
             OUTCOME,
             REPURCHASE,
@@ -209,7 +214,7 @@ def test_a_published_win_back_supersedes_the_nudge() -> None:
     silence = nudge_at + 10 * DAY + 1
     got = contacts(oracle_alerts(evs, silence, P, CUTS, DEFAULT_RFM_MAP))
     assert got == [
-        OracleAlert(NUDGE, REPURCHASE, 0, 0, ("timer", nudge_at), False),
+        OracleAlert(NUDGE, REPURCHASE, 0, 0, ("timer", nudge_at), False, **AT_CONTACT),
         OracleAlert(
             OUTCOME,
             REPURCHASE,
@@ -223,7 +228,7 @@ def test_a_published_win_back_supersedes_the_nudge() -> None:
             tier=2,
             quadrant=1,
         ),
-        OracleAlert(WIN_BACK, SILENCE, 0, 0, ("timer", silence), False),
+        OracleAlert(WIN_BACK, SILENCE, 0, 0, ("timer", silence), False, **AT_CONTACT),
     ]
 
 

@@ -150,16 +150,17 @@ class OracleAlert(NamedTuple):
     anchor: Anchor
     suppressed: bool
     # contacts (win-backs, nudges) and outcomes: the customer's group at the contact
-    # (0 treated, 1 holdout); segment changes: 0
+    # (0 treated, 1 holdout) and the value tier and quadrant emitted at the contact (0 none);
+    # segment changes: 0
     group: int = 0
+    tier: int = 0
+    quadrant: int = 0
     # outcomes only: the contact closed, how, and the contact's details
     responded: bool = False
     cents: int = 0
     closed_by: str = ""  # BY_PURCHASE, BY_WINDOW or BY_SUPERSEDED
     contact_at: int = 0  # the contact's clock
     contact_kind: str = ""  # WIN_BACK or NUDGE
-    tier: int = 0  # emitted value tier at the contact (0 none)
-    quadrant: int = 0  # emitted quadrant at the contact (0 none)
 
 
 class _Window(NamedTuple):
@@ -435,14 +436,18 @@ class _Customer:
         P = self.P
         gap = min(max(sc["usual_gap_days"], P.cooldown_min_days), P.cooldown_max_days)
         suppressed = self.last_contact > 0 and t - self.last_contact < gap * DAY
+        tier, quadrant = max(self.seg[1], 0), max(self.seg[3], 0)  # emitted just now
+        row = OracleAlert(
+            kind, what, 0, 0, anchor, suppressed, group=self.group, tier=tier, quadrant=quadrant
+        )
         if suppressed:
-            self.alerts.append(OracleAlert(kind, what, 0, 0, anchor, True, group=self.group))
+            self.alerts.append(row)
             return
         self.last_contact = t
         if self.window is not None:
             self._close(anchor, BY_SUPERSEDED, 0)
-        self.alerts.append(OracleAlert(kind, what, 0, 0, anchor, False, group=self.group))
-        self.window = _Window(t, kind, what, self.group, max(self.seg[1], 0), max(self.seg[3], 0))
+        self.alerts.append(row)
+        self.window = _Window(t, kind, what, self.group, tier, quadrant)
 
     def _classes(self, sc: dict[str, Any]) -> list[int]:
         P, c = self.P, self.cuts
