@@ -8,7 +8,9 @@ the last event), so that the thresholds describe the same quantities the worker 
   spend). Frequency is an integer: its cut points are rounded up and made strictly
   increasing from 2, so that one purchase always scores 1 when counts are concentrated.
 - Value tier, A/B/C/D cut points and quadrant means are the exact population snapshot
-  (engine.ranking) at the as-of time.
+  (engine.ranking) at the as-of time, cut at the params' shares (``tier_share_*``,
+  ``abcd_share_*``; ``engine.ranking.ClassShares.from_params``), so a model with other
+  shares calibrates other cuts.
 - ``mean_gap_days`` is the mean own inter-purchase gap of repeat buyers.
 """
 
@@ -21,7 +23,8 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.batch_scoring import fold_events, score_states
-from engine.scoring import PopulationCuts
+from engine.ranking import DEFAULT_SHARES, ClassShares, rank_classes, snapshot
+from engine.scoring import PopulationCuts, evaluate
 from engine.scoring_params import ScoringParams
 from models.customers import customer_digests
 from models.events import EventLog
@@ -52,7 +55,15 @@ def summarize_log(
     at = log.last_ts if as_of is None else as_of
     events = events[events["ts"] <= at]
     states = fold_events(len(log.customer_ids), events, params)
-    scores, cuts = score_states(states, at, params, rfm_map, customer_digests(log.customer_ids))
+    digests = customer_digests(log.customer_ids)
+    scores, cuts = score_states(states, at, params, rfm_map, digests)
+    shares = ClassShares.from_params(params)
+    if shares != DEFAULT_SHARES:
+        # score_states ranks at the default shares: classes and cuts again at the params'
+        # (the window features the snapshot reads do not depend on the cuts)
+        cuts = snapshot(scores, digests, shares)
+        scores = evaluate(states, at, params, cuts, rfm_map)
+        rank_classes(scores, digests, shares)
     buyers = scores[states["purchase_days"] > 0]
     return History(
         as_of=at,
@@ -76,7 +87,10 @@ def _strictly_increasing(values: list[float], start: float, step: float) -> list
 
 
 def calibrate(history: History, params: ScoringParams) -> ScoringParams:
-    """``params`` with RFM, tier, A/B/C/D, quadrant and rhythm thresholds from ``history``."""
+    """``params`` with RFM, tier, A/B/C/D, quadrant and rhythm thresholds from ``history``.
+
+    The tier and A/B/C/D cuts are the exact snapshot of ``history.scores`` at ``params``'
+    shares (the same as ``history.cuts`` when ``summarize_log`` had the same shares)."""
     scores = history.scores
     buyers = scores[~np.isnan(scores["days_since_last_purchase"])]  # prospects have NaN
     members = scores[scores["effective"] == 1]
@@ -90,7 +104,7 @@ def calibrate(history: History, params: ScoringParams) -> ScoringParams:
     m_cuts = _strictly_increasing([round(float(v), 2) for v in money_q], -math.inf, 0.01)
     r_cuts = [round(float(v), 4) for v in days]
     gap = float(np.mean(repeat["usual_gap_days"])) if repeat.shape[0] else params.mean_gap_days
-    cuts = history.cuts
+    cuts = snapshot(scores, shares=ClassShares.from_params(params))
     return params._replace(
         r_cut1=r_cuts[0],
         r_cut2=r_cuts[1],
