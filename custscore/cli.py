@@ -44,6 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("custscore.commands.export", "every customer's streaming state as a scores CSV"),
     "inspect": ("custscore.commands.inspect", "one customer's state, scores and segments as JSON"),
     "forget": ("custscore.commands.forget", "erase a customer everywhere custscore wrote them"),
+    "outcomes": ("custscore.commands.outcomes", "contacts, response and uplift over the holdout"),
     "migrate": (
         "custscore.commands.migrate",
         "rewrite stored state records of an older layout version",
