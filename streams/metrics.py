@@ -53,6 +53,16 @@ class WorkerMetrics:
     pop_value_tier: Gauge
     pop_rfm_segment: Gauge
     pop_lifecycle: Gauge
+    # issue-15 KPIs (docs/scoring.md, "KPIs"), merged the same way
+    pop_second_purchase_rate: Gauge
+    pop_pareto_share: Gauge
+    pop_month_customers: Gauge
+    pop_complaint_rate: Gauge
+    pop_complaints_per_100_purchase_days: Gauge
+    pop_repurchase_after_complaint: Gauge
+    pop_complaints: Gauge
+    pop_quadrant: Gauge
+    pop_abcd: Gauge
 
 
 def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -210,5 +220,56 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         ),
         pop_lifecycle=Gauge(
             f"{ns}_population_lifecycle", "Customers by lifecycle stage", ["stage"], registry=reg
+        ),
+        pop_second_purchase_rate=Gauge(
+            f"{ns}_pop_second_purchase_rate",
+            "Share of buyers with two or more purchase days (NaN while there are no buyers)",
+            registry=reg,
+        ),
+        pop_pareto_share=Gauge(
+            f"{ns}_pop_pareto_share",
+            "Share of trailing-window spend held by the top pareto_top_share of customers "
+            "with positive window spend (within 1 %, never above; NaN while undefined)",
+            registry=reg,
+        ),
+        pop_month_customers=Gauge(
+            f"{ns}_pop_month_customers",
+            "New, returning and lost customers of the calendar month months_ago months before "
+            "the month of the latest watermark (0 = that month)",
+            ["flow", "months_ago"],
+            registry=reg,
+        ),
+        pop_complaint_rate=Gauge(
+            f"{ns}_pop_complaint_rate",
+            "Share of customers who filed at least one open complaint",
+            registry=reg,
+        ),
+        pop_complaints_per_100_purchase_days=Gauge(
+            f"{ns}_pop_complaints_per_100_purchase_days",
+            "Complaints filed open per 100 purchase days, lifetime",
+            registry=reg,
+        ),
+        pop_repurchase_after_complaint=Gauge(
+            f"{ns}_pop_repurchase_after_complaint",
+            "Share of buyers (who bought before their latest complaint) who bought again after it",
+            registry=reg,
+        ),
+        pop_complaints=Gauge(
+            f"{ns}_pop_complaints",
+            "Complaints filed, by category, summed over every partition's counters",
+            ["category"],
+            registry=reg,
+        ),
+        pop_quadrant=Gauge(
+            f"{ns}_pop_quadrant",
+            "Effective members by emitted quadrant",
+            ["quadrant"],
+            registry=reg,
+        ),
+        pop_abcd=Gauge(
+            f"{ns}_pop_abcd",
+            "Effective members by emitted A/B/C/D class",
+            ["class"],
+            registry=reg,
         ),
     )

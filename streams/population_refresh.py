@@ -7,6 +7,11 @@ partition's sketch (:func:`models.population_sketch.sketch_scores`) in
 cut points and KPIs (:mod:`models.population_sketch`, which also states the error bound).
 Staleness: at most one refresh interval plus the slowest partition's sketch age, reported as
 ``custscore_population_snapshot_age_seconds``.
+
+The KPIs of docs/scoring.md, "KPIs" come from the merged sketches, except complaints by
+category: the batch commit counts every complaint filed in its partition's counters hash
+(``<prefix>:{p<p>}:counters``, fields ``complaint|<category>``), which :meth:`stats` reads
+for every partition. Tier / A/B/C/D shares and the Pareto top share are the model's.
 """
 
 from __future__ import annotations
@@ -19,20 +24,48 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from engine.ranking import ClassShares
 from engine.scoring import PopulationCuts, evaluate
-from engine.segments import LIFECYCLE_NAMES, RFM_SEGMENT_NAMES, TIER_NAMES
+from engine.segments import (
+    ABCD_NAMES,
+    LIFECYCLE_NAMES,
+    QUADRANT_NAMES,
+    RFM_SEGMENT_NAMES,
+    TIER_NAMES,
+)
 from engine.state import decode_records
 from models.bundle import ModelBundle
 from models.population_sketch import (
+    MONTHS_REPORTED,
     cuts_from_sketches,
     population_kpis,
     sketch_scores,
     trailing_window_days,
 )
+from streams.codec import COMPLAINT_CATEGORIES
 from streams.metrics import WorkerMetrics
 from streams.store import RedisStateStore
 
-__all__ = ["PopulationTracker"]
+__all__ = ["COMPLAINT_FIELD", "PopulationTracker", "complaints_by_category"]
+
+COMPLAINT_FIELD = "complaint|"  # counters-hash field prefix: complaint|<category> -> filed
+
+
+def complaints_by_category(hashes: Iterable[dict[Any, Any]]) -> dict[str, int]:
+    """Complaints filed by category, summed over partitions' counters hashes (HGETALL
+    replies; other fields are the marketing loop's and are skipped)."""
+    out: dict[str, int] = {}
+    for content in hashes:
+        for raw_field, value in content.items():
+            name = raw_field.decode() if isinstance(raw_field, bytes) else str(raw_field)
+            if name.startswith(COMPLAINT_FIELD):
+                category = name[len(COMPLAINT_FIELD) :]
+                out[category] = out.get(category, 0) + int(value)
+    return dict(sorted(out.items()))
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 class PopulationTracker:
@@ -67,7 +100,14 @@ class PopulationTracker:
         model = self._model
         scores = evaluate(states, max(watermark, 1), model.scoring, model.cuts, model.rfm_map)
         window_days = trailing_window_days(model.scoring.window_months)
-        sketch = sketch_scores(scores, states, watermark, window_days, computed_at=time.time())
+        sketch = sketch_scores(
+            scores,
+            states,
+            watermark,
+            window_days,
+            computed_at=time.time(),
+            lost_months=model.scoring.lost_months,
+        )
         await self._redis.set(self._store.keys(partition).population, json.dumps(sketch))
         return sketch
 
@@ -81,34 +121,62 @@ class PopulationTracker:
         """Re-sketch owned partitions, then merge all sketches into the live snapshot."""
         for partition in owned:
             await self.sketch_partition(partition)
-        cuts = cuts_from_sketches(await self.sketches())
+        cuts = cuts_from_sketches(
+            await self.sketches(), ClassShares.from_params(self._model.scoring)
+        )
         if cuts is not None:
             self.snapshot_cuts = cuts
             self.snapshot_at = time.time()
         self._set_gauges(await self.stats())
+
+    async def counters(self) -> list[dict[Any, Any]]:
+        """Every partition's counters hash (HGETALL; empty for a partition without one)."""
+        keys = [f"{self._store.keys(p).tag}:counters" for p in range(self._partitions)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            replies: list[dict[Any, Any]] = await pipe.execute()
+        return replies
 
     def _set_gauges(self, stats: dict[str, Any]) -> None:
         """Export the merged KPIs as Prometheus gauges (every known class, 0 when empty)."""
         m = self._metrics
         m.pop_customers.set(stats["customers"])
         m.pop_effective.set(stats["effective_members"])
-        churn, freq = stats["rolling_churn_rate"], stats["repurchase_frequency_per_year"]
-        m.pop_churn_rate.set(math.nan if churn is None else churn)
-        m.pop_repurchase_frequency.set(math.nan if freq is None else freq)
+        m.pop_churn_rate.set(_nan_if_none(stats["rolling_churn_rate"]))
+        m.pop_repurchase_frequency.set(_nan_if_none(stats["repurchase_frequency_per_year"]))
         for gauge, names, key in (
             (m.pop_value_tier, TIER_NAMES, "value_tiers"),
             (m.pop_rfm_segment, RFM_SEGMENT_NAMES, "rfm_segments"),
             (m.pop_lifecycle, LIFECYCLE_NAMES, "lifecycle"),
+            (m.pop_quadrant, QUADRANT_NAMES, "quadrants"),
+            (m.pop_abcd, ABCD_NAMES, "abcd_classes"),
         ):
             for name in names:
                 gauge.labels(name).set(stats[key].get(name, 0))
+        m.pop_second_purchase_rate.set(_nan_if_none(stats["second_purchase_rate"]))
+        m.pop_pareto_share.set(_nan_if_none(stats["pareto_share"]))
+        m.pop_complaint_rate.set(_nan_if_none(stats["complaint_rate"]))
+        m.pop_complaints_per_100_purchase_days.set(
+            _nan_if_none(stats["complaints_per_100_purchase_days"])
+        )
+        m.pop_repurchase_after_complaint.set(_nan_if_none(stats["repurchase_after_complaint"]))
+        months = stats["monthly"][::-1]  # newest first: index = months ago
+        for ago in range(MONTHS_REPORTED):
+            entry = months[ago] if ago < len(months) else {}
+            for flow in ("new", "returning", "lost"):
+                m.pop_month_customers.labels(flow, str(ago)).set(entry.get(flow, 0))
+        by_category = stats["complaints_by_category"]
+        for category in sorted(COMPLAINT_CATEGORIES | set(by_category)):
+            m.pop_complaints.labels(category).set(by_category.get(category, 0))
 
     async def stats(self) -> dict[str, Any]:
         """Population KPIs merged over all partitions' sketches, next to the cuts in force
         and the live snapshot's."""
         model = self._model
         return {
-            **population_kpis(await self.sketches(), time.time()),
+            **population_kpis(await self.sketches(), time.time(), model.scoring),
+            "complaints_by_category": complaints_by_category(await self.counters()),
             "cuts": model.cuts._asdict(),
             "snapshot_cuts": self.snapshot_cuts._asdict() if self.snapshot_cuts else None,
             "snapshot_computed_at": self.snapshot_at or None,
