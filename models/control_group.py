@@ -60,8 +60,7 @@ class ControlGroup:
     def __init__(self, salt: str, fraction: float) -> None:
         self._salt: str = _checked_salt(salt)
         self._fraction: float = _checked_fraction(fraction)
-        value = self._fraction
-        tag = hashlib.blake2b(f"{salt}|{value!r}".encode(), digest_size=16).hexdigest()
+        tag = hashlib.blake2b(f"{salt}|{self._fraction!r}".encode(), digest_size=16).hexdigest()
         self._version: str = tag[:12]
 
     @property

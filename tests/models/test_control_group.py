@@ -1,8 +1,7 @@
 """models.control_group: the holdout assignment of docs/outcomes.md, "Holdout".
 
-The oracle is the definition re-computed here with hashlib and exact integer arithmetic
-(``h * 1 < fraction * 2**64`` over the rationals via fractions.Fraction), never the module's
-own output.
+The oracle is the definition re-computed here with hashlib, the comparison done exactly over
+the rationals (fractions.Fraction(h, 2**64) < fraction), never the module's own output.
 """
 
 from __future__ import annotations
