@@ -79,6 +79,9 @@ def test_reference_effective_needs_the_minimum_window_spend() -> None:
     )
     sc = reference(evs, at, P._replace(effective_min_spend=25.0), CUTS, DEFAULT_RFM_MAP)
     assert (sc["effective"], sc["value_tier"], sc["lifecycle"]) == (0, 0, 5)  # lapsed
+    # 0 = any purchase: a window with a purchase stays effective even with net refunds
+    refunded = [*evs, Ev(P_KIND, NOON + DAY, -5000)]
+    assert reference(refunded, at, P, CUTS, DEFAULT_RFM_MAP)["effective"] == 1
 
 
 def monthly(months: int, cents: int = 5000) -> list[IdEv]:

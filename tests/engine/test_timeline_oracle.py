@@ -347,19 +347,31 @@ def _rearm_history(second_day: int, severity: int) -> list[IdEv]:
 def test_oracle_rearms_where_risk_falls() -> None:
     """The oracle's reading of the rule: the flag re-arms at the second risk falls below
     threshold - hysteresis, so the second complaint is a new crossing (and outside the
-    90-day cool-down, a published one)."""
+    90-day cool-down, a published one). Nudges are off here: with them the repurchase nudge
+    at day 660 (three purchase days, usual gap 220 days) takes the shared contact budget and
+    the risk_rise at c1 is suppressed (checked at the end)."""
     evs = _rearm_history(760, 3)
-    want = oracle_alerts(evs, evs[-1].ts, P, CUTS, DEFAULT_RFM_MAP)
-    rises = [a for a in want if a.what == RISK_RISE]
+    no_nudge = P._replace(nudge_min_days=99)
+    want = oracle_alerts(evs, evs[-1].ts, no_nudge, CUTS, DEFAULT_RFM_MAP)
+    rises = [a for a in want if a.kind == WIN_BACK and a.what == RISK_RISE]
     assert [(a.anchor, a.suppressed) for a in rises][-2:] == [
         (("event", "c1"), False),
         (("event", "c2"), False),
     ]
-    late = oracle_alerts(evs, evs[-1].ts, P, CUTS, DEFAULT_RFM_MAP, watch_rearm=False)
+    late = oracle_alerts(evs, evs[-1].ts, no_nudge, CUTS, DEFAULT_RFM_MAP, watch_rearm=False)
     assert late == [a for a in want if a.anchor != ("event", "c2")]
+    with_nudge = oracle_alerts(evs, evs[-1].ts, P, CUTS, DEFAULT_RFM_MAP)
+    contacts = [(a.kind, a.anchor, a.suppressed) for a in with_nudge if a.kind in (NUDGE, WIN_BACK)]
+    assert contacts[-3:] == [
+        (NUDGE, ("timer", T0 + 660 * DAY), False),
+        (WIN_BACK, ("event", "c1"), True),
+        (WIN_BACK, ("event", "c2"), False),
+    ]
 
 
 def test_risk_rearm_is_watched() -> None:
     evs = _rearm_history(760, 3)
     watermark = evs[-1].ts
-    assert engine_alerts(evs, watermark) == oracle_alerts(evs, watermark, P, CUTS, DEFAULT_RFM_MAP)
+    for params in (P, P._replace(nudge_min_days=99)):
+        want = oracle_alerts(evs, watermark, params, CUTS, DEFAULT_RFM_MAP)
+        assert engine_alerts(evs, watermark, params) == want

@@ -193,8 +193,8 @@ def reference(
     (expected purchases, Gamma-Gamma spend, CLV; the tests take those from lifetimes).
 
     Issue 15 (spec15): ``net_spend`` (lifetime purchases minus refunds, currency units),
-    ``effective`` also needs window net spend >= ``effective_min_spend``, ``spend_drop``
-    (from the raw events' net spend per calendar month, :func:`spend_drop_at`) with
+    ``effective`` also needs window net spend >= ``effective_min_spend`` (unless that is 0),
+    ``spend_drop`` (from the raw events' net spend per calendar month, :func:`spend_drop_at`) with
     ``spend_drop_due`` (the next month start at which it changes, 0 never; also a ``due``
     candidate, as ``spend_drop`` is a discrete output) and ``nudge_at`` (next purchase ETA
     minus the nudge lead, repeat buyers only, else 0)."""
@@ -210,7 +210,11 @@ def reference(
     # the window counts purchase days (distinct UTC days with a purchase) and net spend
     f_w = len({e.ts // DAY for e in purchases if in_window(e.ts)})
     m_w = sum(e.cents for e in purchases + refunds if in_window(e.ts)) / 100.0
-    effective = f_w >= 1 and m_w >= P.effective_min_spend
+    # spec15: "effective_min_spend | 0.0 | effective member also needs window net spend >= this
+    # (0 = any purchase)": 0 switches the spend test off (a window with a purchase and net
+    # refunds stays effective, as before issue 15)
+    floor = P.effective_min_spend
+    effective = f_w >= 1 and (floor == 0 or m_w >= floor)
     months = month_net_cents(events)
     drop = spend_drop_at(months, cb, P)
     drop_due = spend_drop_next(months, cb, P)
