@@ -47,6 +47,7 @@ from prometheus_client import generate_latest
 from config.settings import Settings, load_settings
 from models.params_file import parse_params
 from streams.metrics import build_metrics
+from streams.outcome_metrics import OutcomeMetrics
 
 K8S_VERSION = "1.30.0"
 
@@ -224,9 +225,9 @@ def test_configmap_and_secret_load_as_custscore_settings() -> None:
 def test_topics_match_the_settings() -> None:
     settings = _k8s_settings()
     topics = {t["spec"]["topicName"]: t["spec"] for t in _find("KafkaTopic")}
-    expected = {getattr(settings, f"topic_{n}") for n in (
-        "purchase", "visit", "complaint", "segment_change", "win_back", "scores", "dead_letter"
-    )}  # fmt: skip
+    # every topic setting (inputs, alert kinds incl. nudge, outcomes, holdout, scores, dead letter)
+    expected = {getattr(settings, n) for n in Settings.model_fields if n.startswith("topic_")}
+    assert {"customer.nudge", "customer.outcomes", "customer.holdout"} <= expected
     assert set(topics) == expected
     for name, spec in topics.items():
         assert spec["partitions"] == settings.partitions, name
@@ -519,7 +520,11 @@ def test_dashboard_layout() -> None:
 
 
 def _declared_by_the_worker() -> set[str]:
-    _, declared = exposition_names(generate_latest(build_metrics().registry).decode())
+    """Every name the worker's registry declares: its own metrics and the marketing loop's
+    (streams.outcome_metrics registers on the same registry)."""
+    registry = build_metrics().registry
+    OutcomeMetrics(registry)
+    _, declared = exposition_names(generate_latest(registry).decode())
     return declared
 
 
@@ -552,6 +557,41 @@ def test_dashboard_covers_the_operational_views() -> None:
         "custscore_population_churn_rate",
     ):
         assert name in used, name
+
+
+def test_dashboard_covers_the_customer_kpis_and_the_outcomes() -> None:
+    """Issue 15: a panel for every KPI gauge (docs/scoring.md, "KPIs") and the marketing loop's
+    contacts, outcomes, response spend, uplift with its interval and suppressions; response
+    rates are responded / closed windows by kind and group."""
+    targets = dashboard_targets()
+    used = {name for _, expr in targets for name in metric_names(expr)}
+    for name in (
+        "custscore_pop_second_purchase_rate",
+        "custscore_pop_pareto_share",
+        "custscore_pop_month_customers",
+        "custscore_pop_complaint_rate",
+        "custscore_pop_complaints_per_100_purchase_days",
+        "custscore_pop_repurchase_after_complaint",
+        "custscore_pop_complaints",
+        "custscore_pop_quadrant",
+        "custscore_pop_abcd",
+        "custscore_contacts_total",
+        "custscore_contact_outcomes_total",
+        "custscore_contact_response_spend_total",
+        "custscore_uplift",
+        "custscore_uplift_low",
+        "custscore_uplift_high",
+        "custscore_alerts_suppressed_total",
+    ):
+        assert name in used, name
+    rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
+    assert "Customer KPIs" in rows and "Outcomes / uplift" in rows
+    response = [
+        expr for _, expr in targets if "custscore_contact_outcomes_total" in metric_names(expr)
+    ]
+    assert any(
+        'responded="true"' in e and e.count("sum by (kind, group)") == 2 for e in response
+    ), response
 
 
 # --------------------------------------------------------------------------- rules (offline part)
