@@ -5,8 +5,9 @@ topics, start ``python -m custscore worker`` as a child process with the same se
 ``CUSTSCORE_*`` variables), wait until it owns every partition, write the CDNOW event CSV,
 replay it at max speed, wait until the worker's ``/metrics`` shows every event consumed and
 the state writes settled (counts, never end offsets), wait for one population refresh, print
-the summary (throughput, alerts, tiers, segments, KPIs, sample alerts), then stop the worker
-and the stack. Ctrl-C (or SIGTERM) at any point stops every child.
+the summary (throughput, alerts, tiers, segments, KPIs, the marketing loop's contacts and
+response, sample alerts), then stop the worker and the stack. Ctrl-C (or SIGTERM) at any
+point stops every child.
 
 Starting, watching and reading the worker is :mod:`custscore.supervision`, shared with the
 benchmark, the soak test and the integration tests; this module is the demo command only.
@@ -43,8 +44,9 @@ from streams.topics import TopicTable
 if TYPE_CHECKING:
     from custscore.commands.replay import ReplayResult
     from custscore.stack import EmbeddedStack
+    from models.uplift import OutcomeTable
 
-__all__ = ["AlertSampler", "ProgressLine", "register", "run_demo"]
+__all__ = ["AlertSampler", "ProgressLine", "kpi_lines", "marketing_lines", "register", "run_demo"]
 
 
 # --------------------------------------------------------------------------- the demo
@@ -127,6 +129,91 @@ def _fmt_number(value: Any, spec: str = ",.2f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _pct(value: Any, spec: str = ".1%") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def kpi_lines(stats: dict[str, Any]) -> list[str]:
+    """The issue-15 KPI lines of the population block (docs/scoring.md, "KPIs")."""
+    from engine.segments import ABCD_NAMES, QUADRANT_NAMES
+
+    top = stats.get("pareto_top_share")
+    lines = [
+        f"  second-purchase rate {_pct(stats.get('second_purchase_rate'))} of buyers; "
+        f"Pareto share: the top {_pct(top, '.0%')} of customers hold "
+        f"{_pct(stats.get('pareto_share'))} of trailing-window spend"
+    ]
+    months = stats.get("monthly", [])[-3:]
+    if months:
+        flows = " | ".join(
+            f"{m['month']} new {m['new']:,}, returning {m['returning']:,}, lost {m['lost']:,}"
+            for m in months
+        )
+        lines.append(f"  customers by month  {flows}")
+    by_category = stats.get("complaints_by_category", {})
+    lines.append(
+        f"  complaints    rate {_pct(stats.get('complaint_rate'), '.2%')} of customers, "
+        f"{_fmt_number(stats.get('complaints_per_100_purchase_days'))} per 100 purchase days, "
+        f"repurchase after a complaint {_pct(stats.get('repurchase_after_complaint'))} "
+        f"(of {stats.get('complaint_buyers', 0):,} buyers); by category: "
+        f"{_fmt_counts(by_category) or 'none'}"
+    )
+    lines.append(f"  quadrants     {_fmt_counts(stats.get('quadrants', {}), QUADRANT_NAMES[1:])}")
+    lines.append(f"  A/B/C/D       {_fmt_counts(stats.get('abcd_classes', {}), ABCD_NAMES[1:])}")
+    return lines
+
+
+def marketing_lines(
+    table: OutcomeTable, current_version: str, holdout_fraction: float
+) -> list[str]:
+    """The marketing loop block: contacts made and sent, the budget's suppressions, the
+    holdout share, and the response rate and uplift by kind and group of the current holdout
+    version (``custscore outcomes`` prints the full table)."""
+    from models.uplift import GROUPS
+
+    cells = [c for c in table.cells if c.holdout_version == current_version]
+    kinds = sorted({c.kind for c in cells})
+    lines: list[str] = []
+    by_kind: dict[str, dict[str, list[int]]] = {}
+    for c in cells:
+        slot = by_kind.setdefault(c.kind, {g: [0, 0, 0] for g in GROUPS})[c.group]
+        slot[0] += c.contacts
+        slot[1] += c.closed
+        slot[2] += c.responded
+    sent = ", ".join(
+        f"{kind} {by_kind[kind]['treated'][0]:,} (+{by_kind[kind]['holdout'][0]:,} held out)"
+        for kind in kinds
+    )
+    lines.append(f"  contacts sent   {sent or 'none'}")
+    suppressed = sum(n for _, _, n in table.suppressed)
+    per_kind: dict[str, int] = {}
+    for kind, _, n in table.suppressed:
+        per_kind[kind] = per_kind.get(kind, 0) + n
+    lines.append(
+        f"  suppressed by the contact budget {suppressed:,}"
+        + (f" ({_fmt_counts(per_kind)})" if suppressed else "")
+    )
+    made = sum(g[0] for k in by_kind.values() for g in k.values())
+    held = sum(k["holdout"][0] for k in by_kind.values())
+    lines.append(
+        f"  holdout share   {_pct(holdout_fraction)} of customers (holdout_fraction), "
+        f"{_pct(held / made if made else None)} of contacts made (version {current_version})"
+    )
+    for kind in kinds:
+        groups = ", ".join(
+            f"{g} {_pct(r / n if n else None)} of {n:,} closed"
+            for g, (_, n, r) in by_kind[kind].items()
+        )
+        uplift = table.uplift(current_version, kind)
+        interval = None if uplift is None else uplift.interval
+        value = None if uplift is None else uplift.uplift
+        band = "" if interval is None else f" (95 % {interval[0]:+.1%} .. {interval[1]:+.1%})"
+        lines.append(f"  response rate   {kind}: {groups}; uplift {_pct(value, '+.1%')}{band}")
+    if not cells:
+        lines.append("  no contacts of the current holdout version counted yet")
+    return lines
+
+
 def _print_summary(
     replay: ReplayResult,
     settled: Settled,
@@ -134,6 +221,7 @@ def _print_summary(
     samples: list[dict[str, Any]],
     watch: WorkerWatch,
     kinds: Iterable[str],
+    marketing: list[str] | None = None,
 ) -> None:
     from engine.segments import RFM_SEGMENT_NAMES, TIER_NAMES
     from models.scorefile import format_time
@@ -189,7 +277,14 @@ def _print_summary(
         _say(f"  value tiers   {_fmt_counts(tiers, (*TIER_NAMES[::-1], 'not effective'))}")
         _say(f"  RFM segments  {_fmt_counts(stats.get('rfm_segments', {}), RFM_SEGMENT_NAMES)}")
         _say(f"  lifecycle     {_fmt_counts(stats.get('lifecycle', {}))}")
+        for line in kpi_lines(stats):
+            _say(line)
     _say()
+    if marketing is not None:
+        _say("== marketing loop (Redis counters; `custscore outcomes` prints the full table)")
+        for line in marketing:
+            _say(line)
+        _say()
     _say(f"== {len(samples)} sample alerts")
     for alert in samples:
         _say(json.dumps(alert, indent=2, ensure_ascii=False))
@@ -278,7 +373,8 @@ def run_demo(
             sampler = AlertSampler()
             asyncio.run(read_alerts(settings, expected, enough=sampler))
             samples = sampler.samples
-            _print_summary(replay, settled, stats, samples, watch, alert_topics)
+            marketing = _marketing(settings)
+            _print_summary(replay, settled, stats, samples, watch, alert_topics, marketing)
             if keep_running:
                 _say(
                     "\nworker and stack keep running; try `custscore inspect <customer id>` "
@@ -316,6 +412,19 @@ def _population(settings: Settings, watch: WorkerWatch, settled: Settled) -> dic
         note = "after" if computed >= settled.last_write_at else "BEFORE"
         _say(f"population snapshot {age:.1f} s old, computed {note} the last state write")
     return stats
+
+
+def _marketing(settings: Settings) -> list[str]:
+    """The marketing loop block from the worker's Redis counters (one line if unreadable)."""
+    from custscore.commands.outcomes import read_outcomes
+    from models.control_group import ControlGroup
+
+    try:
+        table = asyncio.run(read_outcomes(settings))
+    except CliError as exc:
+        return [f"  counters unreadable: {exc}"]
+    current = ControlGroup(settings.holdout_salt, settings.holdout_fraction).version
+    return marketing_lines(table, current, settings.holdout_fraction)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
