@@ -33,12 +33,11 @@ import numpy as np
 from numba import njit
 
 from engine.scoring import abcd_code, quadrant_code, tier_code
-from engine.scoring_params import DAY, ScoringParams
+from engine.scoring_params import DAY
 from engine.state import FLAG_NUDGE_SENT, FLAG_RISK_HIGH, FLAG_SILENCE_SENT, FLAG_SPEND_DROP
 
 __all__ = [
     "ALERT_DTYPE",
-    "KIND_SEGMENT_CHANGE",
     "CLOSED_BY_PURCHASE",
     "CLOSED_BY_SUPERSEDED",
     "CLOSED_BY_WINDOW",
@@ -46,6 +45,7 @@ __all__ = [
     "GROUP_TREATED",
     "KIND_NUDGE",
     "KIND_OUTCOME",
+    "KIND_SEGMENT_CHANGE",
     "KIND_WIN_BACK",
     "MAX_PER_EVALUATION",
     "REASON_COMPLAINT",

@@ -261,9 +261,7 @@ def p_alive(x: float, t_x: float, T: float, r: float, alpha: float, a: float, b:
     if x <= 0.0:
         return 1.0
     # log of a / (b + x - 1) * ((alpha + T) / (alpha + t_x))^(r + x)
-    log_odds = math.log(a) - math.log(b + x - 1.0) + (r + x) * math.log1p(
-        (T - t_x) / (alpha + t_x)
-    )
+    log_odds = math.log(a) - math.log(b + x - 1.0) + (r + x) * math.log1p((T - t_x) / (alpha + t_x))
     if log_odds > 0.0:
         e = math.exp(-log_odds)
         return e / (1.0 + e)
@@ -287,8 +285,9 @@ def _bracket(t: float, x: float, T: float, r: float, alpha: float, a: float, b: 
 
 
 @njit(cache=True, nogil=True)
-def _purchases_alive(t: float, x: float, T: float, r: float, alpha: float, a: float,
-                     b: float) -> float:
+def _purchases_alive(
+    t: float, x: float, T: float, r: float, alpha: float, a: float, b: float
+) -> float:
     """Expected purchases in (T, T + t] of a customer known to be alive (the bracket)."""
     if t <= 0.0:
         return 0.0
@@ -309,8 +308,9 @@ def _purchases_alive(t: float, x: float, T: float, r: float, alpha: float, a: fl
 
 
 @njit(cache=True, nogil=True)
-def expected_purchases(t: float, x: float, t_x: float, T: float, r: float, alpha: float,
-                       a: float, b: float) -> float:
+def expected_purchases(
+    t: float, x: float, t_x: float, T: float, r: float, alpha: float, a: float, b: float
+) -> float:
     """BG/NBD conditional expected number of purchases in (T, T + t] given (x, t_x, T)."""
     if t <= 0.0:
         return 0.0
@@ -318,8 +318,7 @@ def expected_purchases(t: float, x: float, t_x: float, T: float, r: float, alpha
 
 
 @njit(cache=True, nogil=True)
-def unconditional_expected_purchases(t: float, r: float, alpha: float, a: float,
-                                     b: float) -> float:
+def unconditional_expected_purchases(t: float, r: float, alpha: float, a: float, b: float) -> float:
     """BG/NBD E[X(t)]: expected repeat purchases in (0, t] of a newly acquired customer."""
     if t <= 0.0:
         return 0.0
@@ -344,9 +343,22 @@ def gg_expected_spend(x: float, mbar: float, p: float, q: float, v: float) -> fl
 
 
 @njit(cache=True, nogil=True)
-def clv(x: float, t_x: float, T: float, mbar: float, r: float, alpha: float, a: float,
-        b: float, p: float, q: float, v: float, horizon_units: float, step_units: float,
-        discount_per_step: float) -> float:
+def clv(
+    x: float,
+    t_x: float,
+    T: float,
+    mbar: float,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    p: float,
+    q: float,
+    v: float,
+    horizon_units: float,
+    step_units: float,
+    discount_per_step: float,
+) -> float:
     """Discounted customer lifetime value over ``horizon_units`` in steps of ``step_units``.
 
     ``sum_{k=1..K} spend * (E[N(k s)] - E[N((k-1) s)]) / (1 + d)^k`` with
@@ -380,8 +392,9 @@ def hyp2f1_array(a: np.ndarray, b: np.ndarray, c: np.ndarray, z: np.ndarray) -> 
 
 
 @njit(cache=True, nogil=True)
-def p_alive_array(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, r: float, alpha: float,
-                  a: float, b: float) -> np.ndarray:
+def p_alive_array(
+    x: np.ndarray, t_x: np.ndarray, T: np.ndarray, r: float, alpha: float, a: float, b: float
+) -> np.ndarray:
     """:func:`p_alive` for every customer."""
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
@@ -390,8 +403,16 @@ def p_alive_array(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, r: float, alpha
 
 
 @njit(cache=True, nogil=True)
-def expected_purchases_array(t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, r: float,
-                             alpha: float, a: float, b: float) -> np.ndarray:
+def expected_purchases_array(
+    t: float,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+) -> np.ndarray:
     """:func:`expected_purchases` over the horizon t for every customer."""
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
@@ -400,8 +421,9 @@ def expected_purchases_array(t: float, x: np.ndarray, t_x: np.ndarray, T: np.nda
 
 
 @njit(cache=True, nogil=True)
-def unconditional_expected_purchases_array(t: np.ndarray, r: float, alpha: float, a: float,
-                                           b: float) -> np.ndarray:
+def unconditional_expected_purchases_array(
+    t: np.ndarray, r: float, alpha: float, a: float, b: float
+) -> np.ndarray:
     """:func:`unconditional_expected_purchases` for every horizon in t."""
     out = np.empty(t.shape[0])
     for i in range(t.shape[0]):
@@ -410,8 +432,9 @@ def unconditional_expected_purchases_array(t: np.ndarray, r: float, alpha: float
 
 
 @njit(cache=True, nogil=True)
-def gg_expected_spend_array(x: np.ndarray, mbar: np.ndarray, p: float, q: float,
-                            v: float) -> np.ndarray:
+def gg_expected_spend_array(
+    x: np.ndarray, mbar: np.ndarray, p: float, q: float, v: float
+) -> np.ndarray:
     """:func:`gg_expected_spend` for every customer."""
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
@@ -420,12 +443,39 @@ def gg_expected_spend_array(x: np.ndarray, mbar: np.ndarray, p: float, q: float,
 
 
 @njit(cache=True, nogil=True)
-def clv_array(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, mbar: np.ndarray, r: float,
-              alpha: float, a: float, b: float, p: float, q: float, v: float,
-              horizon_units: float, step_units: float, discount_per_step: float) -> np.ndarray:
+def clv_array(
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    mbar: np.ndarray,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    p: float,
+    q: float,
+    v: float,
+    horizon_units: float,
+    step_units: float,
+    discount_per_step: float,
+) -> np.ndarray:
     """:func:`clv` for every customer."""
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        out[i] = clv(x[i], t_x[i], T[i], mbar[i], r, alpha, a, b, p, q, v, horizon_units,
-                     step_units, discount_per_step)
+        out[i] = clv(
+            x[i],
+            t_x[i],
+            T[i],
+            mbar[i],
+            r,
+            alpha,
+            a,
+            b,
+            p,
+            q,
+            v,
+            horizon_units,
+            step_units,
+            discount_per_step,
+        )
     return out

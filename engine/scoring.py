@@ -141,8 +141,9 @@ def _at_or_after(threshold_s: float) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _alive_at_day(day: int, x: int, first_day: int, t_x: float, unit_days: float,
-                  P: ScoringParams) -> float:
+def _alive_at_day(
+    day: int, x: int, first_day: int, t_x: float, unit_days: float, P: ScoringParams
+) -> float:
     """BG/NBD P(alive) on the UTC day ``day`` (T = whole days since the first purchase day)."""
     return p_alive(x, t_x, (day - first_day) / unit_days, P.r, P.alpha, P.a, P.b)
 
@@ -158,8 +159,16 @@ def _holds(pa: float, mode: int, adj: float, P: ScoringParams) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _p_alive_day(x: int, first_day: int, t_x: float, unit_days: float, today: int, mode: int,
-                 adj: float, P: ScoringParams) -> int:
+def _p_alive_day(
+    x: int,
+    first_day: int,
+    t_x: float,
+    unit_days: float,
+    today: int,
+    mode: int,
+    adj: float,
+    P: ScoringParams,
+) -> int:
     """First UTC day after ``today`` on which :func:`_holds` becomes true; -1 for never.
 
     P(alive) of a repeat buyer falls with T, and T moves in whole days, so the crossing is at

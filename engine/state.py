@@ -112,7 +112,12 @@ _FIELDS: Final[list[tuple[str, str, tuple[int, ...], str]]] = [
     ("contact_group", "u1", (), "open contact: 0 treated, 1 held out"),
     ("contact_tier", "u1", (), "open contact: emitted value tier code at the contact"),
     ("contact_quadrant", "u1", (), "open contact: emitted quadrant code at the contact"),
-    ("contact_ref", "u1", (CONTACT_REF_BYTES,), "open contact: its alert id (16 bytes; 0 = not yet known)"),
+    (
+        "contact_ref",
+        "u1",
+        (CONTACT_REF_BYTES,),
+        "open contact: its alert id (16 bytes; 0 = not yet known)",
+    ),
 ]
 
 STATE_DTYPE: Final = np.dtype([(name, kind, shape) for name, kind, shape, _ in _FIELDS])

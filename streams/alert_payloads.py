@@ -22,7 +22,12 @@ import msgspec
 from engine.segments import (
     ABCD_NAMES,
     ACTIONS,
+    CLOSED_BY_NAMES,
+    GROUP_NAMES,
+    KIND_NAMES,
     LIFECYCLE_NAMES,
+    NUDGE_OFFERS,
+    NUDGE_REASON,
     QUADRANT_NAMES,
     REASON_NAMES,
     RFM_SEGMENT_NAMES,
@@ -39,7 +44,11 @@ __all__ = [
     "alert_id",
     "alert_summary",
     "build_score_updates",
+    "contact_action",
+    "contact_fields",
     "encode_alert",
+    "nudge_fields",
+    "outcome_fields",
     "segment_change_fields",
     "win_back_fields",
 ]
@@ -59,7 +68,9 @@ ALERT_SCORE_COLUMNS: Final = (
     "expected_avg_spend",
     "usual_gap_days",
     "next_purchase_eta",
+    "nudge_at",
 )
+_DAY: Final = 86_400
 _encoder: Final = msgspec.json.Encoder()
 
 
@@ -72,6 +83,10 @@ class AlertContext:
     event_ts: int  # event time the customer was evaluated at (epoch s)
     cause: dict[str, Any]  # {"type": "event", "event_id": ...} or {"type": "timer", "due": ...}
     emitted_at: str  # wall time, RFC 3339 (whole seconds)
+    holdout_version: str = ""  # the control group's (salt, fraction) version
+    contact_id: str | None = None  # outcomes: the alert id of the contact they measure
+    cause_ts: int = 0  # the causing event's own ts (a late event's is before event_ts)
+    response_window_days: float = 0.0  # the model's outcome window
 
     @property
     def anchor(self) -> str:
@@ -129,17 +144,35 @@ def segment_change_fields(
     }
 
 
-def win_back_fields(reason: int, after: dict[str, Any]) -> dict[str, Any]:
+def contact_action(kind: int, reason: int, tier: int, quadrant: int) -> str:
+    """The suggested action of a contact: a win-back's by reason and value tier, a nudge's
+    offer by quadrant and value tier (engine.segments.ACTIONS / NUDGE_OFFERS)."""
+    if KIND_NAMES[kind] == "nudge":
+        return NUDGE_OFFERS[QUADRANT_NAMES[quadrant]][TIER_NAMES[tier]]
+    return ACTIONS[REASON_NAMES[reason]][TIER_NAMES[tier]]
+
+
+def contact_fields(ctx: AlertContext, kind: int, group: int) -> dict[str, Any]:
+    """What every contact (nudge or win-back) says about its delivery: its kind, the
+    customer's control group and the group assignment's version."""
+    return {
+        "kind": KIND_NAMES[kind],
+        "group": GROUP_NAMES[group],
+        "holdout_version": ctx.holdout_version,
+    }
+
+
+def win_back_fields(reason: int, tier: int, quadrant: int, after: dict[str, Any]) -> dict[str, Any]:
     """What a win-back says beyond the envelope: the reason, the risk and value fields a
-    campaign decides on, and the suggested action for the reason and value tier."""
-    tier = after["value_tier"]
+    campaign decides on, and the suggested action for the reason and the emitted value tier
+    (the tier segment-change alerts announce, ``tier``)."""
     name = REASON_NAMES[reason]
     return {
         "reason": name,
         "churn_risk": after["churn_risk"],
         "p_alive": after["p_alive"],
         "risk_adjustment": after["risk_adjustment"],
-        "value_tier": tier,
+        "value_tier": TIER_NAMES[tier],
         "rfm_segment": after["rfm_segment"],
         "lifecycle": after["lifecycle"],
         "expected_value": after["clv"],
@@ -147,7 +180,62 @@ def win_back_fields(reason: int, after: dict[str, Any]) -> dict[str, Any]:
         "days_since_last_purchase": after["days_since_last_purchase"],
         "usual_gap_days": after["usual_gap_days"],
         "next_purchase_eta": after["next_purchase_eta"],
-        "suggested_action": ACTIONS[name][tier],
+        "suggested_action": ACTIONS[name][TIER_NAMES[tier]],
+    }
+
+
+def nudge_fields(tier: int, quadrant: int, after: dict[str, Any]) -> dict[str, Any]:
+    """What a repurchase nudge says beyond the envelope: when the customer is expected to
+    buy, the rhythm and value behind it, and the offer for its quadrant and value tier."""
+    return {
+        "reason": NUDGE_REASON,
+        "predicted_purchase_at": after["next_purchase_eta"],
+        "nudge_at": after["nudge_at"],
+        "usual_gap_days": after["usual_gap_days"],
+        "days_since_last_purchase": after["days_since_last_purchase"],
+        "p_alive": after["p_alive"],
+        "expected_avg_spend": after["expected_avg_spend"],
+        "expected_value": after["clv"],
+        "value_tier": TIER_NAMES[tier],
+        "quadrant": QUADRANT_NAMES[quadrant],
+        "rfm_segment": after["rfm_segment"],
+        "lifecycle": after["lifecycle"],
+        "suggested_offer": NUDGE_OFFERS[QUADRANT_NAMES[quadrant]][TIER_NAMES[tier]],
+    }
+
+
+def outcome_fields(
+    ctx: AlertContext,
+    contact_kind: int,
+    reason: int,
+    tier: int,
+    quadrant: int,
+    group: int,
+    contact_at: int,
+    closed_by: int,
+    responded: bool,
+    cents: int,
+    window_days: float,
+) -> dict[str, Any]:
+    """What an outcome says: which contact it measures and whether (and how much, and how
+    soon) the customer bought inside the response window."""
+    kind_name = KIND_NAMES[contact_kind]
+    responded_at = ctx.cause_ts if responded else 0
+    return {
+        "contact_id": ctx.contact_id,
+        "contact_kind": kind_name,
+        "contact_reason": NUDGE_REASON if kind_name == "nudge" else REASON_NAMES[reason],
+        "contact_at": format_time(contact_at),
+        "action": contact_action(contact_kind, reason, tier, quadrant),
+        "value_tier": TIER_NAMES[tier],
+        "quadrant": QUADRANT_NAMES[quadrant],
+        "group": GROUP_NAMES[group],
+        "holdout_version": ctx.holdout_version,
+        "responded": responded,
+        "response_spend": cents / 100.0,
+        "days_to_response": (responded_at - contact_at) / _DAY if responded else None,
+        "window_days": window_days,
+        "closed_by": CLOSED_BY_NAMES[closed_by],
     }
 
 

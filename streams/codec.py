@@ -32,6 +32,7 @@ from models.scorefile import format_time
 __all__ = [
     "COMPLAINT_CATEGORIES",
     "REASONS",
+    "UNCATEGORISED",
     "DecodedEvent",
     "EventDecoder",
     "Rejected",
@@ -97,6 +98,9 @@ class _Complaint(msgspec.Struct):
     text: str | None = None  # validated as a string, never stored
 
 
+UNCATEGORISED: Final = "uncategorised"  # the counter cell of a complaint with no category
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedEvent:
     """A valid input event, reduced to what the engine needs."""
@@ -112,6 +116,7 @@ class DecodedEvent:
     # complaint_id, else its own event_id); refers = 1 for a resolution naming a complaint
     complaint: int = 0
     refers: int = 0
+    category: str = ""  # complaints: the category given ("" = none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +221,7 @@ class EventDecoder:
             resolved=int(resolved),
             complaint=complaint,
             refers=refers,
+            category=msg.category or "",
         )
 
 

@@ -20,18 +20,22 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from engine.state import new_events
+from engine.alert_rules import KIND_OUTCOME
+from engine.segments import GROUP_NAMES, KIND_NAMES, TIER_NAMES
+from engine.state import KIND_COMPLAINT, new_events
 from engine.timeline import Timeline, customer_slices, order_events, run_timeline
 from models.bundle import ModelBundle
+from models.control_group import ControlGroup
 from models.scorefile import format_time, score_records
-from streams.alert_kinds import AlertRow, alert_kind, build_alert
+from streams.alert_kinds import ALERT_ROW_COLUMNS, AlertRow, alert_kind, build_alert
 from streams.alert_payloads import (
     ALERT_SCORE_COLUMNS,
     AlertContext,
     alert_summary,
     build_score_updates,
+    contact_action,
 )
-from streams.codec import DecodedEvent
+from streams.codec import UNCATEGORISED, DecodedEvent
 from streams.topics import TopicTable
 
 __all__ = ["Outcome", "Record", "TimelineInput", "due_input", "evaluate", "events_input"]
@@ -58,6 +62,12 @@ class Outcome:
     suppressed: dict[str, int] = field(default_factory=dict)  # reason label -> alerts
     states: dict[str, bytes] = field(default_factory=dict)  # customer -> state record
     due: dict[str, int] = field(default_factory=dict)  # customer -> next due time (0 = none)
+    # the marketing loop's counters (contacts, outcomes, suppressed contacts, complaints by
+    # category), committed with the states: docs/outcomes.md, "Counters"
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
 
 
 def events_input(customers: Sequence[str], kept: Sequence[DecodedEvent]) -> TimelineInput:
@@ -89,6 +99,9 @@ def due_input(states: npt.NDArray[np.void]) -> TimelineInput:
     return TimelineInput(new_events(0), [], present, np.zeros(present.shape[0] + 1, np.int64))
 
 
+_NO_CONTROL_GROUP = ControlGroup("none", 0.0)
+
+
 def evaluate(
     model: ModelBundle,
     customers: Sequence[str],
@@ -97,9 +110,13 @@ def evaluate(
     watermark: int,
     wall: float,
     topics: TopicTable,
+    control: ControlGroup = _NO_CONTROL_GROUP,
 ) -> Outcome:
     """Evaluate ``timeline.rows`` of ``states`` (one row per customer; updated in place) up
-    to ``watermark``; ``wall`` (epoch s) is the alerts' ``emitted_at``."""
+    to ``watermark``; ``wall`` (epoch s) is the alerts' ``emitted_at``; ``control`` says
+    which customers are held out."""
+    holdout = control.held_out_many(customers).astype(np.uint8)
+    prior_refs = states["contact_ref"].copy()
     line = run_timeline(
         states,
         timeline.events,
@@ -109,14 +126,26 @@ def evaluate(
         model.scoring,
         model.cuts,
         model.rfm_map,
+        holdout,
     )
     out = Outcome()
+    for event in timeline.ordered:
+        if event.kind == KIND_COMPLAINT and not event.resolved:
+            out.count(f"complaint|{event.category or UNCATEGORISED}")
     alerts = line.alerts[line.alerts["suppressed"] == 0]
-    for a in line.alerts[line.alerts["suppressed"] != 0].tolist():
-        reason = alert_kind(a[1]).label(AlertRow(*a[1:6]))
+    for a in line.alerts[line.alerts["suppressed"] != 0][ALERT_ROW_COLUMNS].tolist():
+        row = AlertRow(*a)
+        kind = alert_kind(row.kind)
+        reason = kind.label(row)
         out.suppressed[reason] = out.suppressed.get(reason, 0) + 1
+        out.count(f"suppressed|{kind.name}|{reason}")
     if alerts.shape[0]:
-        _alert_records(model, customers, line, alerts, timeline.ordered, wall, topics, out)
+        opened = _alert_records(
+            model, customers, line, alerts, timeline.ordered, wall, topics, control, prior_refs, out
+        )
+        for row, contact_id in opened.items():
+            if states["contact_at"][row] > 0:  # the contact's window is still open: remember it
+                states["contact_ref"][row] = np.frombuffer(bytes.fromhex(contact_id), np.uint8)
     done = timeline.rows[line.evaluated]
     touched = [customers[row] for row in done.tolist()]
     records = score_records(touched, line.final[line.evaluated])
@@ -136,9 +165,12 @@ def _alert_records(
     ordered: Sequence[DecodedEvent],
     wall: float,
     topics: TopicTable,
+    control: ControlGroup,
+    prior_refs: npt.NDArray[np.uint8],
     out: Outcome,
-) -> None:
-    """The published alerts of one timeline run, in its order, into ``out``."""
+) -> dict[int, str]:
+    """The published alerts of one timeline run, in its order, into ``out``; returns the id
+    of the last contact each customer (state row) was sent in this run."""
     # one score record per evaluation an alert refers to (several alerts of one evaluation
     # share it), built column-wise in one go and encoded once
     refs = np.concatenate((alerts["after"], alerts["before"]))
@@ -151,31 +183,64 @@ def _alert_records(
     record_at = dict(zip(used.tolist(), built, strict=True))
     summary_at = {i: alert_summary(r) for i, r in record_at.items()}
     stamp = format_time(int(wall)) or ""
-    for (
-        row,
-        kind_code,
-        scheme,
-        reason,
-        frm,
-        to,
-        _,
-        event,
-        due,
-        clock,
-        after,
-        before,
-    ) in alerts.tolist():
-        customer = customers[row]
+    window_days = float(model.scoring.response_window_days)
+    opened: dict[int, str] = {}
+    columns = ["index", *ALERT_ROW_COLUMNS, "event", "due", "clock", "after", "before"]
+    for index, *fields, event, due, clock, after, before in alerts[columns].tolist():
+        customer = customers[index]
         cause: dict[str, Any] = (
             {"type": "event", "event_id": ordered[event].event_id}
             if event >= 0
             else {"type": "timer", "due": due}
         )
-        ctx = AlertContext(model.model_version, customer, clock, cause, stamp)
-        alert = AlertRow(kind_code, scheme, reason, frm, to)
-        kind, body = build_alert(
+        alert = AlertRow(*fields)
+        contact_id = None
+        if alert.kind == KIND_OUTCOME:
+            contact_id = opened.get(index) or (bytes(prior_refs[index]).hex() or None)
+            if contact_id == "0" * 32:
+                contact_id = None
+        ctx = AlertContext(
+            model.model_version,
+            customer,
+            clock,
+            cause,
+            stamp,
+            holdout_version=control.version,
+            contact_id=contact_id,
+            cause_ts=ordered[event].ts if event >= 0 else due,
+            response_window_days=window_days,
+        )
+        built_alert = build_alert(
             ctx, alert, record_at[after], (summary_at[after], summary_at.get(before))
         )
-        out.records.append((topics.alerts[kind.name], customer.encode(), body))
+        kind = built_alert.kind
+        topic = topics.alerts[kind.name]
+        if kind.contact:
+            opened[index] = built_alert.alert_id
+            if alert.group:
+                topic = topics.holdout
+            out.count("|".join(("contact", *_contact_cells(alert, control.version))))
+        elif alert.kind == KIND_OUTCOME:
+            cells = "|".join(("outcome", *_contact_cells(alert, control.version)))
+            out.count(f"{cells}|n")
+            out.count(f"{cells}|responded", alert.responded)
+            out.count(f"{cells}|spend_cents", alert.cents)
+        out.records.append((topic, customer.encode(), built_alert.body))
         label = (kind.name, kind.label(alert))
         out.alerts[label] = out.alerts.get(label, 0) + 1
+    return opened
+
+
+def _contact_cells(alert: AlertRow, holdout_version: str) -> tuple[str, ...]:
+    """kind, reason, action, tier, group and holdout version of a contact (or of the
+    contact an outcome measures): the cells its counters are kept by."""
+    kind = alert.contact_kind if alert.kind == KIND_OUTCOME else alert.kind
+    reason = alert_kind(kind).label(alert._replace(kind=kind))
+    return (
+        KIND_NAMES[kind],
+        reason,
+        contact_action(kind, alert.reason, alert.tier, alert.quadrant),
+        TIER_NAMES[alert.tier],
+        GROUP_NAMES[alert.group],
+        holdout_version,
+    )

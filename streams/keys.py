@@ -128,5 +128,11 @@ class PartitionKeys:
         return f"{self.tag}:quarantine"
 
     @property
+    def counters(self) -> str:
+        """Hash of the marketing loop's counters (contacts, outcomes, suppressed contacts,
+        complaints by category), incremented by the fenced commit (docs/outcomes.md)."""
+        return f"{self.tag}:counters"
+
+    @property
     def population(self) -> str:
         return f"{self.tag}:pop"

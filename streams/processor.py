@@ -36,6 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.state import decode_records
 from models.bundle import ModelBundle
+from models.control_group import ControlGroup
 from streams.batch_plan import Item, PartitionPlan, RawMessage, triage
 from streams.codec import DecodedEvent, EventDecoder, dead_letter_record
 from streams.evaluation import (
@@ -81,6 +82,7 @@ class _Outbox:
     records: list[Record] = field(default_factory=list)
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason label)
     suppressed: dict[str, int] = field(default_factory=dict)  # reason label
+    counters: dict[str, int] = field(default_factory=dict)  # committed counter increments
 
     def add(self, other: _Outbox | Outcome) -> None:
         self.records += other.records
@@ -88,6 +90,8 @@ class _Outbox:
             self.alerts[label] = self.alerts.get(label, 0) + n
         for reason, n in other.suppressed.items():
             self.suppressed[reason] = self.suppressed.get(reason, 0) + n
+        for name, n in other.counters.items():
+            self.counters[name] = self.counters.get(name, 0) + n
 
 
 class BatchProcessor:
@@ -106,6 +110,8 @@ class BatchProcessor:
         wall_clock: Callable[[], float] = time.time,
         retry: Retry = Retry(),
         merge: EventTimeMerge | None = None,
+        control: ControlGroup | None = None,
+        on_counters: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -119,6 +125,9 @@ class BatchProcessor:
         self._locks: dict[int, asyncio.Lock] = {}
         self.publish_failing_s = 0.0  # how long the current publish has been failing
         self.merge = merge
+        self.control = control or ControlGroup("none", 0.0)
+        # told each published batch's committed counters (the outcome metrics)
+        self.on_counters = on_counters
         # per partition: events the event-time merge holds back (mirrors the `held` key as of
         # this worker's last read or commit; absent = not read yet)
         self._held: dict[int, list[DecodedEvent]] = {}
@@ -173,6 +182,8 @@ class BatchProcessor:
             self.metrics.alerts.labels(kind, reason).inc(n)
         for reason, n in outbox.suppressed.items():
             self.metrics.alerts_suppressed.labels(reason).inc(n)
+        if outbox.counters and self.on_counters is not None:
+            self.on_counters(outbox.counters)
 
     # ------------------------------------------------------------------ batches
 
@@ -402,9 +413,13 @@ class BatchProcessor:
         """Evaluate (:func:`streams.evaluation.evaluate`); states and due times into the
         commit, records and alert counts into the outbox."""
         wall = self.wall_clock()
-        outcome = evaluate(self.model, customers, states, timeline, clock, wall, self.topics)
+        outcome = evaluate(
+            self.model, customers, states, timeline, clock, wall, self.topics, self.control
+        )
         commit.states.update(outcome.states)
         commit.due.update(outcome.due)
+        for name, n in outcome.counters.items():
+            commit.counters[name] = commit.counters.get(name, 0) + n
         outbox.add(outcome)
         self.metrics.state_writes.inc(len(outcome.states))
 

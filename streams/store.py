@@ -34,11 +34,13 @@ __all__ = [
 
 DAY = 86_400
 
-# KEYS: fence, due, ddays, outbox, quarantine, held, (state bucket, forget marker)*, dedupe keys...
+# KEYS: fence, due, ddays, outbox, quarantine, held, counters, (state bucket, forget marker)*,
+#       dedupe keys...
 # ARGV: expected gen, new gen, commit token, bucket count, n_fence, (field, value)*,
 #       n_states, (customer, value, cutoff read, due, bucket)*, n_exact, (bucket, due)*,
 #       n_dd, (day, n, member*)*, outbox records ('' = none), n_quarantine, (customer, blob)*,
-#       held mode ('0' unchanged, '1' replaced), held events ('' = none)
+#       held mode ('0' unchanged, '1' replaced), held events ('' = none),
+#       n_counters, (field, increment)*
 # The outbox entry (the batch's alerts and score updates, under the commit token) is written
 # with the states it describes: records are published only after this commit succeeded, and
 # a worker that dies before publishing leaves them for the partition's next owner.
@@ -48,7 +50,7 @@ DAY = 86_400
 # can only lower it (ZADD LT); the sweep, having read the whole bucket, sets it exactly.
 _COMMIT_LUA = """
 local fence, due, ddays, outbox, quarantine = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local held = KEYS[6]
+local held, counters = KEYS[6], KEYS[7]
 local current = redis.call('HGET', fence, 'gen') or '0'
 if current ~= ARGV[1] then return {0, current, redis.call('HGET', fence, 'tok') or ''} end
 redis.call('HSET', fence, 'gen', ARGV[2], 'tok', ARGV[3], 'nb', ARGV[4])
@@ -58,7 +60,7 @@ for i = 1, n do
   redis.call('HSET', fence, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 n = tonumber(ARGV[a]); a = a + 1
-local k = 6
+local k = 7
 for i = 1, n do
   local bkey, fkey = KEYS[k + 1], KEYS[k + 2]; k = k + 2
   local customer, value = ARGV[a], ARGV[a + 1]
@@ -91,6 +93,11 @@ for i = 1, n do
 end
 if ARGV[a] == '1' then
   if ARGV[a + 1] == '' then redis.call('DEL', held) else redis.call('SET', held, ARGV[a + 1]) end
+end
+a = a + 2
+n = tonumber(ARGV[a]); a = a + 1
+for i = 1, n do
+  redis.call('HINCRBY', counters, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 return {1, ARGV[2], ARGV[3]}
 """
@@ -157,6 +164,7 @@ class Commit:
     outbox: bytes = b""  # packed records to publish once committed (streams.outbox)
     quarantine: dict[str, bytes] = field(default_factory=dict)  # customer -> undecodable blob
     held: bytes | None = None  # the partition's held events after this commit (None: unchanged)
+    counters: dict[str, int] = field(default_factory=dict)  # field -> increment (HINCRBY)
     # identifies this commit across retries: a retry after a lost reply finds its own token
     token: str = field(default_factory=lambda: secrets.token_hex(8))
 
@@ -303,6 +311,7 @@ class RedisStateStore:
             keys.outbox,
             keys.quarantine,
             keys.held,
+            keys.counters,
         ]
         argv: list[Any] = [
             commit.generation,
@@ -334,6 +343,10 @@ class RedisStateStore:
         for customer, blob in commit.quarantine.items():
             argv += [customer, blob]
         argv += ["0", ""] if commit.held is None else ["1", commit.held]
+        counters = [(name, n) for name, n in commit.counters.items() if n]
+        argv.append(len(counters))
+        for name, n in counters:
+            argv += [name, n]
         return key_list, argv
 
     async def commit(self, commit: Commit) -> int:

@@ -25,6 +25,7 @@ from engine.scoring import evaluate
 from engine.state import decode_records
 from engine.timeline import warm_up
 from models.bundle import ModelBundle, load_model
+from models.control_group import ControlGroup
 from models.scorefile import score_record
 from streams.codec import EventDecoder
 from streams.kafka import CustscoreApp, KafkaBatchPublisher, faust_broker_options
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         topics=topics,
         live_clock=settings.live_clock,
         merge=merge,
+        control=ControlGroup(settings.holdout_salt, settings.holdout_fraction),
     )
     population = PopulationTracker(redis, store, bundle, settings.partitions, metrics)
     warm_up(bundle.scoring, bundle.cuts, bundle.rfm_map)  # compile before the first batch

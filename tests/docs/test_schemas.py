@@ -17,6 +17,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,19 @@ from jsonschema import Draft202012Validator
 from engine.segments import (
     ABCD_NAMES,
     ACTIONS,
+    CLOSED_BY_NAMES,
+    GROUP_NAMES,
     LIFECYCLE_NAMES,
+    NUDGE_OFFERS,
+    NUDGE_REASON,
     QUADRANT_NAMES,
     REASON_NAMES,
     RFM_SEGMENT_NAMES,
     SCHEME_NAMES,
     TIER_NAMES,
 )
-from models.scorefile import SCORE_COLUMNS
+from models.control_group import ControlGroup
+from models.scorefile import SCORE_COLUMNS, format_time
 from streams.alert_kinds import ALERT_KINDS
 from streams.codec import REASONS
 from streams.processor import BatchProcessor, RawMessage
@@ -52,6 +58,28 @@ TOPIC_SCHEMA = {
     OUT.scores: "scores",
     OUT.dead_letter: "dead-letter",
 }
+# the holdout topic carries every contact kind; a message's "kind" names its schema
+CONTACT_SCHEMA = {k.name: k.schema.removesuffix(".schema.json") for k in ALERT_KINDS if k.contact}
+STORY_CUSTOMERS = ("alice", "bob", "carl", "dana", "erin", "fred", "pacer", "zed")
+HELD_OUT = "hugo"
+
+
+def story_control_group() -> ControlGroup:
+    """A control group of half the customers in which, of the story's, only hugo is held out
+    (the first salt that does it; ControlGroup is tested on its own)."""
+    for n in range(10_000):
+        group = ControlGroup(f"story-{n}", 0.5)
+        if group.held_out(HELD_OUT) and not any(map(group.held_out, STORY_CUSTOMERS)):
+            return group
+    raise AssertionError("no salt holds out only hugo")
+
+
+def schema_of(topic: str, message: dict[str, Any]) -> str:
+    if topic == OUT.holdout:
+        return CONTACT_SCHEMA[message["kind"]]
+    return TOPIC_SCHEMA[topic]
+
+
 SUMMARY_ENUMS = {
     "rfm_segment": RFM_SEGMENT_NAMES,
     "value_tier": TIER_NAMES,
@@ -120,15 +148,33 @@ def bad_messages(feed: Feed, part: int) -> dict[str, RawMessage]:
 async def story(proc: BatchProcessor) -> dict[str, RawMessage]:
     """Drive the processor through every kind of output; returns the bad messages sent."""
     feed = Feed()
-    # partition 0: alice grows (every scheme changes on events), then goes silent; a visiting
-    # prospect moves the watermark so the timer re-scores her (timer segment changes,
-    # silence and risk_rise win-backs)
-    await proc.process([purchase(feed, "a1", "alice", 0, 100.0, 0)])
-    await proc.process([purchase(feed, "a2", "alice", 5, 500.0, 0)])
-    await proc.process([purchase(feed, "a3", "alice", 10, 50.0, 0)])
-    for day in range(14, 420, 7):
-        await proc.process([visit(feed, f"v{day}", "pacer", day, 0)])
-        await proc.sweep(0, limit=100)
+    # partition 0, in event-time order, a sweep after each pacer visit (the pacer, a visiting
+    # prospect, moves the watermark so the timer re-scores everyone):
+    # - alice grows (every scheme changes on events), then goes silent (timer segment
+    #   changes, silence and risk_rise win-backs);
+    # - erin buys every 20 days four times: a nudge at her predicted next purchase (day 80)
+    #   from the timer alone; she does not buy: the outcome closes with the window;
+    # - hugo (held out) has erin's rhythm: his nudge goes to the holdout topic only; he buys
+    #   on day 83, the outcome closes with that purchase;
+    # - fred buys every 30 days for nine months, then stops: a spend drop in January 1998
+    # (day, event id, customer, amount); None: a pacer visit and a sweep. Messages are made
+    # in processing order: their offsets must grow as they are applied.
+    timed: list[tuple[float, str, str, float | None]] = [
+        (0, "a1", "alice", 100.0),
+        (5, "a2", "alice", 500.0),
+        (10, "a3", "alice", 50.0),
+        (83, "h5", HELD_OUT, 42.0),
+    ]
+    for i in range(4):
+        timed += [(20 * i, f"e{i}", "erin", 60.0), (20 * i, f"h{i}", HELD_OUT, 60.0)]
+    timed += [(30 * i + 0.5, f"f{i}", "fred", 400.0) for i in range(9)]
+    timed += [(day, f"v{day}", "pacer", None) for day in range(14, 420, 7)]
+    for day, eid, customer, amount in sorted(timed, key=lambda item: item[0]):
+        if amount is not None:
+            await proc.process([purchase(feed, eid, customer, day, amount, 0)])
+        else:
+            await proc.process([visit(feed, eid, customer, day, 0)])
+            await proc.sweep(0, limit=100)
     # partition 1: bob, a repeat buyer, files a severity-3 complaint: risk rises past 0.6
     await proc.process([purchase(feed, "b1", "bob", 0, 20.0, 1)])
     await proc.process([purchase(feed, "b2", "bob", 1, 20.0, 1)])
@@ -153,7 +199,9 @@ def play(redis_url: str) -> tuple[RecordingPublisher, dict[str, RawMessage]]:
     recorder = RecordingPublisher()
 
     async def main() -> dict[str, RawMessage]:
-        proc = make_processor(redis_url, f"d{uuid.uuid4().hex[:8]}", recorder)
+        proc = make_processor(
+            redis_url, f"d{uuid.uuid4().hex[:8]}", recorder, story_control_group()
+        )
         try:
             return await story(proc)
         finally:
@@ -182,16 +230,16 @@ def on(recorder: RecordingPublisher, topic: str) -> list[dict[str, Any]]:
 
 def test_every_record_goes_to_a_documented_topic_with_a_value(recorded) -> None:
     assert recorded.records
-    assert {t for t, _, _ in recorded.records} == set(TOPIC_SCHEMA)
+    assert {t for t, _, _ in recorded.records} == {*TOPIC_SCHEMA, OUT.holdout}
     assert all(v is not None for _, _, v in recorded.records)  # no tombstones in this story
 
 
-@pytest.mark.parametrize("topic", list(TOPIC_SCHEMA))
+@pytest.mark.parametrize("topic", [*TOPIC_SCHEMA, OUT.holdout])
 def test_every_message_of_the_topic_matches_its_schema(recorded, topic: str) -> None:
-    check = validator(TOPIC_SCHEMA[topic])
     messages = on(recorded, topic)
     assert messages, f"the story produced nothing on {topic}"
     for message in messages:
+        check = validator(schema_of(topic, message))
         errors = sorted(check.iter_errors(message), key=lambda e: list(e.path))
         assert not errors, f"{topic}: {errors[0].message} at {list(errors[0].path)}: {message}"
 
@@ -214,10 +262,75 @@ def test_win_backs_cover_every_reason(recorded) -> None:
     by_reason = {w["reason"]: w for w in wins}
     assert by_reason["complaint"]["customer_id"] == "carl"
     assert by_reason["complaint"]["cause"] == {"type": "event", "event_id": "c3"}
-    assert {w["customer_id"] for w in wins if w["reason"] == "risk_rise"} == {"alice", "bob"}
+    assert "bob" in {w["customer_id"] for w in wins if w["reason"] == "risk_rise"}
     assert by_reason["silence"]["cause"]["type"] == "timer"
+    assert by_reason["spend_drop"]["customer_id"] == "fred"
+    # fred's last purchase is in August 1997: from December the three months before spend
+    # nothing against a steady run-rate over January..August
+    december = int(datetime(1997, 12, 1, tzinfo=UTC).timestamp())
+    assert by_reason["spend_drop"]["cause"] == {"type": "timer", "due": december}
     for w in wins:
         assert w["suggested_action"] == ACTIONS[w["reason"]][w["value_tier"]]
+        assert (w["kind"], w["group"]) == ("win_back", "treated")
+    assert HELD_OUT not in {w["customer_id"] for w in wins}
+
+
+def test_nudges_fire_at_the_predicted_purchase_from_the_timer(recorded) -> None:
+    nudges = on(recorded, OUT.nudge)
+    erin = [n for n in nudges if n["customer_id"] == "erin"]
+    # from her third purchase day (40) on, at last purchase + usual gap of 20 days (lead 0):
+    # day 60 (she buys that very day: the timer comes first), then day 80
+    predicted = [T0 + 60 * DAY, T0 + 80 * DAY]
+    assert [n["cause"] for n in erin] == [{"type": "timer", "due": t} for t in predicted]
+    for nudge, at in zip(erin, predicted, strict=True):
+        assert nudge["predicted_purchase_at"] == nudge["event_ts"] == format_time(at)
+        assert nudge["usual_gap_days"] == 20.0
+        assert nudge["suggested_offer"] == NUDGE_OFFERS[nudge["quadrant"]][nudge["value_tier"]]
+    assert {n["group"] for n in nudges} == {"treated"}
+    assert HELD_OUT not in {n["customer_id"] for n in nudges}
+
+
+def test_held_out_contacts_go_to_the_holdout_topic_only(recorded) -> None:
+    held = on(recorded, OUT.holdout)
+    assert held and {m["customer_id"] for m in held} == {HELD_OUT}
+    assert {m["group"] for m in held} == {"holdout"}
+    assert [m["cause"] for m in held if m["kind"] == "nudge"][:2] == [
+        {"type": "timer", "due": T0 + 60 * DAY},
+        {"type": "timer", "due": T0 + 80 * DAY},
+    ]
+
+
+def test_outcomes_close_by_purchase_and_by_window(recorded) -> None:
+    outcomes = {(o["customer_id"], o["contact_at"]): o for o in on(recorded, OUT.outcome)}
+    nudge_at = format_time(T0 + 80 * DAY)
+    erin = outcomes[("erin", nudge_at)]
+    erin_nudge = next(n for n in on(recorded, OUT.nudge) if n["event_ts"] == nudge_at)
+    assert erin["contact_id"] == erin_nudge["alert_id"]
+    # the silence win-back (twice her 20-day gap after day 60, a second past day 100) comes
+    # inside the nudge's 30-day window and supersedes it; its own window then runs out
+    silence_at = T0 + 100 * DAY + 1
+    assert (erin["closed_by"], erin["responded"], erin["response_spend"]) == (
+        "superseded",
+        False,
+        0,
+    )
+    assert erin["cause"] == {"type": "timer", "due": silence_at}
+    erin_win_back = next(w for w in on(recorded, OUT.win_back) if w["customer_id"] == "erin")
+    after = outcomes[("erin", format_time(silence_at))]
+    assert after["contact_id"] == erin_win_back["alert_id"]
+    assert (after["contact_kind"], after["contact_reason"]) == ("win_back", "silence")
+    assert (after["closed_by"], after["responded"]) == ("window", False)
+    assert after["cause"] == {"type": "timer", "due": silence_at + 30 * DAY + 1}
+    hugo = outcomes[(HELD_OUT, nudge_at)]
+    hugo_nudge = next(n for n in on(recorded, OUT.holdout) if n["event_ts"] == nudge_at)
+    assert hugo["contact_id"] == hugo_nudge["alert_id"]
+    assert (hugo["closed_by"], hugo["responded"], hugo["response_spend"]) == (
+        "purchase",
+        True,
+        42.0,
+    )
+    assert hugo["group"] == "holdout" and hugo["days_to_response"] == 3.0
+    assert hugo["cause"] == {"type": "event", "event_id": "h5"}
 
 
 def test_score_updates_cover_prospects_and_buyers(recorded) -> None:
@@ -260,7 +373,7 @@ def test_every_dead_letter_reason_is_produced_by_its_trigger(played) -> None:
 
 def test_replaying_the_same_input_gives_the_same_alert_ids(recorded, redis_url: str) -> None:
     again, _ = play(redis_url)
-    for topic in (OUT.segment_change, OUT.win_back):
+    for topic in (OUT.segment_change, OUT.win_back, OUT.nudge, OUT.outcome, OUT.holdout):
         first = [m["alert_id"] for m in on(recorded, topic)]
         second = [m["alert_id"] for m in on(again, topic)]
         assert first == second and len(set(first)) == len(first)
@@ -320,9 +433,32 @@ def expected_enums() -> dict[str, dict[str, list[str]]]:
         segment[f"/allOf/{i}/then/properties/from"] = list(names)
         segment[f"/allOf/{i}/then/properties/to"] = list(names)
     actions = sorted({a for row in ACTIONS.values() for a in row.values()})
+    offers = sorted({a for row in NUDGE_OFFERS.values() for a in row.values()})
+    contact = {"/properties/group": list(GROUP_NAMES)}
     return {
+        "nudge": {
+            "/properties/kind": ["nudge"],
+            **contact,
+            "/properties/reason": [NUDGE_REASON],
+            "/properties/value_tier": list(TIER_NAMES),
+            "/properties/quadrant": list(QUADRANT_NAMES),
+            "/properties/rfm_segment": list(RFM_SEGMENT_NAMES),
+            "/properties/lifecycle": list(LIFECYCLE_NAMES),
+            "/properties/suggested_offer": offers,
+        },
+        "outcome": {
+            "/properties/contact_kind": ["nudge", "win_back"],
+            "/properties/contact_reason": [NUDGE_REASON, *REASON_NAMES[1:]],
+            "/properties/action": sorted({*actions, *offers}),
+            "/properties/value_tier": list(TIER_NAMES),
+            "/properties/quadrant": list(QUADRANT_NAMES),
+            **contact,
+            "/properties/closed_by": list(CLOSED_BY_NAMES[1:]),
+        },
         "segment-change": segment,
         "win-back": {
+            "/properties/kind": ["win_back"],
+            **contact,
             "/properties/reason": list(REASON_NAMES[1:]),
             "/properties/value_tier": list(TIER_NAMES),
             "/properties/rfm_segment": list(RFM_SEGMENT_NAMES),

@@ -70,7 +70,7 @@ def _v1_record() -> np.ndarray:
 
 
 def test_record_is_packed_and_encoded_one_at_a_time() -> None:
-    assert STATE_DTYPE.itemsize == 203  # docs/scoring.md §1: 203 bytes, packed
+    assert STATE_DTYPE.itemsize == 228  # docs/scoring.md §1: 228 bytes, packed
     states = new_states(3)
     states["gross_cents"] = [10, 20, 30]
     blob = encode_state(states, 1)

@@ -57,8 +57,11 @@ EXACT = (
     "overdue",
     "next_purchase_eta",
     "due",
+    "spend_drop",
+    "nudge_at",
 )
 CLOSE = (
+    "net_spend",
     "recency",
     "T",
     "monetary_value",
@@ -175,8 +178,13 @@ def test_same_day_lines_are_one_occasion_and_zero_is_not_a_purchase() -> None:
         Ev(P_KIND, T0 + 10 * DAY + 50, 700),  # same day
         Ev(P_KIND, T0 + 30 * DAY, 0),  # zero amount on a new day: not an occasion
     ]
-    sc = evaluate(fold_events(1, to_array(evs), P), T0 + 20 * DAY, P,
-                  PopulationCuts.from_params(P), DEFAULT_RFM_MAP)[0]
+    sc = evaluate(
+        fold_events(1, to_array(evs), P),
+        T0 + 20 * DAY,
+        P,
+        PopulationCuts.from_params(P),
+        DEFAULT_RFM_MAP,
+    )[0]
     assert int(sc["frequency"]) == 1
     assert sc["recency"] == pytest.approx(10 / 7, rel=1e-15)
     assert sc["T"] == pytest.approx(20 / 7, rel=1e-15)

@@ -18,6 +18,7 @@ from engine.scoring import PopulationCuts
 from engine.scoring_params import default_scoring_params
 from engine.segments import DEFAULT_RFM_MAP
 from models.bundle import ModelBundle
+from models.control_group import ControlGroup
 from streams.codec import EventDecoder
 from streams.metrics import build_metrics
 from streams.processor import BatchProcessor, RawMessage, Retry
@@ -28,7 +29,9 @@ from streams.topics import TopicTable
 # the default topic names (customer.purchase, ..., customer.dead-letter), from the settings
 TOPICS = TopicTable.from_settings(Settings.model_construct())
 # the output topics by role: OUT.<alert kind name>, OUT.scores, OUT.dead_letter
-OUT = SimpleNamespace(**TOPICS.alerts, scores=TOPICS.scores, dead_letter=TOPICS.dead_letter)
+OUT = SimpleNamespace(
+    **TOPICS.alerts, holdout=TOPICS.holdout, scores=TOPICS.scores, dead_letter=TOPICS.dead_letter
+)
 WALL = 1_900_000_000.0  # a fixed wall clock (2030) for deterministic tests
 
 
@@ -50,7 +53,10 @@ class RecordingPublisher:
 
 
 def make_processor(
-    redis_url: str, prefix: str, publisher: RecordingPublisher | None = None
+    redis_url: str,
+    prefix: str,
+    publisher: RecordingPublisher | None = None,
+    control: ControlGroup | None = None,
 ) -> BatchProcessor:
     params = default_scoring_params()
     client = aioredis.Redis.from_url(redis_url, connection_class=HiredisPackedConnection)
@@ -65,6 +71,7 @@ def make_processor(
         topics=TOPICS,
         wall_clock=lambda: WALL,
         retry=Retry(first_s=0.01, max_s=0.05),
+        control=control,
     )
 
 
