@@ -375,3 +375,31 @@ def test_risk_rearm_is_watched() -> None:
     for params in (P, P._replace(nudge_min_days=99)):
         want = oracle_alerts(evs, watermark, params, CUTS, DEFAULT_RFM_MAP)
         assert engine_alerts(evs, watermark, params) == want
+
+
+def test_one_evaluation_orders_outcome_win_back_nudge() -> None:
+    """A timer evaluation with a closing window, a win-back and a nudge (rare in generated
+    histories: it needs the nudge time on the midnight risk rises). Purchases at midnight on
+    days 0, 1 and 20 and an open severity-2 complaint: silence is published at day 40 + 1 s
+    and its window is still open when risk crosses the threshold at midnight on day 70, where
+    a nudge lead of -40 days (30 days after the predicted day 30) puts the nudge too. In order:
+    the silence window closes as superseded, the risk_rise win-back is published and the
+    nudge is suppressed by the budget the win-back has just used."""
+    evs = [
+        IdEv(P_KIND, T0, 5000, event_id="p0"),
+        IdEv(P_KIND, T0 + DAY, 5000, event_id="p1"),
+        IdEv(P_KIND, T0 + 20 * DAY, 5000, event_id="p2"),
+        IdEv(C_KIND, T0 + 20 * DAY + 3600, 0, 2, 0, 5, 0, event_id="c1"),
+    ]
+    params = P._replace(nudge_lead_days=-40.0, nudge_min_p_alive=0.0)
+    watermark = T0 + 120 * DAY
+    want = oracle_alerts(evs, watermark, params, CUTS, DEFAULT_RFM_MAP, holdout=True)
+    at = ("timer", T0 + 70 * DAY)
+    assert [
+        (a.kind, a.what, a.suppressed, a.closed_by, a.group) for a in want if a.anchor == at
+    ] == [
+        (OUTCOME, SILENCE, False, BY_SUPERSEDED, 1),
+        (WIN_BACK, RISK_RISE, False, "", 1),
+        (NUDGE, REPURCHASE, True, "", 1),
+    ]
+    assert engine_alerts(evs, watermark, params, holdout=True) == want
