@@ -133,6 +133,11 @@ def _pct(value: Any, spec: str = ".1%") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _pp(value: float | None) -> str:
+    """A difference of rates in percentage points."""
+    return "n/a" if value is None else f"{value * 100:+.1f} pp"
+
+
 def kpi_lines(stats: dict[str, Any]) -> list[str]:
     """The issue-15 KPI lines of the population block (docs/scoring.md, "KPIs")."""
     from engine.segments import ABCD_NAMES, QUADRANT_NAMES
@@ -207,8 +212,8 @@ def marketing_lines(
         uplift = table.uplift(current_version, kind)
         interval = None if uplift is None else uplift.interval
         value = None if uplift is None else uplift.uplift
-        band = "" if interval is None else f" (95 % {interval[0]:+.1%} .. {interval[1]:+.1%})"
-        lines.append(f"  response rate   {kind}: {groups}; uplift {_pct(value, '+.1%')}{band}")
+        band = "" if interval is None else f" (95 % {_pp(interval[0])} .. {_pp(interval[1])})"
+        lines.append(f"  response rate   {kind}: {groups}; uplift {_pp(value)}{band}")
     if not cells:
         lines.append("  no contacts of the current holdout version counted yet")
     return lines

@@ -79,7 +79,7 @@ def test_marketing_lines() -> None:
     # nudge: treated 20/80 = 25 %, holdout 1/10 = 10 %: uplift +15 pp
     assert lines[3].startswith(
         "  response rate   nudge: treated 25.0% of 80 closed, holdout 10.0% of 10 closed; "
-        "uplift +15.0% (95 % "
+        "uplift +15.0 pp (95 % "
     )
     assert lines[4] == (
         "  response rate   win_back: treated n/a of 0 closed, holdout n/a of 0 closed; uplift n/a"
