@@ -131,7 +131,7 @@ class PopulationTracker:
 
     async def counters(self) -> list[dict[Any, Any]]:
         """Every partition's counters hash (HGETALL; empty for a partition without one)."""
-        keys = [f"{self._store.keys(p).tag}:counters" for p in range(self._partitions)]
+        keys = [self._store.keys(p).counters for p in range(self._partitions)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(key)
