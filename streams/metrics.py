@@ -119,7 +119,7 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         ),
         alerts_suppressed=Counter(
             f"{ns}_alerts_suppressed_total",
-            "Win-backs withheld by the cool-down",
+            "Contacts (nudges and win-backs) withheld by the contact budget, by reason",
             ["reason"],
             registry=reg,
         ),
