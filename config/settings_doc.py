@@ -69,6 +69,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
          "max_payload_bytes", "max_future_skew_s"),
     ),
     ("Model and scoring", ("params_file", "effective_window_months")),
+    ("Marketing loop (docs/outcomes.md)", ("holdout_fraction", "holdout_salt")),
 )  # fmt: skip
 
 # Meanings of the fields that carry no ``description`` in config/settings.py.

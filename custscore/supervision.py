@@ -181,7 +181,7 @@ class MetricsSample:
     batches_started: int  # custscore_batch_size_count: observed when a batch starts
     batches_done: int  # custscore_batch_seconds_count: observed when it is written
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason) -> n
-    suppressed: dict[str, int] = field(default_factory=dict)
+    suppressed: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason) -> n
     dead_letter: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     snapshot_age_s: float | None = None
@@ -204,7 +204,7 @@ def parse_metrics(text: str, at: float) -> MetricsSample:
     """The counters of a Prometheus text exposition of the worker."""
     values: dict[str, float] = {}
     alerts: dict[tuple[str, str], int] = {}
-    suppressed: dict[str, int] = {}
+    suppressed: dict[tuple[str, str], int] = {}
     dead: dict[str, int] = {}
     for name, labels, value in metric_samples(text):
         if name == "custscore_events_in_total":
@@ -212,7 +212,7 @@ def parse_metrics(text: str, at: float) -> MetricsSample:
         elif name == "custscore_alerts_total":
             alerts[(labels["kind"], labels["reason"])] = int(value)
         elif name == "custscore_alerts_suppressed_total":
-            suppressed[labels["reason"]] = int(value)
+            suppressed[(labels["kind"], labels["reason"])] = int(value)
         elif name == "custscore_dead_letter_total":
             dead[labels["reason"]] = int(value)
         elif not labels:

@@ -199,7 +199,7 @@ def _contact(  # type: ignore[no-untyped-def]
         out[n - 1].group = group
         out[n - 1].tier = tier
         out[n - 1].quadrant = quad
-        return n
+        return int(n)
     if st.contact_at > 0:
         n = _close_outcome(st, out, n, index, CLOSED_BY_SUPERSEDED, 0)
     st.last_contact = clock
@@ -213,7 +213,7 @@ def _contact(  # type: ignore[no-untyped-def]
     out[n - 1].group = group
     out[n - 1].tier = tier
     out[n - 1].quadrant = quad
-    return n
+    return int(n)
 
 
 @njit(cache=True, nogil=True)

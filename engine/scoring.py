@@ -204,7 +204,7 @@ def _p_alive_day(
 
 
 @njit(cache=True, nogil=True)
-def _month_cents(st, month: int) -> int:
+def _month_cents(st, month: int) -> int:  # type: ignore[no-untyped-def]
     """Net spend of calendar month ``month`` from the ring (0 outside the ring's 12 months)."""
     head = int(st.ring_head)
     if month > head or month <= head - RING_MONTHS:
@@ -213,7 +213,7 @@ def _month_cents(st, month: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _spend_drop(st, cb: int, P: ScoringParams) -> bool:
+def _spend_drop(st, cb: int, P: ScoringParams) -> bool:  # type: ignore[no-untyped-def]
     """Spend drop at calendar month ``cb``: the three complete months before it spent less
     than ``spend_drop_ratio`` x the run-rate of the eight months before those, which need
     ``spend_drop_min_months`` months with spend (docs/scoring.md §8.4)."""
@@ -233,7 +233,7 @@ def _spend_drop(st, cb: int, P: ScoringParams) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _spend_drop_change(st, cb: int, now: bool, P: ScoringParams) -> int:
+def _spend_drop_change(st, cb: int, now: bool, P: ScoringParams) -> int:  # type: ignore[no-untyped-def]
     """The first month after ``cb`` whose start changes the spend-drop condition with no new
     event (0 = none: after 12 months every month the ring knows has left both windows)."""
     if int(st.ring_head) < cb - RING_MONTHS:

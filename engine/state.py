@@ -259,7 +259,7 @@ def upgrade_v2(old: np.void) -> npt.NDArray[np.void]:
     """
     new = new_states(1)
     row = new[0]
-    for name in STATE_DTYPE_V2.names:
+    for name in STATE_DTYPE_V2.names or ():
         if name == "version":
             continue
         row["last_contact" if name == "last_winback" else name] = old[name]

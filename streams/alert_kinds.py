@@ -149,7 +149,7 @@ ALERT_KINDS: Final[tuple[AlertKind, ...]] = (
 )
 
 # the engine alert columns AlertRow is built from, in its field order
-ALERT_ROW_COLUMNS: Final[list[str]] = [name for name in ALERT_DTYPE.names if name != "index"]
+ALERT_ROW_COLUMNS: Final[list[str]] = [name for name in ALERT_DTYPE.names or () if name != "index"]
 if len(ALERT_ROW_COLUMNS) != len(AlertRow._fields):
     raise RuntimeError("AlertRow must name every engine alert column after index")
 

@@ -59,7 +59,7 @@ class Outcome:
 
     records: list[Record] = field(default_factory=list)  # alerts, then score updates
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason label)
-    suppressed: dict[str, int] = field(default_factory=dict)  # reason label -> alerts
+    suppressed: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason)
     states: dict[str, bytes] = field(default_factory=dict)  # customer -> state record
     due: dict[str, int] = field(default_factory=dict)  # customer -> next due time (0 = none)
     # the marketing loop's counters (contacts, outcomes, suppressed contacts, complaints by
@@ -137,15 +137,15 @@ def evaluate(
         row = AlertRow(*a)
         kind = alert_kind(row.kind)
         reason = kind.label(row)
-        out.suppressed[reason] = out.suppressed.get(reason, 0) + 1
+        out.suppressed[kind.name, reason] = out.suppressed.get((kind.name, reason), 0) + 1
         out.count(f"suppressed|{kind.name}|{reason}")
     if alerts.shape[0]:
         opened = _alert_records(
             model, customers, line, alerts, timeline.ordered, wall, topics, control, prior_refs, out
         )
-        for row, contact_id in opened.items():
-            if states["contact_at"][row] > 0:  # the contact's window is still open: remember it
-                states["contact_ref"][row] = np.frombuffer(bytes.fromhex(contact_id), np.uint8)
+        for at, contact_id in opened.items():
+            if states["contact_at"][at] > 0:  # the contact's window is still open: remember it
+                states["contact_ref"][at] = np.frombuffer(bytes.fromhex(contact_id), np.uint8)
     done = timeline.rows[line.evaluated]
     touched = [customers[row] for row in done.tolist()]
     records = score_records(touched, line.final[line.evaluated])

@@ -119,8 +119,8 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         ),
         alerts_suppressed=Counter(
             f"{ns}_alerts_suppressed_total",
-            "Contacts (nudges and win-backs) withheld by the contact budget, by reason",
-            ["reason"],
+            "Contacts (nudges and win-backs) withheld by the contact budget, by kind and reason",
+            ["kind", "reason"],
             registry=reg,
         ),
         watermark=Gauge(

@@ -35,6 +35,7 @@ from engine.segments import (
 )
 from engine.state import decode_records
 from models.bundle import ModelBundle
+from models.control_group import ControlGroup
 from models.population_sketch import (
     MONTHS_REPORTED,
     cuts_from_sketches,
@@ -42,8 +43,11 @@ from models.population_sketch import (
     sketch_scores,
     trailing_window_days,
 )
+from models.uplift import OutcomeTable, outcome_stats, outcome_table
 from streams.codec import COMPLAINT_CATEGORIES
+from streams.contact_counters import read_counters
 from streams.metrics import WorkerMetrics
+from streams.outcome_metrics import OutcomeMetrics
 from streams.store import RedisStateStore
 
 __all__ = ["COMPLAINT_FIELD", "PopulationTracker", "complaints_by_category"]
@@ -83,7 +87,11 @@ class PopulationTracker:
         model: ModelBundle,
         partitions: int,
         metrics: WorkerMetrics,
+        control: ControlGroup | None = None,
+        outcome_metrics: OutcomeMetrics | None = None,
     ) -> None:
+        self._control = control or ControlGroup("none", 0.0)
+        self._outcome_metrics = outcome_metrics
         self._redis = redis
         self._store = store
         self._model = model
@@ -127,16 +135,14 @@ class PopulationTracker:
         if cuts is not None:
             self.snapshot_cuts = cuts
             self.snapshot_at = time.time()
-        self._set_gauges(await self.stats())
+        stats, table = await self._stats_and_outcomes()
+        self._set_gauges(stats)
+        if self._outcome_metrics is not None:
+            self._outcome_metrics.set_uplift(table, self._control.version)
 
-    async def counters(self) -> list[dict[Any, Any]]:
-        """Every partition's counters hash (HGETALL; empty for a partition without one)."""
-        keys = [self._store.keys(p).counters for p in range(self._partitions)]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
-            replies: list[dict[Any, Any]] = await pipe.execute()
-        return replies
+    async def counters(self) -> dict[str, int]:
+        """Every partition's counters (complaints by category, contacts, outcomes), summed."""
+        return await read_counters(self._redis, self._store.prefix)
 
     def _set_gauges(self, stats: dict[str, Any]) -> None:
         """Export the merged KPIs as Prometheus gauges (every known class, 0 when empty)."""
@@ -172,13 +178,21 @@ class PopulationTracker:
 
     async def stats(self) -> dict[str, Any]:
         """Population KPIs merged over all partitions' sketches, next to the cuts in force
-        and the live snapshot's."""
+        and the live snapshot's, and the contacts' outcomes and uplift (docs/outcomes.md)."""
+        stats, _ = await self._stats_and_outcomes()
+        return stats
+
+    async def _stats_and_outcomes(self) -> tuple[dict[str, Any], OutcomeTable]:
         model = self._model
-        return {
+        counters = await self.counters()
+        table = outcome_table(counters)
+        stats = {
             **population_kpis(await self.sketches(), time.time(), model.scoring),
-            "complaints_by_category": complaints_by_category(await self.counters()),
+            "complaints_by_category": complaints_by_category([counters]),
+            "outcomes": outcome_stats(table, self._control.version),
             "cuts": model.cuts._asdict(),
             "snapshot_cuts": self.snapshot_cuts._asdict() if self.snapshot_cuts else None,
             "snapshot_computed_at": self.snapshot_at or None,
             "model_version": model.model_version,
         }
+        return stats, table

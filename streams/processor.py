@@ -81,15 +81,15 @@ class _Outbox:
 
     records: list[Record] = field(default_factory=list)
     alerts: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason label)
-    suppressed: dict[str, int] = field(default_factory=dict)  # reason label
+    suppressed: dict[tuple[str, str], int] = field(default_factory=dict)  # (kind, reason)
     counters: dict[str, int] = field(default_factory=dict)  # committed counter increments
 
     def add(self, other: _Outbox | Outcome) -> None:
         self.records += other.records
         for label, n in other.alerts.items():
             self.alerts[label] = self.alerts.get(label, 0) + n
-        for reason, n in other.suppressed.items():
-            self.suppressed[reason] = self.suppressed.get(reason, 0) + n
+        for label, n in other.suppressed.items():
+            self.suppressed[label] = self.suppressed.get(label, 0) + n
         for name, n in other.counters.items():
             self.counters[name] = self.counters.get(name, 0) + n
 
@@ -180,8 +180,8 @@ class BatchProcessor:
             self.metrics.publish_failing.set(0)
         for (kind, reason), n in outbox.alerts.items():
             self.metrics.alerts.labels(kind, reason).inc(n)
-        for reason, n in outbox.suppressed.items():
-            self.metrics.alerts_suppressed.labels(reason).inc(n)
+        for (kind, reason), n in outbox.suppressed.items():
+            self.metrics.alerts_suppressed.labels(kind, reason).inc(n)
         if outbox.counters and self.on_counters is not None:
             self.on_counters(outbox.counters)
 

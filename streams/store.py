@@ -206,6 +206,11 @@ class RedisStateStore:
         )
 
     @property
+    def prefix(self) -> str:
+        """The key prefix every key of this store starts with."""
+        return self._prefix
+
+    @property
     def buckets(self) -> int:
         """State buckets per partition."""
         return self._buckets

@@ -32,6 +32,7 @@ from streams.kafka import CustscoreApp, KafkaBatchPublisher, faust_broker_option
 from streams.keys import partition_for
 from streams.merge import EventTimeMerge
 from streams.metrics import WorkerMetrics, build_metrics
+from streams.outcome_metrics import OutcomeMetrics
 from streams.population_refresh import PopulationTracker
 from streams.processor import BatchProcessor, RawMessage
 from streams.redis_conn import redis_client
@@ -86,6 +87,8 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
     )
     redis = redis_client(settings)
     store = RedisStateStore.from_settings(redis, settings)
+    control = ControlGroup(settings.holdout_salt, settings.holdout_fraction)
+    outcome_metrics = OutcomeMetrics(metrics.registry)
     processor = BatchProcessor(
         store=store,
         publisher=KafkaBatchPublisher(app),
@@ -99,9 +102,12 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         topics=topics,
         live_clock=settings.live_clock,
         merge=merge,
-        control=ControlGroup(settings.holdout_salt, settings.holdout_fraction),
+        control=control,
+        on_counters=outcome_metrics.count,
     )
-    population = PopulationTracker(redis, store, bundle, settings.partitions, metrics)
+    population = PopulationTracker(
+        redis, store, bundle, settings.partitions, metrics, control, outcome_metrics
+    )
     warm_up(bundle.scoring, bundle.cuts, bundle.rfm_map)  # compile before the first batch
     app.custscore = processor  # type: ignore[attr-defined]  # for tests and views
 

@@ -253,9 +253,10 @@ def _print_summary(
         total = sum(by_reason.values())
         _say(f"  {kind:<15} {total:>9,}  ({_fmt_counts(by_reason) or 'none'})")
     if sample.suppressed:
+        withheld = {f"{kind} {reason}": n for (kind, reason), n in sample.suppressed.items()}
         _say(
-            f"  {'cooled down':<15} {sum(sample.suppressed.values()):>9,}  "
-            f"({_fmt_counts(sample.suppressed)}; withheld by the per-customer cool-down)"
+            f"  {'over budget':<15} {sum(sample.suppressed.values()):>9,}  "
+            f"({_fmt_counts(withheld)}; contacts withheld by the contact budget)"
         )
     _say()
     if stats is None:

@@ -66,7 +66,7 @@ def test_parse_metrics_reads_the_worker_counters(
     metrics.alerts.labels("win_back", "silence").inc(3)
     metrics.alerts.labels("segment_change", "rfm").inc(2)
     metrics.alerts.labels("segment_change", "value_tier").inc(1)
-    metrics.alerts_suppressed.labels("silence").inc()
+    metrics.alerts_suppressed.labels("win_back", "silence").inc()
     metrics.dead_letter.labels("bad_json").inc(2)
     metrics.duplicates.inc(6)
     sample = watch.metrics()
@@ -75,7 +75,8 @@ def test_parse_metrics_reads_the_worker_counters(
     assert (sample.batches_started, sample.batches_done, sample.idle) == (1, 0, False)
     assert sample.alerts_of("win_back") == 3 and sample.alerts_of("segment_change") == 3
     assert sample.alerts[("segment_change", "rfm")] == 2
-    assert sample.suppressed == {"silence": 1} and sample.dead_letter == {"bad_json": 2}
+    assert sample.suppressed == {("win_back", "silence"): 1}
+    assert sample.dead_letter == {"bad_json": 2}
     assert watch.url("/metrics") == f"http://127.0.0.1:{watch.port}/metrics"
 
 

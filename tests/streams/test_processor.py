@@ -124,7 +124,7 @@ def test_silence_win_back_comes_from_the_timer_alone(scenario, recorder) -> None
     assert win["cause"]["type"] == "timer"
     assert win["usual_gap_days"] == 10.0
     assert win["days_since_last_purchase"] > 20.0
-    assert int(state["last_winback"]) > 0
+    assert int(state["last_contact"]) > 0
     # time-driven segment changes carry the scores from just before their due time
     timed = [
         c
