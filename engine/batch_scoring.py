@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.kernels import apply_events
-from engine.ranking import rank_classes, snapshot
+from engine.ranking import ClassShares, rank_classes, snapshot
 from engine.scoring import PopulationCuts, evaluate
 from engine.scoring_params import ScoringParams
 from engine.state import new_states
@@ -44,7 +44,8 @@ def score_states(
     classes do not depend on the order of the states. Without it ties go by row order.
     """
     first_pass = evaluate(states, as_of, params, PopulationCuts.from_params(params), rfm_map)
-    cuts = snapshot(first_pass, digests)
+    shares = ClassShares.from_params(params)
+    cuts = snapshot(first_pass, digests, shares)
     scores = evaluate(states, as_of, params, cuts, rfm_map)
-    rank_classes(scores, digests)
+    rank_classes(scores, digests, shares)
     return scores, cuts

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from config.settings import Settings
+    from engine.ranking import ClassShares
     from engine.scoring import PopulationCuts
     from streams.store import RedisStateStore
 
@@ -37,9 +38,10 @@ def _plain(value: Any) -> Any:
 
 
 async def _live_cuts(
-    client: aioredis.Redis, store: RedisStateStore, partitions: int
+    client: aioredis.Redis, store: RedisStateStore, partitions: int, shares: ClassShares
 ) -> tuple[PopulationCuts | None, float | None]:
-    """Cut points merged from the workers' population sketches, and the oldest sketch's age."""
+    """Cut points merged from the workers' population sketches (at the model's class shares),
+    and the oldest sketch's age."""
     from models.population_sketch import cuts_from_sketches
 
     blobs = await client.mget([store.keys(p).population for p in range(partitions)])
@@ -47,11 +49,12 @@ async def _live_cuts(
     if not sketches:
         return None, None
     age = time.time() - min(s["computed_at"] for s in sketches)
-    return cuts_from_sketches(sketches), round(age, 1)
+    return cuts_from_sketches(sketches, shares), round(age, 1)
 
 
 async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, Any] | None:
     """The JSON-ready view of one customer, or None when nothing is stored for them."""
+    from engine.ranking import ClassShares
     from engine.scoring import evaluate
     from engine.state import FIELD_DOCS, decode_states
     from models.bundle import load_model
@@ -72,7 +75,9 @@ async def inspect_customer(settings: Settings, customer_id: str) -> dict[str, An
         bucket = bucket_of(customer_id, store.buckets)
         # the due index holds a lower bound per bucket; the customer's own due time is state.due
         due_score = await client.zscore(store.keys(partition).due, str(bucket))
-        cuts, sketch_age = await _live_cuts(client, store, settings.partitions)
+        cuts, sketch_age = await _live_cuts(
+            client, store, settings.partitions, ClassShares.from_params(bundle.scoring)
+        )
     try:
         states = decode_states(read.blobs)
     except ValueError as exc:
