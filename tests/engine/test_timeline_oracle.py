@@ -85,6 +85,20 @@ def to_events(evs: list[IdEv], row: int = 0) -> np.ndarray:
     return arr
 
 
+# The alert fields decode() reads besides kind/scheme/reason/from/to/suppressed/event/due:
+# an array built by a caller without them decodes contacts and outcomes with zeros there.
+DECODED_FIELDS = (
+    "group",
+    "tier",
+    "quadrant",
+    "contact_kind",
+    "closed_by",
+    "responded",
+    "cents",
+    "contact_at",
+)
+
+
 def decode(alerts: np.ndarray, ids: np.ndarray) -> list[OracleAlert]:
     """Engine alerts in the oracle's terms (ids: event ids of the sorted events). Fields an
     alert array lacks (callers building their own) read as 0."""
