@@ -412,7 +412,8 @@ async def alert_records(
     max_records: int = 10_000,
     client_id: str = "custscore-alerts",
 ) -> list[AlertRecord]:
-    """Every record of the alert topics (``kinds``, default all), read from the beginning by
+    """Every record of the alert topics (``kinds``, default all and the holdout topic), read
+    from the beginning by
     assigned partitions (no consumer group), in partition order.
 
     Reading ends after ``timeout_s``, after ``idle_s`` seconds in which no record came, or
@@ -422,9 +423,12 @@ async def alert_records(
     # loaded by `custscore --help`
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    alerts = TopicTable.from_settings(settings).alerts
+    table = TopicTable.from_settings(settings)
+    alerts = table.alerts
     wanted = list(alerts) if kinds is None else list(kinds)
     kind_of = {alerts[kind]: kind for kind in wanted}
+    if kinds is None:
+        kind_of[table.holdout] = "holdout"  # held-out customers' contacts, of either kind
     out: list[AlertRecord] = []
     consumer = AIOKafkaConsumer(
         **kafka_options(settings),

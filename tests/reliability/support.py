@@ -241,8 +241,9 @@ def read_alert_ids(settings: Settings, idle_polls: int = 4) -> dict[str, list[di
             max_records=20_000,
         )
     )
+    table = TopicTable.from_settings(settings)
     out: dict[str, list[dict[str, Any]]] = {
-        topic: [] for topic in TopicTable.from_settings(settings).alerts.values()
+        topic: [] for topic in (*table.alerts.values(), table.holdout)
     }
     for record in records:
         if record.alert is not None:
