@@ -66,7 +66,12 @@ class Run:
 def fault_settings(kafka_bootstrap: str, redis_url: str, **overrides: Any) -> Settings:
     """Private topics (created here: a worker must never see them missing), prefix and group;
     quick timers so the runs settle fast."""
-    values: dict[str, Any] = {"snapshot_interval_s": 5.0, "sweep_interval_s": 0.5}
+    # half the customers held out: the clean run's outcomes measure the (absent) uplift
+    values: dict[str, Any] = {
+        "snapshot_interval_s": 5.0,
+        "sweep_interval_s": 0.5,
+        "holdout_fraction": 0.5,
+    }
     values.update(overrides)
     settings = private_settings(kafka_bootstrap, redis_url, **values)
     run_async(ensure_topics(settings))

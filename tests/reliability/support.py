@@ -287,11 +287,12 @@ def compare_alerts(got: Alerts, want: Alerts) -> list[str]:
 
 
 def _describe(alert: dict[str, Any]) -> str:
-    what = (
-        f"{alert['scheme']} {alert['from']}->{alert['to']}"
-        if "scheme" in alert
-        else f"win-back {alert['reason']}"
-    )
+    if "scheme" in alert:
+        what = f"{alert['scheme']} {alert['from']}->{alert['to']}"
+    elif "closed_by" in alert:
+        what = f"outcome of {alert['contact_kind']} {alert['contact_id']} by {alert['closed_by']}"
+    else:
+        what = f"{alert['kind']} {alert['reason']}"
     where = f"at {alert['event_ts']} ({alert['cause']})"
     return f"{alert['alert_id'][:12]} {alert['customer_id']} {what} {where}"
 
@@ -300,7 +301,7 @@ _BAD_AFTER_PURCHASE = frozenset({"at_risk", "lapsed", "lost"})
 
 
 def bad_purchase_causes(alerts: Alerts, event_kinds: dict[str, int]) -> list[str]:
-    """Alerts a purchase must never cause: any win-back, and a lifecycle move into at_risk,
+    """Alerts a purchase must never cause: any contact, and a lifecycle move into at_risk,
     lapsed or lost. ``event_kinds`` maps event id -> EVENT_DTYPE kind (1 = purchase); an
     event-caused alert naming an unknown event id is reported too."""
     out: list[str] = []
@@ -312,8 +313,9 @@ def bad_purchase_causes(alerts: Alerts, event_kinds: dict[str, int]) -> list[str
         if kind is None:
             out.append(f"unknown cause: {_describe(alert)}")
         elif kind == 1 and (
-            "reason" in alert
-            or (alert["scheme"] == "lifecycle" and alert["to"] in _BAD_AFTER_PURCHASE)
+            "reason" in alert  # a win-back or a nudge (an outcome has no reason: a purchase
+            # is exactly what closes a response window)
+            or (alert.get("scheme") == "lifecycle" and alert["to"] in _BAD_AFTER_PURCHASE)
         ):
             out.append(_describe(alert))
     return out

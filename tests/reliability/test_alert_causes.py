@@ -37,7 +37,7 @@ def test_alerts_are_evaluated_at_their_cause(clean_run: Run, subset: Subset) -> 
     wrong: list[str] = []
     for alert in alert_table(clean_run.alerts).values():
         cause = alert["cause"]
-        kind = "win_back" if "reason" in alert else "segment_change"
+        kind = alert.get("kind", "outcome" if "closed_by" in alert else "segment_change")
         if cause["type"] == "event":
             assert cause["event_id"] in ts_of, f"unknown cause {cause}"
             at = ts_of[cause["event_id"]]
