@@ -89,6 +89,12 @@ ALERT_DTYPE = np.dtype(
         ("responded", "u1"),  # outcomes: 1 = bought inside the window
         ("cents", "i8"),  # outcomes: the responding purchase's amount (cents)
         ("contact_at", "i8"),  # outcomes: event time of the contact (epoch s)
+        # outcomes: the customer's outcomes closed and responded so far, this one included,
+        # over all contacts and over contacts of this kind (cluster sums, docs/outcomes.md)
+        ("all_n", "u2"),
+        ("all_y", "u2"),
+        ("kind_n", "u2"),
+        ("kind_y", "u2"),
     ]
 )
 
@@ -155,7 +161,20 @@ def _emit(  # type: ignore[no-untyped-def]
     a.responded = 0
     a.cents = 0
     a.contact_at = 0
+    a.all_n = 0
+    a.all_y = 0
+    a.kind_n = 0
+    a.kind_y = 0
     return n + 1
+
+
+@njit(cache=True, nogil=True)
+def _count_response(closed, responded, scope: int, hit: int) -> None:  # type: ignore[no-untyped-def]
+    """One more outcome of a customer in ``scope`` (saturating at the u2 range)."""
+    if closed[scope] < 65535:
+        closed[scope] += 1
+        if hit:
+            responded[scope] += 1
 
 
 @njit(cache=True, nogil=True)
@@ -171,6 +190,13 @@ def _close_outcome(st, out, n: int, index: int, closed_by: int, cents: int) -> i
     a.responded = 1 if closed_by == CLOSED_BY_PURCHASE else 0
     a.cents = cents
     a.contact_at = st.contact_at
+    scope = 1 if st.contact_kind == KIND_NUDGE else 2
+    _count_response(st.resp_n, st.resp_y, 0, a.responded)
+    _count_response(st.resp_n, st.resp_y, scope, a.responded)
+    a.all_n = st.resp_n[0]
+    a.all_y = st.resp_y[0]
+    a.kind_n = st.resp_n[scope]
+    a.kind_y = st.resp_y[scope]
     st.contact_at = 0
     st.contact_kind = 0
     st.contact_reason = 0

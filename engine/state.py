@@ -22,6 +22,7 @@ import numpy.typing as npt
 __all__ = [
     "COMPLAINT_SLOTS",
     "CONTACT_REF_BYTES",
+    "RESPONSE_SCOPES",
     "DAY_BITS",
     "EVENT_DTYPE",
     "FIELD_DOCS",
@@ -61,6 +62,7 @@ FLAG_RISK_HIGH: Final = 2  # churn risk is above the threshold; re-armed below t
 FLAG_SPEND_DROP: Final = 4  # the spend-drop condition holds and was handled
 FLAG_NUDGE_SENT: Final = 8  # this purchase cycle's nudge was handled (re-armed by a new day)
 CONTACT_REF_BYTES: Final = 16  # an alert id: 16 bytes (32 hex characters)
+RESPONSE_SCOPES: Final = 3  # per-customer outcome counts: all contacts, nudges, win-backs
 
 KIND_PURCHASE: Final = 1
 KIND_VISIT: Final = 2
@@ -118,6 +120,9 @@ _FIELDS: Final[list[tuple[str, str, tuple[int, ...], str]]] = [
         (CONTACT_REF_BYTES,),
         "open contact: its alert id (16 bytes; 0 = not yet known)",
     ),
+    ("resp_version", "u4", (), "holdout version the outcome counts below belong to (digest)"),
+    ("resp_n", "u2", (RESPONSE_SCOPES,), "outcomes closed: all contacts, nudges, win-backs"),
+    ("resp_y", "u2", (RESPONSE_SCOPES,), "of those, responded: all contacts, nudges, win-backs"),
 ]
 
 STATE_DTYPE: Final = np.dtype([(name, kind, shape) for name, kind, shape, _ in _FIELDS])
@@ -127,7 +132,7 @@ STATE_DTYPE_V2: Final = np.dtype(
     [
         ("last_winback" if name == "last_contact" else name, kind, shape)
         for name, kind, shape, _ in _FIELDS
-        if not name.startswith("contact_")
+        if not name.startswith(("contact_", "resp_"))
     ]
 )
 

@@ -38,6 +38,7 @@ __all__ = [
     "ALL",
     "GROUPS",
     "Z95",
+    "ClusterSums",
     "OutcomeCell",
     "OutcomeTable",
     "Uplift",
@@ -56,6 +57,8 @@ Z95 = NormalDist().inv_cdf(0.975)  # 1.959963984540054
 _CONTACT_PARTS = 7  # contact|kind|reason|action|tier|group|version
 _OUTCOME_PARTS = 8  # outcome|kind|reason|action|tier|group|version|stat
 _SUPPRESSED_PARTS = 3  # suppressed|kind|reason
+_CLUSTER_PARTS = 5  # cluster|scope|group|version|sum (scope: all or a kind)
+_SUMS = ("m", "n2", "yn", "y2")
 
 
 def wilson_bounds(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -133,6 +136,10 @@ class Uplift:
     treated_responded: int
     holdout_closed: int
     holdout_responded: int
+    # per group, the cluster sums over customers (m, sum n_i^2, sum y_i n_i, sum y_i^2), where
+    # the worker keeps them (overall and per kind); None elsewhere
+    treated_cluster: ClusterSums | None = None
+    holdout_cluster: ClusterSums | None = None
 
     @property
     def treated_rate(self) -> float | None:
@@ -149,11 +156,54 @@ class Uplift:
         return None if treated is None or holdout is None else treated - holdout
 
     @property
+    def interval_method(self) -> str:
+        """``cluster``: customers are the unit (the control group randomises customers, and a
+        customer's contacts are not independent); ``newcombe``: contacts as independent trials,
+        where the cluster sums are not kept (per reason)."""
+        if _cluster_ready(self.treated_cluster) and _cluster_ready(self.holdout_cluster):
+            return "cluster"
+        return "newcombe"
+
+    @property
     def interval(self) -> tuple[float, float] | None:
-        """Newcombe's 95 % interval of the uplift; None when the uplift is."""
+        """The 95 % interval of the uplift (:attr:`interval_method`); None when the uplift is."""
+        if self.uplift is None:
+            return None
+        if self.interval_method == "cluster":
+            assert self.treated_cluster is not None and self.holdout_cluster is not None
+            var = _ratio_variance(
+                self.treated_cluster, self.treated_closed, self.treated_responded
+            ) + _ratio_variance(self.holdout_cluster, self.holdout_closed, self.holdout_responded)
+            half = Z95 * math.sqrt(var)
+            return max(self.uplift - half, -1.0), min(self.uplift + half, 1.0)
         return newcombe_interval(
             self.treated_responded, self.treated_closed, self.holdout_responded, self.holdout_closed
         )
+
+
+def _cluster_ready(sums: ClusterSums | None) -> bool:
+    return sums is not None and sums.customers >= 2
+
+
+def _ratio_variance(sums: ClusterSums, closed: int, responded: int) -> float:
+    """Cluster-robust variance of a group's response rate R = Y / N over its customers:
+    m / (m - 1) * sum_i (y_i - R n_i)^2 / N^2 (the linearised ratio estimator, with the
+    small-sample factor m / (m - 1)); the sum expands into the kept sums of squares."""
+    rate = responded / closed
+    spread = sums.y2 - 2 * rate * sums.yn + rate * rate * sums.n2
+    m = sums.customers
+    return max(spread, 0.0) * m / (m - 1) / (closed * closed)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSums:
+    """One group's outcomes summed per customer: customers with an outcome (m) and the sums of
+    n_i^2, y_i n_i and y_i^2 over them (n_i outcomes, y_i responses of customer i)."""
+
+    customers: int = 0
+    n2: int = 0
+    yn: int = 0
+    y2: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,14 +235,22 @@ class OutcomeTable:
 def outcome_table(counters: Mapping[str, int]) -> OutcomeTable:
     """The outcome table of summed counter fields (see the module docstring for the layout)."""
     cells: dict[tuple[str, ...], dict[str, int]] = {}
+    clusters: dict[tuple[str, str, str], dict[str, int]] = {}  # (version, scope, group)
     suppressed: dict[tuple[str, str], int] = {}
     skipped: list[str] = []
     for field, raw in counters.items():
         parts = field.split("|")
         record = parts[0]
-        if record not in ("contact", "outcome", "suppressed"):
+        if record not in ("contact", "outcome", "suppressed", "cluster"):
             continue  # complaint|<category> and anything newer: not outcomes
         count = int(raw)
+        if record == "cluster":
+            if len(parts) != _CLUSTER_PARTS or parts[2] not in GROUPS or parts[4] not in _SUMS:
+                skipped.append(field)
+                continue
+            sums = clusters.setdefault((parts[3], parts[1], parts[2]), {})
+            sums[parts[4]] = sums.get(parts[4], 0) + count
+            continue
         if record == "suppressed":
             if len(parts) != _SUPPRESSED_PARTS:
                 skipped.append(field)
@@ -228,7 +286,15 @@ def outcome_table(counters: Mapping[str, int]) -> OutcomeTable:
     )
     return OutcomeTable(
         cells=table_cells,
-        uplifts=tuple(_uplifts(table_cells)),
+        uplifts=tuple(
+            _uplifts(
+                table_cells,
+                {
+                    key: ClusterSums(v.get("m", 0), v.get("n2", 0), v.get("yn", 0), v.get("y2", 0))
+                    for key, v in clusters.items()
+                },
+            )
+        ),
         suppressed=tuple((k, r, n) for (k, r), n in sorted(suppressed.items())),
         skipped=tuple(sorted(skipped)),
     )
@@ -240,22 +306,35 @@ def _order(item: tuple[tuple[str, ...], object]) -> tuple[object, ...]:
     return (*head, GROUPS.index(group))
 
 
-def _pooled(version: str, kind: str, reason: str, cells: Iterable[OutcomeCell]) -> Uplift:
+def _pooled(
+    version: str,
+    kind: str,
+    reason: str,
+    cells: Iterable[OutcomeCell],
+    clusters: Mapping[tuple[str, str, str], ClusterSums] | None = None,
+) -> Uplift:
     sums = {g: [0, 0] for g in GROUPS}
     for c in cells:
         sums[c.group][0] += c.closed
         sums[c.group][1] += c.responded
-    return Uplift(version, kind, reason, *sums["treated"], *sums["holdout"])
+    treated = holdout = None
+    if clusters is not None:
+        treated = clusters.get((version, kind, "treated"))
+        holdout = clusters.get((version, kind, "holdout"))
+    (t_closed, t_hit), (h_closed, h_hit) = sums["treated"], sums["holdout"]
+    return Uplift(version, kind, reason, t_closed, t_hit, h_closed, h_hit, treated, holdout)
 
 
-def _uplifts(cells: tuple[OutcomeCell, ...]) -> list[Uplift]:
+def _uplifts(
+    cells: tuple[OutcomeCell, ...], clusters: Mapping[tuple[str, str, str], ClusterSums]
+) -> list[Uplift]:
     out: list[Uplift] = []
     for version in sorted({c.holdout_version for c in cells}):
         mine = [c for c in cells if c.holdout_version == version]
-        out.append(_pooled(version, ALL, ALL, mine))
+        out.append(_pooled(version, ALL, ALL, mine, clusters))
         for kind in sorted({c.kind for c in mine}):
             of_kind = [c for c in mine if c.kind == kind]
-            out.append(_pooled(version, kind, ALL, of_kind))
+            out.append(_pooled(version, kind, ALL, of_kind, clusters))
             for reason in sorted({c.reason for c in of_kind}):
                 out.append(
                     _pooled(version, kind, reason, [c for c in of_kind if c.reason == reason])
@@ -369,6 +448,7 @@ def _uplift_json(u: Uplift) -> dict[str, Any]:
         "holdout": {"closed": u.holdout_closed, "responded": u.holdout_responded,
                     "rate": u.holdout_rate},
         "uplift": u.uplift,
+        "interval_method": u.interval_method,
         "low": None if interval is None else interval[0],
         "high": None if interval is None else interval[1],
     }  # fmt: skip

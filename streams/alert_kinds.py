@@ -68,6 +68,10 @@ class AlertRow(NamedTuple):
     responded: int = 0
     cents: int = 0
     contact_at: int = 0
+    all_n: int = 0
+    all_y: int = 0
+    kind_n: int = 0
+    kind_y: int = 0
 
 
 @dataclass(frozen=True, slots=True)

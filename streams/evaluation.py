@@ -117,6 +117,12 @@ def evaluate(
     which customers are held out."""
     holdout = control.held_out_many(customers).astype(np.uint8)
     prior_refs = states["contact_ref"].copy()
+    # a customer's outcome counts (the cluster sums' inputs) belong to one holdout version
+    version_tag = _version_tag(control.version)
+    stale = states["resp_version"] != version_tag
+    states["resp_n"][stale] = 0
+    states["resp_y"][stale] = 0
+    states["resp_version"] = version_tag
     line = run_timeline(
         states,
         timeline.events,
@@ -225,10 +231,41 @@ def _alert_records(
             out.count(f"{cells}|n")
             out.count(f"{cells}|responded", alert.responded)
             out.count(f"{cells}|spend_cents", alert.cents)
+            group = GROUP_NAMES[alert.group]
+            for scope, n, y in (
+                ("all", alert.all_n, alert.all_y),
+                (KIND_NAMES[alert.contact_kind], alert.kind_n, alert.kind_y),
+            ):
+                _count_cluster(out, f"cluster|{scope}|{group}|{control.version}", n, y, alert)
         out.records.append((topic, customer.encode(), built_alert.body))
         label = (kind.name, kind.label(alert))
         out.alerts[label] = out.alerts.get(label, 0) + 1
     return opened
+
+
+def _version_tag(version: str) -> int:
+    """The 32-bit tag of a holdout version kept in the state record (never 0)."""
+    return int(version[:8], 16) or 1
+
+
+def _count_cluster(out: Outcome, cell: str, n_after: int, y_after: int, alert: AlertRow) -> None:
+    """The change one outcome makes to its group's cluster sums (docs/outcomes.md).
+
+    A customer is the unit the control group randomises, so the uplift's variance is taken
+    over customers: per group the number of customers with an outcome (m) and the sums over
+    customers of n_i^2, y_i n_i and y_i^2 (n_i outcomes, y_i responses of customer i).
+    ``n_after``/``y_after`` are the customer's counts with this outcome; the increments are
+    the differences of the squares.
+    """
+    dy = alert.responded
+    n, y = n_after - 1, y_after - dy
+    if n_after >= 65535:
+        return  # the customer's count saturated: leave the sums as they are
+    if n == 0:
+        out.count(f"{cell}|m")
+    out.count(f"{cell}|n2", 2 * n + 1)
+    out.count(f"{cell}|yn", y + dy * (n + 1))
+    out.count(f"{cell}|y2", 2 * y * dy + dy)
 
 
 def _contact_cells(alert: AlertRow, holdout_version: str) -> tuple[str, ...]:

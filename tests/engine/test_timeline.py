@@ -31,13 +31,31 @@ from engine.alert_rules import (
 from engine.segments import DEFAULT_RFM_MAP
 from engine.state import new_events, new_states
 from engine.timeline import customer_slices, order_events, run_timeline
-from tests.engine.test_timeline_oracle import CUTS, DAY, T0, P, decode, histories, to_events
+from tests.engine.test_timeline_oracle import (
+    CUTS,
+    DAY,
+    DECODED_FIELDS,
+    T0,
+    P,
+    decode,
+    histories,
+    to_events,
+)
 from tests.oracles.alerts import IdEv, OracleAlert, oracle_alerts
 
 Tagged = tuple[int, IdEv]  # (customer row, event)
 Row = tuple[Any, ...]  # one alert as run() returns it
 AT_RISK, LAPSED, LOST = 4, 5, 6
-FIELDS = ("kind", "scheme", "reason", "from_code", "to_code", "suppressed", "clock")
+FIELDS = (
+    "kind",
+    "scheme",
+    "reason",
+    "from_code",
+    "to_code",
+    "suppressed",
+    "clock",
+    *DECODED_FIELDS,
+)
 
 
 def run(states: np.ndarray, batch: list[Tagged], rows: list[int], watermark: int) -> list[Row]:
@@ -186,6 +204,7 @@ def decode_rows(alerts: list[Row]) -> list[OracleAlert]:
             ("suppressed", "u1"),
             ("event", "i4"),
             ("due", "i8"),
+            *((name, "i8") for name in DECODED_FIELDS),
         ],
     )
     ids = []
@@ -196,6 +215,7 @@ def decode_rows(alerts: list[Row]) -> list[OracleAlert]:
             *a[2:8],
             i if anchor[0] == "event" else -1,
             anchor[1] if anchor[0] == "timer" else 0,
+            *a[9:],
         )
     return decode(arr, np.array(ids, dtype=str))
 

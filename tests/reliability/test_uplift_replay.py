@@ -7,9 +7,11 @@ agree within the uplift interval; an interval that excludes 0 would mean the mac
 campaign, made a difference (a group-dependent rule, a leak of group into scoring, or
 outcomes counted differently per group).
 
-The rates are taken from the outcome messages on the topic and the interval from statsmodels
-(an independent implementation of Newcombe's interval); the worker's own Redis counters, read
-by ``custscore outcomes --json``, must count exactly the same outcomes.
+The control group randomises customers, and a customer's contacts are not independent trials,
+so the interval is clustered by customer (docs/outcomes.md). The worker's interval, kept from
+running sums in its Redis counters and read by ``custscore outcomes --json``, is checked
+against statsmodels' cluster-robust regression on the published outcome messages, and its
+counters must count exactly the published outcomes.
 """
 
 from __future__ import annotations
@@ -38,25 +40,36 @@ def outcome_counts(run: Run) -> Counter[tuple[str, str, str]]:
 
 
 def test_treated_and_held_out_respond_alike_in_a_replay(clean_run: Run) -> None:
-    from statsmodels.stats.proportion import confint_proportions_2indep
+    """The worker's uplift interval (``custscore outcomes --json``, from its Redis counters)
+    contains 0, and equals a cluster-robust regression on the published outcomes."""
+    import numpy as np
+    import statsmodels.api as sm
 
-    counts = outcome_counts(clean_run)
-    n = {
-        g: sum(v for (_, group, s), v in counts.items() if group == g and s == "n")
-        for g in ("treated", "holdout")
-    }
-    hit = {
-        g: sum(v for (_, group, s), v in counts.items() if group == g and s == "responded")
-        for g in ("treated", "holdout")
-    }
-    print(f"\nreplay outcomes: {dict(sorted(counts.items()))}")
-    assert n["treated"] >= 200 and n["holdout"] >= 200, n
-    low, high = confint_proportions_2indep(
-        hit["treated"], n["treated"], hit["holdout"], n["holdout"], method="newcomb", compare="diff"
+    outcomes = [a for a in alert_table(clean_run.alerts).values() if "closed_by" in a]
+    responded = np.array([float(a["responded"]) for a in outcomes])
+    treated = np.array([float(a["group"] == "treated") for a in outcomes])
+    customers = np.unique([a["customer_id"] for a in outcomes], return_inverse=True)[1]
+    # response ~ treated, standard errors clustered by customer (the randomised unit)
+    fit = sm.OLS(responded, sm.add_constant(treated)).fit(
+        cov_type="cluster", cov_kwds={"groups": customers}
     )
-    rates = {g: hit[g] / n[g] for g in n}
-    print(f"response rates {rates}, uplift interval [{low:.4f}, {high:.4f}]")
-    assert low <= 0.0 <= high, (rates, low, high)
+    uplift, se = float(fit.params[1]), float(fit.bse[1])
+    print(f"\nreplay outcomes: {dict(sorted(outcome_counts(clean_run).items()))}")
+    print(f"uplift {uplift:+.4f}, cluster-robust se {se:.4f} over {customers.max() + 1} customers")
+
+    result = run_script(clean_run.settings, "outcomes", "--json")
+    assert result.returncode == 0, result.stderr
+    (version,) = json.loads(result.stdout)["versions"]
+    pooled = next(u for u in version["uplift"] if u["kind"] == u["reason"] == "all")
+    assert pooled["interval_method"] == "cluster"
+    assert pooled["treated"]["closed"] >= 200 and pooled["holdout"]["closed"] >= 200
+    assert pooled["uplift"] == pytest.approx(uplift, abs=1e-12)
+    # statsmodels' small-sample factor is G/(G-1) (N-1)/(N-K) over both groups, the worker's
+    # m/(m-1) per group: the same interval to within a percent
+    half = (pooled["high"] - pooled["low"]) / 2
+    assert half == pytest.approx(1.959963984540054 * se, rel=0.01)
+    print(f"worker's interval [{pooled['low']:.4f}, {pooled['high']:.4f}]")
+    assert pooled["low"] <= 0.0 <= pooled["high"], pooled
 
 
 def test_the_workers_counters_count_the_published_outcomes(clean_run: Run) -> None:
