@@ -22,7 +22,6 @@ import numpy.typing as npt
 __all__ = [
     "COMPLAINT_SLOTS",
     "CONTACT_REF_BYTES",
-    "RESPONSE_SCOPES",
     "DAY_BITS",
     "EVENT_DTYPE",
     "FIELD_DOCS",
@@ -34,6 +33,7 @@ __all__ = [
     "KIND_PURCHASE",
     "KIND_VISIT",
     "MAX_TS",
+    "RESPONSE_SCOPES",
     "RING_MONTHS",
     "STATE_DTYPE",
     "STATE_DTYPE_V1",
