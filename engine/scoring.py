@@ -91,7 +91,7 @@ SCORES_DTYPE = np.dtype(
         ("clv", "f8"),
         ("next_purchase_eta", "i8"),  # epoch s, 0 for prospects
         ("net_spend", "f8"),  # lifetime purchases minus refunds (currency units)
-        ("spend_drop", "u1"),  # trailing 3 months far below the earlier run-rate (§8.4)
+        ("spend_drop", "u1"),  # trailing 3 months far below the earlier run-rate (§9.4)
         ("nudge_at", "i8"),  # epoch s a repurchase nudge is due (repeat buyers; 0 none)
         ("due", "i8"),  # epoch s of the next time-driven change, 0 = never
     ]
@@ -216,7 +216,7 @@ def _month_cents(st, month: int) -> int:  # type: ignore[no-untyped-def]
 def _spend_drop(st, cb: int, P: ScoringParams) -> bool:  # type: ignore[no-untyped-def]
     """Spend drop at calendar month ``cb``: the three complete months before it spent less
     than ``spend_drop_ratio`` x the run-rate of the eight months before those, which need
-    ``spend_drop_min_months`` months with spend (docs/scoring.md §8.4)."""
+    ``spend_drop_min_months`` months with spend (docs/scoring.md §9.4)."""
     earlier = 0
     months = 0
     for m in range(cb - 11, cb - 3):

@@ -81,7 +81,7 @@ class ScoringParams(NamedTuple):
     cooldown_min_days: float  # win-back cool-down = own usual gap, clipped to [min, max]
     cooldown_max_days: float
     class_hysteresis: float  # relative margin before a tier/class/quadrant alert flips back
-    # The marketing loop (docs/scoring.md §8): repurchase nudges, response windows, spend drop.
+    # The marketing loop (docs/scoring.md §9): repurchase nudges, response windows, spend drop.
     effective_min_spend: float  # effective member: a window purchase and at least this spend
     nudge_lead_days: float  # nudge this many days before the predicted next purchase
     nudge_min_days: int  # distinct purchase days before a rhythm is trusted for a nudge

@@ -159,7 +159,7 @@ ACTIONS: Final = {
     },
 }
 
-# Suggested offer of a repurchase nudge by quadrant and value tier (docs/scoring.md §8.2):
+# Suggested offer of a repurchase nudge by quadrant and value tier (docs/scoring.md §9.2):
 # gold customers need no special effort (a thank-you with early access, no discount);
 # high-spend/low-frequency ones are reminded at their own rhythm, more often; high-frequency/
 # low-spend ones get basket-size offers; low/low ones are only kept from leaving.
