@@ -203,3 +203,28 @@ def test_decode_rejects_wrong_size_and_version() -> None:
     with pytest.raises(ValueError, match="version"):
         decode_states([bytes(bad)])
     assert decode_states([None])["version"][0] == STATE_VERSION
+
+
+def test_a_layout_2_record_upgrades_field_by_field() -> None:
+    """Layout 2 (sessions 3-4) is layout 3 without the marketing-loop fields, with the
+    cool-down clock named last_winback: every old field keeps its value (written here one by
+    one from the old dtype), last_winback becomes last_contact, the new fields start empty."""
+    from engine.state import STATE_DTYPE_V2, decode_records
+
+    old = np.zeros(1, dtype=STATE_DTYPE_V2)
+    rng = np.random.default_rng(7)
+    for name in STATE_DTYPE_V2.names:
+        field = old[name]
+        old[name] = rng.integers(1, 100, size=field.shape).astype(field.dtype)
+    old["version"] = 2
+    decoded = decode_records([old.tobytes()])
+    assert decoded.upgraded == [0] and not decoded.corrupt
+    new = decoded.states[0]
+    assert int(new["version"]) == 3
+    for name in STATE_DTYPE_V2.names:
+        if name == "version":
+            continue
+        target = "last_contact" if name == "last_winback" else name
+        assert np.array_equal(new[target], old[0][name]), name
+    for name in ("contact_at", "contact_kind", "contact_ref", "resp_version", "resp_n", "resp_y"):
+        assert not np.any(new[name]), name

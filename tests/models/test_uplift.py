@@ -20,6 +20,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from models.uplift import (
     ALL,
+    Z95,
     format_outcome_lines,
     newcombe_interval,
     outcome_stats,
@@ -270,3 +271,49 @@ def test_text_table() -> None:
     ]
     assert len(grid) == 8 and len({len(line) for line in grid}) == 1
     assert format_outcome_lines(outcome_table({})) == ["no contacts counted yet"]
+
+
+def test_cluster_interval_matches_a_cluster_robust_regression() -> None:
+    """Customers with several outcomes each: the pooled uplift's interval, from the cluster
+    sums alone, equals statsmodels' customer-clustered OLS of response on group to within
+    the two small-sample factors (m/(m-1) per group here, G/(G-1)(N-1)/(N-K) pooled there)."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(11)
+    version = "0123456789ab"
+    counters: dict[str, int] = {}
+    rows: list[tuple[int, int, int]] = []  # (customer, treated, responded)
+    for customer in range(600):
+        group = "treated" if customer % 2 else "holdout"
+        n = int(rng.integers(1, 6))
+        propensity = rng.beta(2, 5)  # customers differ: their outcomes are correlated
+        y = int(rng.binomial(n, propensity))
+        for k in range(n):
+            rows.append((customer, int(group == "treated"), int(k < y)))
+        cell = f"outcome|nudge|repurchase|timely_reminder|small|{group}|{version}"
+        counters[f"{cell}|n"] = counters.get(f"{cell}|n", 0) + n
+        counters[f"{cell}|responded"] = counters.get(f"{cell}|responded", 0) + y
+        for scope in ("all", "nudge"):
+            sums = f"cluster|{scope}|{group}|{version}"
+            for stat, value in (("m", 1), ("n2", n * n), ("yn", y * n), ("y2", y * y)):
+                counters[f"{sums}|{stat}"] = counters.get(f"{sums}|{stat}", 0) + value
+    data = np.array(rows, dtype=float)
+    fit = sm.OLS(data[:, 2], sm.add_constant(data[:, 1])).fit(
+        cov_type="cluster", cov_kwds={"groups": data[:, 0].astype(int)}
+    )
+    table = outcome_table(counters)
+    for kind in (ALL, "nudge"):
+        pooled = table.uplift(version, kind)
+        assert pooled is not None and pooled.interval_method == "cluster"
+        assert pooled.uplift == pytest.approx(fit.params[1], abs=1e-12)
+        low, high = pooled.interval or (0.0, 0.0)
+        assert (high - low) / 2 == pytest.approx(Z95 * fit.bse[1], rel=0.01)
+        # and wider than the contact-level interval, which ignores the clustering
+        naive = newcombe_interval(
+            pooled.treated_responded,
+            pooled.treated_closed,
+            pooled.holdout_responded,
+            pooled.holdout_closed,
+        )
+        assert naive is not None and high - low > naive[1] - naive[0]
