@@ -10,7 +10,9 @@ keys. This copies, from the layout of the current settings (``redis_key_prefix``
 * every forget marker, into every new partition (a marker is named by a digest of the id, so
   its new partition cannot be computed; markers are few);
 * a fence per new partition holding the largest old watermark, generation 0 and no input
-  offsets (the new topics start empty).
+  offsets (the new topics start empty);
+* the marketing loop's counters (contacts, outcomes, complaints by category), summed over the
+  old partitions into new partition 0 (readers sum every partition's hash).
 
 De-duplication sets and population sketches are not copied (docs/operations.md, section 6,
 says why). The old keys are left untouched, for a rollback. Run it while no worker runs::
@@ -48,6 +50,7 @@ class RepartitionResult:
     states: int = 0
     due_entries: int = 0
     forget_markers: int = 0
+    counters: int = 0  # counter fields carried over
     watermark: int = 0
     per_partition: dict[int, int] = field(default_factory=dict)  # new partition -> states
 
@@ -56,7 +59,7 @@ class RepartitionResult:
             f"copied {self.states:,} state records and {self.due_entries:,} due entries into "
             f"{to_partitions} partitions under prefix {to_prefix!r}; "
             f"{self.forget_markers} forget markers copied to every partition; "
-            f"fences set to watermark {self.watermark}"
+            f"fences set to watermark {self.watermark}; {self.counters} counter fields carried over"
         )
 
 
@@ -70,6 +73,7 @@ async def repartition(settings: Settings, to_prefix: str, to_partitions: int) ->
     """Copy the state of ``settings``' layout to ``to_prefix`` with ``to_partitions``."""
     from custscore.clients import open_redis, state_store
     from engine.state import decode_states
+    from streams.contact_counters import read_counters
     from streams.keys import PartitionKeys, bucket_of, partition_for
 
     if to_partitions < 1:
@@ -120,6 +124,14 @@ async def repartition(settings: Settings, to_prefix: str, to_partitions: int) ->
                     pipe.set(f"{new.tag}:{suffix}", cutoff)
                 await pipe.execute()
         result.forget_markers = len(markers)
+        counters = await read_counters(client, settings.redis_key_prefix)
+        if counters:
+            target = PartitionKeys(to_prefix, 0).counters
+            async with client.pipeline(transaction=False) as pipe:
+                for name, count in counters.items():
+                    pipe.hincrby(target, name, count)
+                await pipe.execute()
+        result.counters = len(counters)
     return result
 
 
