@@ -4,9 +4,9 @@ Field rules here are shared with the stream decoder: timestamps are RFC 3339 str
 epoch milliseconds and must fall in the engine's time range; amounts become integer cents
 (negative = refund); complaint severity is 1..5; a complaint is known by its
 ``complaint_id`` or else its ``event_id`` (:func:`complaint_fields`). Optional columns after
-the six standard ones, found by header name: ``status`` (``open``/``resolved``) and
-``complaint_id``. A bad row is reported with its line number and reason and skipped, never
-fatal.
+the six standard ones, found by header name: ``status`` (``open``/``resolved``),
+``complaint_id`` and ``category`` (one of :data:`COMPLAINT_CATEGORIES`). A bad row is reported
+with its line number and reason and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,7 @@ from engine.state import (
 )
 
 __all__ = [
+    "COMPLAINT_CATEGORIES",
     "EVENT_COLUMNS",
     "KIND_BY_TYPE",
     "MAX_ABS_AMOUNT",
@@ -47,7 +49,12 @@ __all__ = [
 ]
 
 EVENT_COLUMNS = ("event_id", "type", "customer_id", "ts", "amount", "severity")
-OPTIONAL_EVENT_COLUMNS = ("status", "complaint_id")  # anywhere after EVENT_COLUMNS, by name
+# anywhere after EVENT_COLUMNS, by name
+OPTIONAL_EVENT_COLUMNS = ("status", "complaint_id", "category")
+# what a complaint may name as its category (the input contract, docs/alerts.md)
+COMPLAINT_CATEGORIES: Final = frozenset(
+    {"product", "delivery", "service", "billing", "price", "website", "other"}
+)
 MAX_COMPLAINT_ID_LEN = 128
 # the one event type <-> engine kind table (CSV ``type``, input topics, metrics, replay)
 KIND_BY_TYPE = {"purchase": KIND_PURCHASE, "visit": KIND_VISIT, "complaint": KIND_COMPLAINT}
@@ -147,6 +154,8 @@ class EventLog:
     bad_rows: list[tuple[int, str]] = field(default_factory=list)
     # complaint_id of each event that has one, by position in ``events`` (for replay)
     complaint_ids: dict[int, str] = field(default_factory=dict)
+    # category of each complaint that has one, by position in ``events`` (for replay)
+    categories: dict[int, str] = field(default_factory=dict)
 
     @property
     def last_ts(self) -> int:
@@ -189,6 +198,7 @@ def read_event_csv(path: str | Path) -> EventLog:
     event_ids: list[str] = []
     rows: list[tuple[int, int, int, int, int, int, int, int]] = []
     cids: dict[int, str] = {}
+    cats: dict[int, str] = {}
     optional: dict[str, int] = {}
     bad: list[tuple[int, str]] = []
     seen_ids: set[str] = set()
@@ -206,7 +216,7 @@ def read_event_csv(path: str | Path) -> EventLog:
                 raise EventValueError("bad_type", f"unknown type {kind_name!r}")
             ts = parse_ts(ts_text)
             cents = severity = resolved = complaint = refers = 0
-            complaint_id = None
+            complaint_id = category = None
             if kind == KIND_PURCHASE:
                 if not amount_text.strip():
                     raise EventValueError("missing_field", "purchase needs an amount")
@@ -218,6 +228,9 @@ def read_event_csv(path: str | Path) -> EventLog:
                     raise EventValueError("bad_status", "status must be open or resolved")
                 resolved = int(status == "resolved")
                 complaint_id = _cell(row, optional.get("complaint_id")) or None
+                category = _cell(row, optional.get("category")).strip() or None
+                if category is not None and category not in COMPLAINT_CATEGORIES:
+                    raise EventValueError("bad_category", f"unknown category {category[:40]!r}")
                 complaint, refers = complaint_fields(
                     event_id, complaint_id, resolved=bool(resolved)
                 )
@@ -234,6 +247,8 @@ def read_event_csv(path: str | Path) -> EventLog:
             customer_ids.append(customer)
         if complaint_id is not None:
             cids[len(event_ids)] = complaint_id
+        if category is not None:
+            cats[len(event_ids)] = category
         event_ids.append(event_id)
         rows.append((cust_row, kind, severity, resolved, ts, cents, complaint, refers))
     events = new_events(len(rows))
@@ -252,6 +267,7 @@ def read_event_csv(path: str | Path) -> EventLog:
         rows_read=read,
         bad_rows=bad,
         complaint_ids={int(position[i]): cid for i, cid in cids.items()},
+        categories={int(position[i]): cat for i, cat in cats.items()},
     )
 
 

@@ -20,6 +20,7 @@ import msgspec
 
 from engine.state import KIND_COMPLAINT, KIND_PURCHASE
 from models.events import (
+    COMPLAINT_CATEGORIES,
     KIND_BY_TYPE,
     EventValueError,
     amount_to_cents,
@@ -40,9 +41,6 @@ __all__ = [
     "encode_event",
 ]
 
-COMPLAINT_CATEGORIES: Final = frozenset(
-    {"product", "delivery", "service", "billing", "price", "website", "other"}
-)
 
 # Every dead-letter reason, for metrics and docs.
 REASONS: Final = (
@@ -262,6 +260,7 @@ def encode_event(
     complaint_id: str | None = None,
     *,
     ts_ms: int | None = None,
+    category: str | None = None,
 ) -> bytes:
     """The input-topic JSON of one event: ``ts`` epoch seconds, written as epoch milliseconds
     (``ts_ms`` instead, when the caller has millisecond precision), ``amount`` in units."""
@@ -278,4 +277,6 @@ def encode_event(
             body["status"] = "resolved"
         if complaint_id is not None:
             body["complaint_id"] = complaint_id
+        if category is not None:
+            body["category"] = category
     return msgspec.json.encode(body)

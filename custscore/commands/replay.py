@@ -202,6 +202,7 @@ async def replay_events(
                             severities[k],
                             resolved[k],
                             log.complaint_ids.get(k),
+                            category=log.categories.get(k),
                         ),
                     )
                 )

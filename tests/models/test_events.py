@@ -43,3 +43,24 @@ def test_only_ascii_digits_are_epoch_milliseconds() -> None:
         parse_ts("²")
     assert info.value.reason == "bad_ts"
     assert parse_ts("852076800000") == 852076800
+
+
+def test_complaint_categories_are_read_and_checked(tmp_path) -> None:
+    """The optional ``category`` column: kept per complaint (for replay), empty = none, a
+    category outside the contract is a bad row."""
+    from models.events import read_event_csv
+
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "event_id,type,customer_id,ts,amount,severity,category\n"
+        "c1,complaint,ann,1997-01-02T00:00:00Z,,3,delivery\n"
+        "p1,purchase,ann,1997-01-01T00:00:00Z,10.00,,\n"
+        "c2,complaint,bob,1997-01-03T00:00:00Z,,2,\n"
+        "c3,complaint,bob,1997-01-04T00:00:00Z,,2,weather\n",
+        encoding="utf-8",
+    )
+    log = read_event_csv(path)
+    assert [line for line, _ in log.bad_rows] == [5]
+    assert "bad_category" in log.bad_rows[0][1]
+    assert log.event_ids == ["p1", "c1", "c2"]  # event-time order
+    assert log.categories == {1: "delivery"}

@@ -228,3 +228,18 @@ def test_decoded_resolution_cancels_the_complaint_it_names(tmp_path: Path) -> No
     apply_events(states, log.events, 30.0)
     assert states[0].tobytes() == state.tobytes()
     assert log.events.dtype == EVENT_DTYPE
+
+
+def test_category_goes_through_encode_and_decode() -> None:
+    """What ``replay`` writes for a complaint with a category the worker reads back as it was
+    written (its counter cell, ``complaint|<category>``); none stays none."""
+    from streams.codec import encode_event
+
+    for category in ("billing", None):
+        raw = encode_event(
+            KIND_COMPLAINT, "c9", "bob", 852_076_800, 0, 3, 0, None, category=category
+        )
+        body = json.loads(raw)
+        assert body.get("category") == category
+        got = accepted(body)
+        assert got.category == (category or "")
