@@ -168,6 +168,7 @@ ACL_COMMANDS = (
     "hmget",
     "hgetall",
     "hdel",  # forget
+    "hincrby",  # the marketing-loop counters, inside the commit script
     "smismember",
     "sadd",
     "zadd",
