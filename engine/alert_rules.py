@@ -2,9 +2,9 @@
 
 One call of :func:`detect_one` is one evaluation of one customer (the driver is
 :mod:`engine.timeline`, which evaluates each customer at each of its event and due times, so
-every transition is seen). It emits at most one change per scheme and at most one win-back,
-and updates the record's bookkeeping (``seg_*``, ``flags``, ``last_winback``) so the same
-condition does not fire twice:
+every transition is seen). It emits at most one change per scheme, at most one win-back and
+one nudge, and the outcomes they close, and updates the record's bookkeeping (``seg_*``,
+``flags``, ``last_contact``, ``contact_*``) so the same condition does not fire twice:
 
 - segment changes for rfm, value_tier, abcd, quadrant and lifecycle. The population-relative
   schemes (value_tier, abcd, quadrant) move only when the value clears the cut by the
@@ -19,12 +19,20 @@ condition does not fire twice:
   complaint of at least ``complaint_alert_severity``, of a customer who has bought), ``risk_rise``
   (adjusted churn risk crossed ``risk_threshold`` upward; repeat buyers only, because BG/NBD
   gives one-time buyers P(alive) = 1 (docs/scoring.md); re-armed below threshold minus
-  hysteresis), ``silence`` (overdue relative to the customer's own rhythm, or to the
-  population's for one-time buyers; once per last purchase day). An evaluation caused by a
-  purchase never emits a win-back (a purchase is evidence of life; conditions it leaves
-  standing are marked handled). A win-back inside the customer's cool-down (own usual gap
-  clipped to [cooldown_min, cooldown_max] days, on the customer's own clock) is marked
-  suppressed: the caller counts it and does not publish it.
+  hysteresis), ``spend_drop`` (the last three complete months far below the customer's own
+  earlier run-rate; once per episode), ``silence`` (overdue relative to the customer's own
+  rhythm, or to the population's for one-time buyers; once per last purchase day). An
+  evaluation caused by a purchase never emits a win-back (a purchase is evidence of life;
+  conditions it leaves standing are marked handled).
+- repurchase nudge: at the customer's predicted next purchase minus the lead time, once per
+  purchase cycle, for a trusted rhythm (``nudge_min_days`` purchase days), P(alive) at least
+  ``nudge_min_p_alive`` and the emitted tier at least ``nudge_min_tier``.
+- win-backs and nudges are *contacts* under one budget: inside the customer's cool-down (own
+  usual gap clipped to [cooldown_min_days, cooldown_max_days], on the customer's own clock,
+  since the last contact sent) a contact is marked suppressed: the caller counts it and does
+  not publish it. A contact sent opens a response window; its *outcome* row is emitted when
+  the window closes: by the first purchase inside it, by the timer at its end, or by a newer
+  contact (docs/scoring.md §9).
 """
 
 from __future__ import annotations
