@@ -238,7 +238,12 @@ def _alert_records(
             ):
                 _count_cluster(out, f"cluster|{scope}|{group}|{control.version}", n, y, alert)
         out.records.append((topic, customer.encode(), built_alert.body))
-        label = (kind.name, kind.label(alert))
+        # the kind label counts what its own topic carries: held-out contacts apart
+        label = (
+            ("holdout", f"{kind.name}:{kind.label(alert)}")
+            if topic == topics.holdout
+            else (kind.name, kind.label(alert))
+        )
         out.alerts[label] = out.alerts.get(label, 0) + 1
     return opened
 

@@ -113,7 +113,8 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         redis_up=Gauge(f"{ns}_redis_up", "1 when the last Redis call succeeded", registry=reg),
         alerts=Counter(
             f"{ns}_alerts_total",
-            "Alerts published by kind and reason or scheme",
+            "Alerts published by kind and reason or scheme (kind holdout: held-out customers' "
+            "contacts, reason <kind>:<reason>)",
             ["kind", "reason"],
             registry=reg,
         ),

@@ -248,7 +248,7 @@ def _print_summary(
     _say(f"  dead letter  {dead:,}" + (f" ({_fmt_counts(sample.dead_letter)})" if dead else ""))
     _say()
     _say("== alerts published (custscore_alerts_total)")
-    for kind in kinds:
+    for kind in (*kinds, "holdout"):  # held-out customers' contacts: recorded, not sent
         by_reason = sample.reasons_of(kind)
         total = sum(by_reason.values())
         _say(f"  {kind:<15} {total:>9,}  ({_fmt_counts(by_reason) or 'none'})")
