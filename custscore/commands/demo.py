@@ -106,14 +106,23 @@ class _Children:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT raise KeyboardInterrupt wherever the demo is.
+
+    SIGINT too, explicitly: under Python's default handler, ``asyncio.run`` installs its own,
+    which only cancels the running task, and a task that finishes anyway (a replay that
+    completes its last send) returns normally: the interrupt was lost and the demo ran on.
+    With a handler of ours installed, ``asyncio.run`` leaves SIGINT alone.
+    """
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _say(text: str = "") -> None:
