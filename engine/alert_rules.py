@@ -103,6 +103,8 @@ ALERT_DTYPE = np.dtype(
         ("all_y", "u2"),
         ("kind_n", "u2"),
         ("kind_y", "u2"),
+        ("reason_n", "u2"),  # ... and over contacts of this kind and reason
+        ("reason_y", "u2"),
     ]
 )
 
@@ -173,6 +175,8 @@ def _emit(  # type: ignore[no-untyped-def]
     a.all_y = 0
     a.kind_n = 0
     a.kind_y = 0
+    a.reason_n = 0
+    a.reason_y = 0
     return n + 1
 
 
@@ -199,12 +203,17 @@ def _close_outcome(st, out, n: int, index: int, closed_by: int, cents: int) -> i
     a.cents = cents
     a.contact_at = st.contact_at
     scope = 1 if st.contact_kind == KIND_NUDGE else 2
+    reason_scope = scope if st.contact_kind == KIND_NUDGE else 2 + int(st.contact_reason)
     _count_response(st.resp_n, st.resp_y, 0, a.responded)
     _count_response(st.resp_n, st.resp_y, scope, a.responded)
+    if reason_scope != scope:
+        _count_response(st.resp_n, st.resp_y, reason_scope, a.responded)
     a.all_n = st.resp_n[0]
     a.all_y = st.resp_y[0]
     a.kind_n = st.resp_n[scope]
     a.kind_y = st.resp_y[scope]
+    a.reason_n = st.resp_n[reason_scope]
+    a.reason_y = st.resp_y[reason_scope]
     st.contact_at = 0
     st.contact_kind = 0
     st.contact_reason = 0

@@ -62,7 +62,9 @@ FLAG_RISK_HIGH: Final = 2  # churn risk is above the threshold; re-armed below t
 FLAG_SPEND_DROP: Final = 4  # the spend-drop condition holds and was handled
 FLAG_NUDGE_SENT: Final = 8  # this purchase cycle's nudge was handled (re-armed by a new day)
 CONTACT_REF_BYTES: Final = 16  # an alert id: 16 bytes (32 hex characters)
-RESPONSE_SCOPES: Final = 3  # per-customer outcome counts: all contacts, nudges, win-backs
+# per-customer outcome counts: all contacts, nudges, win-backs, then win-backs of each reason
+# (silence, risk_rise, complaint, spend_drop: 2 + the reason code)
+RESPONSE_SCOPES: Final = 7
 
 KIND_PURCHASE: Final = 1
 KIND_VISIT: Final = 2
@@ -121,8 +123,8 @@ _FIELDS: Final[list[tuple[str, str, tuple[int, ...], str]]] = [
         "open contact: its alert id (16 bytes; 0 = not yet known)",
     ),
     ("resp_version", "u4", (), "holdout version the outcome counts below belong to (digest)"),
-    ("resp_n", "u2", (RESPONSE_SCOPES,), "outcomes closed: all contacts, nudges, win-backs"),
-    ("resp_y", "u2", (RESPONSE_SCOPES,), "of those, responded: all contacts, nudges, win-backs"),
+    ("resp_n", "u2", (RESPONSE_SCOPES,), "outcomes closed: all, nudges, win-backs, by reason"),
+    ("resp_y", "u2", (RESPONSE_SCOPES,), "of those, responded (same scopes)"),
 ]
 
 STATE_DTYPE: Final = np.dtype([(name, kind, shape) for name, kind, shape, _ in _FIELDS])

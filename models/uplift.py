@@ -13,13 +13,15 @@ counter field to count, summed over partitions:
 Output: one :class:`OutcomeCell` per (holdout version, kind, reason, action, tier, group), and
 per holdout version the response-rate uplift, treated rate - holdout rate, with a 95 %
 interval, overall, per kind and per (kind, reason). The rate of a group is responded / n over
-closed windows (an open window has no outcome yet). The interval is Newcombe's hybrid score
-interval for a difference of independent proportions (Newcombe 1998, "Interval estimation
-for the difference between independent proportions: comparison of eleven methods", Statistics
-in Medicine 17:873-890, method 10), built on the Wilson score interval of each rate. It keeps
-its coverage near 95 % for small groups and rates near 0 or 1, where the Wald interval does
-not, and it never leaves [-1, 1]. A group with n = 0 has no rate, so no uplift and no
-interval (None).
+closed windows (an open window has no outcome yet). The interval is clustered by customer
+(the control group randomises customers; a customer's contacts are not independent trials)
+from the cluster sums the worker keeps (``cluster|…`` counters: docs/outcomes.md). Where
+those sums are missing (counters of an older worker) it falls back to Newcombe's hybrid score
+interval for a difference of independent proportions (Newcombe 1998, "Interval estimation for
+the difference between independent proportions: comparison of eleven methods", Statistics in
+Medicine 17:873-890, method 10), built on the Wilson score interval of each rate, which
+treats contacts as independent. A group with n = 0 has no rate, so no uplift and no interval
+(None).
 
 Pure: numbers in, numbers and text out, no I/O. ``format_outcome_lines`` is the text table of
 ``custscore outcomes`` and the demo summary; ``outcome_stats`` is the JSON of ``/stats`` and
@@ -57,7 +59,7 @@ Z95 = NormalDist().inv_cdf(0.975)  # 1.959963984540054
 _CONTACT_PARTS = 7  # contact|kind|reason|action|tier|group|version
 _OUTCOME_PARTS = 8  # outcome|kind|reason|action|tier|group|version|stat
 _SUPPRESSED_PARTS = 3  # suppressed|kind|reason
-_CLUSTER_PARTS = 5  # cluster|scope|group|version|sum (scope: all or a kind)
+_CLUSTER_PARTS = 5  # cluster|scope|group|version|sum (scope: all, a kind, or kind:reason)
 _SUMS = ("m", "n2", "yn", "y2")
 
 
@@ -159,7 +161,7 @@ class Uplift:
     def interval_method(self) -> str:
         """``cluster``: customers are the unit (the control group randomises customers, and a
         customer's contacts are not independent); ``newcombe``: contacts as independent trials,
-        where the cluster sums are not kept (per reason)."""
+        where the cluster sums are missing or a group has fewer than two customers."""
         if _cluster_ready(self.treated_cluster) and _cluster_ready(self.holdout_cluster):
             return "cluster"
         return "newcombe"
@@ -319,8 +321,9 @@ def _pooled(
         sums[c.group][1] += c.responded
     treated = holdout = None
     if clusters is not None:
-        treated = clusters.get((version, kind, "treated"))
-        holdout = clusters.get((version, kind, "holdout"))
+        scope = kind if reason == ALL else f"{kind}:{reason}"
+        treated = clusters.get((version, scope, "treated"))
+        holdout = clusters.get((version, scope, "holdout"))
     (t_closed, t_hit), (h_closed, h_hit) = sums["treated"], sums["holdout"]
     return Uplift(version, kind, reason, t_closed, t_hit, h_closed, h_hit, treated, holdout)
 
@@ -337,7 +340,9 @@ def _uplifts(
             out.append(_pooled(version, kind, ALL, of_kind, clusters))
             for reason in sorted({c.reason for c in of_kind}):
                 out.append(
-                    _pooled(version, kind, reason, [c for c in of_kind if c.reason == reason])
+                    _pooled(
+                        version, kind, reason, [c for c in of_kind if c.reason == reason], clusters
+                    )
                 )
     return out
 
@@ -391,8 +396,9 @@ def format_outcome_lines(table: OutcomeTable, current_version: str | None = None
     """The outcome table as fixed-width text lines: one block per holdout version (the current
     one first, marked), each with its cells and its uplifts, then the budget's suppressions.
 
-    Rates are percentages of closed windows, uplifts percentage points (pp) with Newcombe's
-    95 % interval; "-" where a group has no closed window.
+    Rates are percentages of closed windows, uplifts percentage points (pp) with their 95 %
+    interval (clustered by customer; Newcombe's where the cluster sums are missing); "-" where
+    a group has no closed window.
     """
     if not table.cells and not table.suppressed:
         return ["no contacts counted yet"]
@@ -410,7 +416,9 @@ def format_outcome_lines(table: OutcomeTable, current_version: str | None = None
             if c.holdout_version == version
         ]  # fmt: skip
         lines.extend(_grid(_CELL_HEADER, rows, numeric_from=5))
-        lines.append("  uplift: treated - holdout response rate, Newcombe 95 % interval")
+        lines.append(
+            "  uplift: treated - holdout response rate, 95 % interval clustered by customer"
+        )
         ups = []
         for u in table.uplifts:
             if u.holdout_version != version:

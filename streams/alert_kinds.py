@@ -72,6 +72,8 @@ class AlertRow(NamedTuple):
     all_y: int = 0
     kind_n: int = 0
     kind_y: int = 0
+    reason_n: int = 0
+    reason_y: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,9 +232,14 @@ def _alert_records(
             out.count(f"{cells}|responded", alert.responded)
             out.count(f"{cells}|spend_cents", alert.cents)
             group = GROUP_NAMES[alert.group]
+            kind_name = KIND_NAMES[alert.contact_kind]
+            reason_name = alert_kind(alert.contact_kind).label(
+                alert._replace(kind=alert.contact_kind)
+            )
             for scope, n, y in (
                 ("all", alert.all_n, alert.all_y),
-                (KIND_NAMES[alert.contact_kind], alert.kind_n, alert.kind_y),
+                (kind_name, alert.kind_n, alert.kind_y),
+                (f"{kind_name}:{reason_name}", alert.reason_n, alert.reason_y),
             ):
                 _count_cluster(out, f"cluster|{scope}|{group}|{control.version}", n, y, alert)
         out.records.append((topic, customer.encode(), built_alert.body))

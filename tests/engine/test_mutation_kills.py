@@ -70,11 +70,11 @@ def _v1_record() -> np.ndarray:
 
 
 def test_record_is_packed_and_encoded_one_at_a_time() -> None:
-    assert STATE_DTYPE.itemsize == 244  # docs/scoring.md §1: 244 bytes, packed
+    assert STATE_DTYPE.itemsize == 260  # docs/scoring.md §1: 260 bytes, packed
     states = new_states(3)
     states["gross_cents"] = [10, 20, 30]
     blob = encode_state(states, 1)
-    assert len(blob) == 244
+    assert len(blob) == 260
     assert decode_states([blob])["gross_cents"][0] == 20
 
 

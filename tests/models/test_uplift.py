@@ -267,7 +267,9 @@ def test_text_table() -> None:
     assert ["nudge", "repurchase", "9"] in rows
     # fixed width: the last column is right-aligned, so a grid's lines end in one column
     grid = lines[
-        1 : lines.index("  uplift: treated - holdout response rate, Newcombe 95 % interval")
+        1 : lines.index(
+            "  uplift: treated - holdout response rate, 95 % interval clustered by customer"
+        )
     ]
     assert len(grid) == 8 and len({len(line) for line in grid}) == 1
     assert format_outcome_lines(outcome_table({})) == ["no contacts counted yet"]
