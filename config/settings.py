@@ -181,6 +181,14 @@ class Settings(BaseSettings):
         730, ge=1, description="event-id de-duplication memory, in event-time days"
     )
     max_payload_bytes: int = Field(65536, ge=256)
+    max_envelope_events: int = Field(
+        10_000, ge=1, description="events a batch envelope may carry (more: dead letter)"
+    )
+    max_envelope_bytes: int = Field(
+        1_000_000,
+        ge=1024,
+        description="size a batch envelope may have (keep it under the topics' max.message.bytes)",
+    )
     max_future_skew_s: int = Field(86400, ge=0, description="reject events this far past wall time")
 
     # --- model and scoring ---

@@ -27,6 +27,7 @@ __all__ = [
     "kafka_options",
     "open_redis",
     "open_store",
+    "send_envelopes",
     "send_records",
     "started_producer",
     "state_store",
@@ -126,7 +127,7 @@ async def open_store(settings: Settings) -> AsyncIterator[RedisStateStore]:
 
 async def send_records(
     producer: AIOKafkaProducer,
-    records: Sequence[tuple[str, int, bytes, bytes]],
+    records: Sequence[tuple[str, int, bytes | None, bytes]],
     timestamp_ms: int | None = None,
 ) -> list[asyncio.Future[Any]]:
     """Append (topic, partition, key, value) records to per-partition record batches and
@@ -137,3 +138,31 @@ async def send_records(
         return await send_record_batches(producer, records, timestamp_ms)
     except RecordTooLarge as exc:
         raise CliError(f"an event does not fit: {exc}") from None
+
+
+async def send_envelopes(
+    producer: AIOKafkaProducer,
+    topic: str,
+    events: Sequence[tuple[str, bytes]],
+    partitions: int,
+    *,
+    max_events: int = 1_000,
+    max_bytes: int = 1_000_000,
+) -> int:
+    """Send ``events`` ((customer id, encoded event JSON), in order) of one input topic as
+    batch envelopes: grouped by the customers' partitions, up to ``max_events`` events and
+    ``max_bytes`` bytes each; waits for the broker's acks. Returns the envelopes sent.
+
+    The public producer helper of the envelope contract (docs/alerts.md, "Batch envelopes");
+    events of one customer keep their order.
+    """
+    from streams.codec import pack_envelopes
+    from streams.keys import partition_for
+
+    records = [
+        (topic, partition_for(customer, partitions), customer.encode("utf-8"), value)
+        for customer, value in events
+    ]
+    envelopes = pack_envelopes(records, max_events, max_bytes)
+    await asyncio.gather(*await send_records(producer, envelopes))
+    return len(envelopes)

@@ -289,17 +289,20 @@ class Bench:
 
     # -- phases ----------------------------------------------------------------------
 
-    def preload(self, stream: Stream) -> RunResult:
-        settings = self.settings_for("preload", "drain")
+    def preload(self, stream: Stream, inputs: str = "drain", envelope: int = 0) -> RunResult:
+        """Produce the stream once to the input topic set ``inputs`` (as batch envelopes of
+        up to ``envelope`` events when > 0)."""
+        settings = self.settings_for("preload", inputs)
         self.ensure_topics(settings)
-        p = asyncio.run(produce(settings, stream, limit=len(stream)))
+        p = asyncio.run(produce(settings, stream, limit=len(stream), envelope=envelope))
+        form = f"envelopes of up to {envelope:,}" if envelope else "single events"
         self.say(
             f"preload   {p.produced:,} events produced in {p.seconds:.1f} s "
-            f"({p.events_per_s:,.0f}/s, acks=all)"
+            f"({p.events_per_s:,.0f}/s, acks=all, {form})"
         )
         r = RunResult(
             system="producer",
-            mode="preload",
+            mode="preload" if not envelope else "preload-envelope",
             workers=0,
             events=p.produced,
             started_at=p.started_at,
@@ -323,13 +326,14 @@ class Bench:
         inputs: str = "drain",
         note: str = "",
         customers: list[str] | None = None,
+        mode: str = "drain",
     ) -> RunResult:
         settings = self.settings_for(system, inputs)
         self.ensure_topics(settings)
-        self.say(f"drain     {system}: {self.config.workers} worker(s), {expected:,} events ...")
-        r = self.run_system(system, "drain", settings, expected, note=note, customers=customers)
+        self.say(f"{mode:<9} {system}: {self.config.workers} worker(s), {expected:,} events ...")
+        r = self.run_system(system, mode, settings, expected, note=note, customers=customers)
         self.say(
-            f"drain     {system}: {r.events_per_s or 0:,.0f} events/s "
+            f"{mode:<9} {system}: {r.events_per_s or 0:,.0f} events/s "
             f"({r.seconds or 0:.1f} s, joined after {r.joined_s or 0:.1f} s, "
             f"worker CPU {r.cpu_percent() or 0:.0f} %)"
         )
@@ -481,6 +485,17 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
                 runs.append(r)
                 if system == "custscore" and r.events_per_s:
                     cs_rates.append(r.events_per_s)
+        if config.envelope > 0 and "custscore" in config.systems:
+            runs.append(bench.preload(stream, inputs="envelope", envelope=config.envelope))
+            runs.append(
+                bench.drain(
+                    "custscore",
+                    total,
+                    inputs="envelope",
+                    note=f"envelopes of up to {config.envelope:,} events",
+                    mode="envelope",
+                )
+            )
         max_rate = float(np.median(cs_rates)) if cs_rates else None
         live_rate = None
         if config.live:

@@ -58,6 +58,7 @@ class BenchConfig:
     profile_seconds: float = 30.0
     profile_systems: tuple[str, ...] = ("custscore",)
     warmup_events: int = 3000
+    envelope: int = 1000  # events per batch envelope of the envelope drain (0 = no such run)
     fetch_probe: bool = True  # how long the broker holds a fetch (latency context)
     poll_s: float = 0.5
     timeout_s: float = 600.0

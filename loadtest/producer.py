@@ -21,7 +21,7 @@ from config.settings import Settings
 from custscore.clients import send_records, started_producer
 from loadtest.generate import StreamSpec, encode_slice, generate
 from models.events import TYPE_BY_KIND, read_event_csv
-from streams.codec import encode_event
+from streams.codec import ProducerRecord, encode_event, pack_envelopes
 from streams.keys import partition_for
 from streams.topics import TopicTable
 
@@ -144,8 +144,10 @@ async def produce(
     rate: float | None = None,
     limit: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    envelope: int = 0,
 ) -> ProduceResult:
-    """Produce ``stream`` (or its first ``limit`` events) to the input topics of ``settings``.
+    """Produce ``stream`` (or its first ``limit`` events) to the input topics of ``settings``;
+    ``envelope`` > 0 sends batch envelopes of up to that many events per topic-partition.
 
     ``rate`` = events per wall second (None = as fast as the broker acks, one step in flight
     while the next is built). Paced mode sends every 10 ms the events due by then.
@@ -160,6 +162,8 @@ async def produce(
             p = part_of[key] = partition_for(key.decode(), settings.partitions)
         parts.append(p)
     kinds = stream.kinds[:total].tolist()
+    # an envelope step holds enough events for every partition's envelopes to fill
+    step_events = max(_STEP, envelope * settings.partitions)
     create_ms = np.zeros(total, dtype=np.int64)
     progress: list[tuple[float, int]] = []
     async with started_producer(
@@ -175,7 +179,7 @@ async def produce(
         i = 0
         while i < total:
             if rate is None:
-                end = min(i + _STEP, total)
+                end = min(i + step_events, total)
             else:
                 elapsed = time.monotonic() - began_mono
                 due = min(int(elapsed * rate) + 1, total)
@@ -185,10 +189,12 @@ async def produce(
                 end = due
             now_ms = int(time.time() * 1000)
             create_ms[i:end] = now_ms
-            records = [
+            records: list[ProducerRecord] = [
                 (topics[kinds[k]], parts[k], stream.keys[k], stream.values[k])
                 for k in range(i, end)
             ]
+            if envelope:
+                records = pack_envelopes(records, envelope, settings.max_envelope_bytes)
             step = await send_records(producer, records, now_ms)
             if rate is None:
                 # one step in flight while the next one is built

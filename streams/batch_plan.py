@@ -31,7 +31,9 @@ class RawMessage:
     value: bytes | None
 
 
-Item = tuple[RawMessage, DecodedEvent | Rejected]  # a message and what the decoder made of it
+# a message and what the decoder made of it: one item per event (an envelope gives several
+# items of one message, all applied or all fenced together)
+Item = tuple[RawMessage, DecodedEvent | Rejected]
 
 
 @dataclass
@@ -84,7 +86,8 @@ def triage(
     """Sort ``plan``'s messages and held events, given the partition's applied-offset
     ``fence`` (topic -> last applied offset), whether each of ``plan.event_ids`` was ``seen``
     and each of ``plan.customers``' forget cutoff (0 = not forgotten)."""
-    was_seen = dict(zip([id(m) for m, _ in plan.valid], seen, strict=True))
+    # by event, not by message: an envelope is one message of many events
+    was_seen = dict(zip([id(d) for _, d in plan.valid], seen, strict=True))
     cutoffs = {c: f for c, f in zip(plan.customers, forgotten, strict=True) if f}
     offsets: dict[str, int] = {}
     out = Triage({}, cutoffs, [], [], [])
@@ -97,7 +100,7 @@ def triage(
         if isinstance(decoded, Rejected):
             out.rejected.append((msg, decoded))
             continue
-        if was_seen[id(msg)] or decoded.event_id in kept_ids:
+        if was_seen[id(decoded)] or decoded.event_id in kept_ids:
             out.duplicates += 1
             continue
         if decoded.ts <= cutoffs.get(decoded.customer_id, 0):

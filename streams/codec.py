@@ -12,7 +12,7 @@ machine-readable reason; nothing raises out of :meth:`EventDecoder.decode`.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +29,7 @@ from models.events import (
     parse_ts,
 )
 from models.scorefile import format_time
+from streams.keys import partition_for
 
 __all__ = [
     "COMPLAINT_CATEGORIES",
@@ -36,9 +37,13 @@ __all__ = [
     "UNCATEGORISED",
     "DecodedEvent",
     "EventDecoder",
+    "ProducerRecord",
     "Rejected",
     "dead_letter_record",
+    "encode_envelope",
     "encode_event",
+    "is_envelope",
+    "pack_envelopes",
 ]
 
 
@@ -58,6 +63,7 @@ REASONS: Final = (
     "bad_status",
     "bad_id",
     "key_mismatch",
+    "wrong_partition",
     "unknown_topic",
 )
 
@@ -119,14 +125,62 @@ class DecodedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """Why a message goes to the dead-letter topic."""
+    """Why a message (or one event of an envelope) goes to the dead-letter topic."""
 
     reason: str
     detail: str
+    index: int | None = None  # the event's position in its envelope (None: a whole message)
+    raw: bytes | None = None  # that event's own bytes (None: the message value)
+
+
+def is_envelope(value: bytes) -> bool:
+    """A batch envelope: a JSON array (its first non-blank byte is ``[``); a single event is
+    a JSON object."""
+    return value.lstrip(b" \t\r\n")[:1] == b"["
+
+
+def encode_envelope(events: Sequence[bytes]) -> bytes:
+    """One envelope of already encoded events (:func:`encode_event`) of one input topic."""
+    return b"[" + b",".join(events) + b"]"
+
+
+ProducerRecord = tuple[str, int, bytes | None, bytes]  # (topic, partition, key, value)
+
+
+def pack_envelopes(
+    records: Sequence[ProducerRecord], max_events: int, max_bytes: int = 1_000_000
+) -> list[ProducerRecord]:
+    """Single-event records as envelopes: per (topic, partition), in the records' order, up
+    to ``max_events`` events and ``max_bytes`` bytes each, keyed by their first event's key
+    (every customer of one envelope is of that partition, so the key routes it there too)."""
+    groups: dict[tuple[str, int], list[ProducerRecord]] = {}
+    for record in records:
+        groups.setdefault((record[0], record[1]), []).append(record)
+    out: list[ProducerRecord] = []
+    for (topic, partition), group in groups.items():
+        chunk: list[bytes] = []
+        size = 2
+        key: bytes | None = None
+        for _, _, event_key, value in group:
+            if chunk and (len(chunk) >= max_events or size + len(value) + 1 > max_bytes):
+                out.append((topic, partition, key, encode_envelope(chunk)))
+                chunk, size = [], 2
+            if not chunk:
+                key = event_key
+            chunk.append(value)
+            size += len(value) + 1
+        if chunk:
+            out.append((topic, partition, key, encode_envelope(chunk)))
+    return out
 
 
 class EventDecoder:
-    """Decodes the three input topics' values; configured once, used per message."""
+    """Decodes the three input topics' values; configured once, used per message.
+
+    A value is one event (a JSON object) or a *batch envelope*, a JSON array of events of the
+    topic's type whose customers all belong to the message's partition (docs/alerts.md,
+    "Batch envelopes"): :meth:`decode_message` returns one result per event.
+    """
 
     def __init__(
         self,
@@ -134,8 +188,12 @@ class EventDecoder:
         *,
         max_payload_bytes: int,
         max_future_skew_s: int,
+        partitions: int = 0,
+        max_envelope_events: int = 10_000,
+        max_envelope_bytes: int = 1_000_000,
     ) -> None:
-        """``inputs``: input topic -> event type name (:attr:`streams.topics.TopicTable.inputs`)."""
+        """``inputs``: input topic -> event type name (:attr:`streams.topics.TopicTable.inputs`);
+        ``partitions``: the input topics' partition count (0: envelopes' partitions unchecked)."""
         structs: dict[str, type[msgspec.Struct]] = {
             "purchase": _Purchase,
             "visit": _Visit,
@@ -147,19 +205,71 @@ class EventDecoder:
         }
         self._max_payload = max_payload_bytes
         self._max_skew = max_future_skew_s
+        self._partitions = partitions
+        self._max_envelope_events = max_envelope_events
+        self._max_envelope_bytes = max_envelope_bytes
+        self._array = msgspec.json.Decoder(list[msgspec.Raw])
+
+    def decode_message(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        wall_now: float,
+    ) -> list[DecodedEvent | Rejected]:
+        """Validate one message: one result for a single event, one per event of an envelope
+        (in envelope order); an envelope that cannot be split gives one Rejected."""
+        if value is None or not is_envelope(value) or topic not in self._decoders:
+            return [self.decode(topic, key, value, wall_now)]
+        if len(value) > self._max_envelope_bytes:
+            limit = self._max_envelope_bytes
+            return [Rejected("oversize", f"envelope of {len(value)} bytes > {limit}")]
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return [Rejected("bad_encoding", f"invalid UTF-8 at byte {exc.start}")]
+        try:
+            parts = self._array.decode(value)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return [Rejected("bad_json", f"envelope: {exc}")]
+        if not parts:
+            return [Rejected("bad_json", "an envelope needs at least one event")]
+        if len(parts) > self._max_envelope_events:
+            limit = self._max_envelope_events
+            return [Rejected("oversize", f"envelope of {len(parts)} events > {limit}")]
+        out: list[DecodedEvent | Rejected] = []
+        for index, part in enumerate(parts):
+            raw = bytes(part)
+            result = self._decode_one(topic, None, raw, wall_now)
+            if isinstance(result, DecodedEvent) and self._partitions:
+                home = partition_for(result.customer_id, self._partitions)
+                if home != partition:
+                    result = Rejected(
+                        "wrong_partition", f"customer's partition is {home}, not {partition}"
+                    )
+            if isinstance(result, Rejected):
+                result = Rejected(result.reason, result.detail, index, raw)
+            out.append(result)
+        return out
 
     def decode(
         self, topic: str, key: bytes | None, value: bytes | None, wall_now: float
     ) -> DecodedEvent | Rejected:
-        """Validate one message of ``topic``; ``wall_now`` bounds future timestamps."""
-        entry = self._decoders.get(topic)
-        if entry is None:
+        """Validate one single-event message of ``topic``; ``wall_now`` bounds future
+        timestamps."""
+        if topic not in self._decoders:
             return Rejected("unknown_topic", topic)
-        kind, decoder = entry
         if value is None:
             return Rejected("bad_json", "empty value")
         if len(value) > self._max_payload:
             return Rejected("oversize", f"{len(value)} bytes > {self._max_payload}")
+        return self._decode_one(topic, key, value, wall_now)
+
+    def _decode_one(
+        self, topic: str, key: bytes | None, value: bytes, wall_now: float
+    ) -> DecodedEvent | Rejected:
+        kind, decoder = self._decoders[topic]
         try:
             value.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -233,7 +343,9 @@ def dead_letter_record(
     value: bytes | None,
     wall_now: float,
 ) -> bytes:
-    """The dead-letter JSON: reason, source position and the original bytes (base64)."""
+    """The dead-letter JSON: reason, source position and the original bytes (base64): the
+    event's own bytes and its index for one event of an envelope, else the message value."""
+    original = rejected.raw if rejected.raw is not None else value
     return msgspec.json.encode(
         {
             "schema_version": 1,
@@ -242,8 +354,9 @@ def dead_letter_record(
             "source_topic": topic,
             "partition": partition,
             "offset": offset,
+            "envelope_index": rejected.index,
             "key_b64": base64.b64encode(key).decode() if key is not None else None,
-            "value_b64": base64.b64encode(value).decode() if value is not None else None,
+            "value_b64": base64.b64encode(original).decode() if original is not None else None,
             "dead_lettered_at": format_time(int(wall_now)),
         }
     )

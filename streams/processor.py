@@ -201,9 +201,9 @@ class BatchProcessor:
         by_partition: dict[int, list[Item]] = {}
         per_topic: dict[str, int] = {}
         for msg in messages:
-            per_topic[msg.topic] = per_topic.get(msg.topic, 0) + 1
-            decoded = self.decoder.decode(msg.topic, msg.key, msg.value, now)
-            by_partition.setdefault(msg.partition, []).append((msg, decoded))
+            results = self.decoder.decode_message(msg.topic, msg.partition, msg.key, msg.value, now)
+            per_topic[msg.topic] = per_topic.get(msg.topic, 0) + len(results)
+            by_partition.setdefault(msg.partition, []).extend((msg, d) for d in results)
         for topic, n in per_topic.items():
             self.metrics.events_in.labels(self.topics.inputs.get(topic, "unknown")).inc(n)
         await self._run_partitions(by_partition, now)

@@ -17,7 +17,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -28,7 +28,6 @@ from custscore.clients import ensure_topics_or_fail, send_records, started_produ
 from custscore.errors import CliError
 
 if TYPE_CHECKING:
-
     from config.settings import Settings
     from models.events import EventLog
 
@@ -62,6 +61,8 @@ class ReplayResult:
     first_ts: int  # event time (epoch s) of the first and last event
     last_ts: int
     speed: float | None  # None = max
+    # messages sent per (input topic, partition): events, or envelopes with --envelope
+    messages: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -137,6 +138,7 @@ async def replay_events(
     batch: int = DEFAULT_BATCH,
     progress: ProgressFn | None = None,
     create_topics: bool = True,
+    envelope: int = 0,
 ) -> ReplayResult:
     """Produce every event of ``log`` to its input topic, in event-time order.
 
@@ -144,14 +146,22 @@ async def replay_events(
     the worker's co-partitioning), so per-customer order is kept within each topic. Record
     timestamps are wall time, not event time (old event times would fall outside a real
     broker's retention). Returns after every message was acknowledged by the broker.
+
+    ``envelope`` > 0 sends batch envelopes of up to that many events per (topic, partition)
+    instead of one message per event (docs/alerts.md, "Batch envelopes"); a producer step then
+    holds at least ``envelope`` events per partition, so envelopes can fill.
     """
     from models.events import TYPE_BY_KIND
-    from streams.codec import encode_event
+    from streams.codec import encode_event, pack_envelopes
     from streams.keys import partition_for
     from streams.topics import TopicTable
 
     if batch < 1:
         raise CliError(f"--batch must be >= 1, not {batch}")
+    if envelope < 0:
+        raise CliError(f"--envelope must be >= 0, not {envelope}")
+    if envelope:
+        batch = max(batch, envelope * settings.partitions)
     topics = TopicTable.from_settings(settings).input_topics_by_kind()
     events = log.events
     total = int(events.shape[0])
@@ -165,6 +175,7 @@ async def replay_events(
     severities = events["severity"].tolist()
     resolved = events["resolved"].tolist()
     by_type = dict.fromkeys(TYPE_BY_KIND.values(), 0)
+    messages: dict[tuple[str, int], int] = {}
     linger_ms = 5 if speed is None else 0
     async with started_producer(
         settings, linger_ms=linger_ms, max_batch_size=256 * 1024, max_request_size=4 * 1024 * 1024
@@ -207,6 +218,10 @@ async def replay_events(
                     )
                 )
                 by_type[TYPE_BY_KIND[kind]] += 1
+            if envelope:
+                records = pack_envelopes(records, envelope, settings.max_envelope_bytes)
+            for topic, partition, _, _ in records:
+                messages[topic, partition] = messages.get((topic, partition), 0) + 1
             step = await send_records(producer, records)
             # One step in flight while the next is built: wait for the previous one's acks.
             await asyncio.gather(*pending)
@@ -224,6 +239,7 @@ async def replay_events(
         first_ts=int(stamps[0]) if total else 0,
         last_ts=int(stamps[-1]) if total else 0,
         speed=speed,
+        messages=messages,
     )
 
 
@@ -300,6 +316,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         help=f"events per producer step; one step is in flight while the next is built "
         f"(default {DEFAULT_BATCH})",
     )
+    parser.add_argument(
+        "--envelope",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send batch envelopes of up to N events per topic-partition instead of one "
+        "message per event (default 0: single events)",
+    )
     parser.set_defaults(handler=_run)
 
 
@@ -320,7 +344,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         flush=True,
     )
     result = asyncio.run(
-        replay_events(settings, log, speed, batch=args.batch, progress=ProgressBar())
+        replay_events(
+            settings,
+            log,
+            speed,
+            batch=args.batch,
+            progress=ProgressBar(),
+            envelope=args.envelope,
+        )
     )
     print(result.summary())
     return 0

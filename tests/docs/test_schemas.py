@@ -42,9 +42,18 @@ from engine.segments import (
 from models.control_group import ControlGroup
 from models.scorefile import SCORE_COLUMNS, format_time
 from streams.alert_kinds import ALERT_KINDS
-from streams.codec import REASONS
+from streams.codec import REASONS, encode_envelope
+from streams.keys import partition_for
 from streams.processor import BatchProcessor, RawMessage
-from tests.streams.conftest import OUT, TOPICS, WALL, Feed, RecordingPublisher, make_processor
+from tests.streams.conftest import (
+    OUT,
+    PARTITIONS,
+    TOPICS,
+    WALL,
+    Feed,
+    RecordingPublisher,
+    make_processor,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "schemas"
@@ -126,6 +135,8 @@ def complaint(
 def bad_messages(feed: Feed, part: int) -> dict[str, RawMessage]:
     """One message per dead-letter reason (keys must equal streams.codec.REASONS)."""
     ok = {"event_id": "d", "customer_id": "zed", "ts": ms(1)}
+    stranger = next(f"s{n}" for n in range(100) if partition_for(f"s{n}", PARTITIONS) != part)
+    stray = {**ok, "event_id": "d-env", "customer_id": stranger}
     return {
         "oversize": feed.msg("visit", {**ok, "page": "x" * 5000}, part),
         "bad_encoding": feed.msg("visit", b'{"event_id": "\xff\xfe"}', part, key=b"zed"),
@@ -141,6 +152,10 @@ def bad_messages(feed: Feed, part: int) -> dict[str, RawMessage]:
         "bad_status": feed.msg("complaint", {**ok, "severity": 2, "status": "pending"}, part),
         "bad_id": feed.msg("visit", {**ok, "customer_id": ""}, part, key=b"zed"),
         "key_mismatch": feed.msg("visit", ok, part, key=b"someone-else"),
+        # an envelope whose one event's customer lives on another partition than its message
+        "wrong_partition": feed.msg(
+            "visit", encode_envelope([json.dumps(stray).encode()]), part
+        ),
         "unknown_topic": feed.msg("returns", ok, part),
     }
 

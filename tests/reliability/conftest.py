@@ -78,9 +78,12 @@ def fault_settings(kafka_bootstrap: str, redis_url: str, **overrides: Any) -> Se
     return settings
 
 
-def replay(settings: Settings, log: EventLog) -> None:
-    result = run_async(replay_events(settings, log, None, create_topics=False))
+def replay(settings: Settings, log: EventLog, envelope: int = 0) -> dict[tuple[str, int], int]:
+    """Replay ``log`` (as batch envelopes of up to ``envelope`` events when > 0); the last
+    offset of each input topic-partition, as the worker's fences will end."""
+    result = run_async(replay_events(settings, log, None, create_topics=False, envelope=envelope))
     assert result.produced == log.events.shape[0]
+    return {tp: n - 1 for tp, n in result.messages.items()}
 
 
 def finish(
@@ -90,6 +93,7 @@ def finish(
     out_dir: Path,
     began: float,
     client: redis.Redis,
+    fences: dict[tuple[str, int], int] | None = None,
 ) -> Run:
     """Wait for every event to be applied and the run to settle; export; read alerts.
 
@@ -97,7 +101,9 @@ def finish(
     every due time up to each partition's watermark evaluated. The watermark ends at the
     partition's largest event time whatever the faults, so from then on the alert set is
     complete and must equal any other run's."""
-    wait_applied(client, settings, expected_fences(settings, subset.log), APPLY_TIMEOUT_S, workers)
+    if fences is None:
+        fences = expected_fences(settings, subset.log)
+    wait_applied(client, settings, fences, APPLY_TIMEOUT_S, workers)
     seconds = time.monotonic() - began
     wait_settled(client, settings, APPLY_TIMEOUT_S, workers)
     wait_quiet([w for w in workers if w.running()])

@@ -237,3 +237,32 @@ def test_zombie_paused_past_session_timeout_cannot_overwrite(
     # published after it), so no alert computed from its stale read may reach a topic.
     assert conflicts >= 1
     check_against_clean(run, clean_run, subset, "zombie", client)
+
+
+def test_sigkill_mid_envelope_backfill(
+    kafka_bootstrap: str, redis_url: str, subset: Subset, clean_run: Run, tmp_path: Path
+) -> None:
+    """The same stream as batch envelopes (issue 17) while the worker is SIGKILLed once in the
+    middle: one envelope offset is applied all or nothing, so the export equals the clean
+    run's and ``custscore score``, and the alerts are exactly the clean run's."""
+    settings = fault_settings(kafka_bootstrap, redis_url)
+    client = redis.Redis.from_url(redis_url)
+    workers: list[Worker] = []
+    try:
+        worker = Worker("e0", settings, tmp_path / "e0.log").start()
+        workers.append(worker)
+        worker.wait_owns(settings.partitions)
+        began = time.monotonic()
+        fences = replay(settings, subset.log, envelope=50)
+        envelopes = sum(n + 1 for n in fences.values())
+        assert envelopes < subset.events // 10  # they really are envelopes
+        point = kill_points(SEED + 1, envelopes, 1)[0]
+        at = wait_progress(client, settings, point, workers)
+        worker.kill()
+        print(f"SIGKILL at {at} envelopes applied (point {point} of {envelopes})")
+        workers.append(Worker("e1", settings, tmp_path / "e1.log").start())
+        run = finish(settings, subset, workers, tmp_path, began, client, fences)
+    finally:
+        for w in workers:
+            w.stop()
+    check_against_clean(run, clean_run, subset, "SIGKILL mid envelope backfill", client)

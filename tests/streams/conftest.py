@@ -33,6 +33,7 @@ OUT = SimpleNamespace(
     **TOPICS.alerts, holdout=TOPICS.holdout, scores=TOPICS.scores, dead_letter=TOPICS.dead_letter
 )
 WALL = 1_900_000_000.0  # a fixed wall clock (2030) for deterministic tests
+PARTITIONS = 8  # the input topics' partition count an envelope's customers are checked against
 
 
 @dataclass
@@ -67,7 +68,9 @@ def make_processor(
         model=ModelBundle(
             params, DEFAULT_RFM_MAP, "test-model", PopulationCuts.from_params(params)
         ),
-        decoder=EventDecoder(TOPICS.inputs, max_payload_bytes=4096, max_future_skew_s=86400),
+        decoder=EventDecoder(
+            TOPICS.inputs, max_payload_bytes=4096, max_future_skew_s=86400, partitions=PARTITIONS
+        ),
         topics=TOPICS,
         wall_clock=lambda: WALL,
         retry=Retry(first_s=0.01, max_s=0.05),

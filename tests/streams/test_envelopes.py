@@ -1,0 +1,196 @@
+"""Batch envelopes (docs/alerts.md, "Batch envelopes"; issue 17): many events in one message.
+
+The decoder splits an envelope and validates each event on its own, exactly as it would the
+same event sent alone (the oracle here is :meth:`EventDecoder.decode` of each event as a
+single message); a bad event, a duplicate and an event of another partition's customer do
+not stop the others. On a real Valkey one envelope offset is applied all or nothing and
+fenced as one, dead letters carry the event's index and own bytes, and the states equal
+those of the same events sent one per message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from engine.batch_scoring import fold_events
+from engine.scoring_params import default_scoring_params
+from engine.state import KIND_PURCHASE, new_events
+from streams.codec import (
+    DecodedEvent,
+    EventDecoder,
+    Rejected,
+    encode_envelope,
+    is_envelope,
+    pack_envelopes,
+)
+from streams.keys import partition_for
+from streams.processor import BatchProcessor
+from tests.streams.conftest import OUT, PARTITIONS, TOPICS, WALL, Feed, RecordingPublisher
+from tests.streams.test_processor import T0, stored_state
+
+SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "input" / "envelope.schema.json"
+PURCHASES = TOPICS.input_topic("purchase")
+DECODER = EventDecoder(
+    TOPICS.inputs, max_payload_bytes=4096, max_future_skew_s=86400, partitions=PARTITIONS
+)
+DAY = 86_400
+
+
+def customers_of(partition: int, n: int) -> list[str]:
+    """``n`` customer ids whose partition is ``partition``."""
+    out = [f"c{k}" for k in range(10_000) if partition_for(f"c{k}", PARTITIONS) == partition]
+    return out[:n]
+
+
+def purchase(eid: str, customer: str, day: int, amount: Any = 10.0, ms: bool = True) -> bytes:
+    ts: Any = (T0 + day * DAY) * 1000 if ms else f"1997-01-{1 + day:02d}T00:00:00Z"
+    return json.dumps(
+        {"event_id": eid, "customer_id": customer, "ts": ts, "amount": amount}
+    ).encode()
+
+
+def test_every_event_is_judged_as_if_sent_alone() -> None:
+    here = customers_of(3, 3)
+    stranger = customers_of(5, 1)[0]
+    events = [
+        purchase("e0", here[0], 1),  # good, epoch ms
+        purchase("e1", here[1], 2, ms=False),  # good, RFC 3339
+        b'{"event_id": "e2", "customer_id": "%s", "ts": 852076800000}' % here[2].encode(),
+        purchase("e3", here[0], 3, amount="12.50"),  # wrong type
+        purchase("e4", stranger, 4),  # good on its own, but another partition's customer
+        purchase("e0", here[0], 1),  # a duplicate: decoded; the batch plan skips it
+    ]
+    value = encode_envelope(events)
+    assert is_envelope(value) and is_envelope(b"  \n" + value) and not is_envelope(events[0])
+    got = DECODER.decode_message(PURCHASES, 3, None, value, WALL)
+    assert len(got) == len(events)
+    for index, (result, raw) in enumerate(zip(got, events, strict=True)):
+        alone = DECODER.decode(PURCHASES, None, raw, WALL)
+        if index == 4:
+            assert isinstance(alone, DecodedEvent)
+            assert isinstance(result, Rejected) and result.reason == "wrong_partition"
+        elif isinstance(alone, Rejected):
+            assert isinstance(result, Rejected)
+            assert (result.reason, result.index, result.raw) == (alone.reason, index, raw)
+        else:
+            assert result == alone
+    assert [r.reason for r in got if isinstance(r, Rejected)] == [
+        "missing_field",
+        "wrong_type",
+        "wrong_partition",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"[]", "bad_json"),
+        (b"[1, 2", "bad_json"),
+        (b'[{"event_id": "\xff"}]', "bad_encoding"),
+        (b"[" + b",".join([purchase(f"e{i}", "c0", 1) for i in range(3)]) + b"]", None),
+    ],
+)
+def test_an_envelope_that_cannot_be_split_is_one_dead_letter(
+    value: bytes, reason: str | None
+) -> None:
+    small = EventDecoder(
+        TOPICS.inputs,
+        max_payload_bytes=4096,
+        max_future_skew_s=86400,
+        partitions=0,
+        max_envelope_events=2,
+    )
+    got = small.decode_message(PURCHASES, 0, None, value, WALL)
+    assert len(got) == 1 and isinstance(got[0], Rejected) and got[0].index is None
+    assert got[0].reason == (reason or "oversize")
+
+
+def test_pack_envelopes_groups_by_topic_and_partition_in_order() -> None:
+    records = []
+    for i in range(25):
+        customer = f"c{i % 7}"
+        part = partition_for(customer, PARTITIONS)
+        records.append((PURCHASES, part, customer.encode(), purchase(f"e{i}", customer, i)))
+    packed = pack_envelopes(records, max_events=3)
+    unpacked: dict[tuple[str, int], list[bytes]] = {}
+    for topic, part, key, value in packed:
+        events = [json.dumps(e).encode() for e in json.loads(value)]
+        assert 1 <= len(events) <= 3
+        assert key is not None and partition_for(key.decode(), PARTITIONS) == part
+        assert {partition_for(json.loads(e)["customer_id"], PARTITIONS) for e in events} == {part}
+        unpacked.setdefault((topic, part), []).extend(events)
+    expected: dict[tuple[str, int], list[bytes]] = {}
+    for topic, part, _, value in records:
+        expected.setdefault((topic, part), []).append(json.dumps(json.loads(value)).encode())
+    assert unpacked == expected
+    # a byte bound: never over it (unless one event alone is)
+    small = pack_envelopes(records, max_events=100, max_bytes=300)
+    assert all(len(v) <= 300 for _, _, _, v in small)
+    check = Draft202012Validator(json.loads(SCHEMA.read_text()))
+    for _, _, _, value in packed + small:
+        assert check.is_valid(json.loads(value))
+    assert not check.is_valid([])
+    assert not check.is_valid([{"event_id": "x", "customer_id": "c1"}])  # no ts
+
+
+def test_an_envelope_is_applied_fenced_and_dead_lettered_per_event(
+    scenario: Any, recorder: RecordingPublisher
+) -> None:
+    here = customers_of(0, 2)
+    stranger = customers_of(2, 1)[0]
+    events = [
+        purchase("a1", here[0], 1, 20.0),
+        purchase("a2", here[0], 5, 30.0),
+        purchase("b1", here[1], 2, 15.0),
+        purchase("bad", here[1], 3, amount=1e12),  # bad_amount
+        purchase("a1", here[0], 1, 20.0),  # duplicate of the first
+        purchase("x1", stranger, 4, 50.0),  # wrong partition
+    ]
+    feed = Feed()
+    envelope = feed.msg("purchase", encode_envelope(events), 0, key=here[0].encode())
+
+    async def body(proc: BatchProcessor) -> Any:
+        await proc.process([envelope])
+        states = [await stored_state(proc, 0, c) for c in here]
+        published = len(recorder.records)
+        await proc.process([envelope])  # redelivered: the whole envelope is at the fence
+        again = [await stored_state(proc, 0, c) for c in here]
+        return states, again, published, proc.metrics
+
+    states, again, published, metrics = scenario(body)
+    assert [s.tobytes() for s in states] == [s.tobytes() for s in again]
+    assert len(recorder.records) == published
+    assert metrics.fence_skipped._value.get() == len(events)
+    assert metrics.duplicates._value.get() == 1
+    assert metrics.events_in.labels("purchase")._value.get() == 2 * len(events)
+    dead = recorder.on(OUT.dead_letter)
+    assert [(d["reason"], d["envelope_index"], d["offset"]) for d in dead] == [
+        ("bad_amount", 3, envelope.offset),
+        ("wrong_partition", 5, envelope.offset),
+    ]
+    assert [base64.b64decode(d["value_b64"]) for d in dead] == [events[3], events[5]]
+
+    # the good events, folded by the batch kernel (tests/streams/test_processor.py does the
+    # same for single messages): the envelope's states are theirs
+    for customer, state, good in (
+        (here[0], states[0], [(1, 2000), (5, 3000)]),
+        (here[1], states[1], [(2, 1500)]),
+    ):
+        ev = new_events(len(good))
+        for k, (day, cents) in enumerate(good):
+            ev[k] = (0, KIND_PURCHASE, 0, 0, T0 + day * DAY, cents, 0, 0)
+        want = fold_events(1, ev, default_scoring_params())[0]
+        for name in (
+            "purchase_days",
+            "first_purchase",
+            "last_purchase",
+            "gross_cents",
+            "ring_cents",
+        ):
+            assert state[name].tolist() == want[name].tolist(), (customer, name)
