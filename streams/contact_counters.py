@@ -19,6 +19,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from streams.redis_conn import reply_text
+
 __all__ = ["counters_key", "counters_pattern", "read_counters"]
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -36,14 +38,6 @@ def counters_pattern(prefix: str) -> str:
     return f"{escaped}:{{p*}}:counters"
 
 
-def _text(reply: object) -> str:
-    if isinstance(reply, bytes):
-        return reply.decode()
-    if isinstance(reply, str):
-        return reply
-    raise TypeError(f"unexpected Redis reply item {type(reply).__name__}")
-
-
 async def read_counters(
     client: aioredis.Redis, prefix: str, *, scan_count: int = 1000
 ) -> dict[str, int]:
@@ -57,7 +51,7 @@ async def read_counters(
         {
             name
             async for raw in client.scan_iter(match=counters_pattern(prefix), count=scan_count)
-            if exact.fullmatch(name := _text(raw))
+            if exact.fullmatch(name := reply_text(raw))
         }
     )
     totals: dict[str, int] = {}
@@ -69,6 +63,6 @@ async def read_counters(
             contents: list[dict[Any, Any]] = await pipe.execute()
         for content in contents:
             for field, value in content.items():
-                name = _text(field)
+                name = reply_text(field)
                 totals[name] = totals.get(name, 0) + int(value)
     return totals

@@ -17,7 +17,7 @@ from redis.exceptions import DataError
 
 from config.settings import Settings
 
-__all__ = ["HiredisPackedConnection", "redis_client"]
+__all__ = ["HiredisPackedConnection", "redis_client", "reply_text"]
 
 
 class HiredisPackedConnection(aioredis.Connection):
@@ -60,3 +60,12 @@ def redis_client(settings: Settings) -> aioredis.Redis:
     if settings.redis_cluster:
         return _ClusterClient.from_url(settings.redis_address, **options)  # type: ignore[return-value]
     return aioredis.Redis.from_url(settings.redis_address, health_check_interval=30, **options)
+
+
+def reply_text(reply: object) -> str:
+    """A Redis reply item as text (clients return bytes unless decode_responses is set)."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, str):
+        return reply
+    raise TypeError(f"unexpected Redis reply item {type(reply).__name__}")

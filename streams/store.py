@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from config.settings import Settings
 from streams.keys import DEFAULT_BUCKETS, PartitionKeys, bucket_of, event_digest
+from streams.redis_conn import reply_text
 
 DEFAULT_DEDUPE_SHARDS = 4  # dedupe sets per partition and event day
 
@@ -291,7 +292,7 @@ class RedisStateStore:
             generation=int(fence.get(b"gen", 0)),
             seen=seen,
             forgotten=[int(m) if m is not None else 0 for m in markers],
-            outbox={_text(token): blob for token, blob in outbox.items()},
+            outbox={reply_text(token): blob for token, blob in outbox.items()},
         )
 
     def _check_layout(self, partition: int, written_with: bytes | None) -> None:
@@ -388,7 +389,7 @@ class RedisStateStore:
                 replies = await pipe.execute()
         refused = []
         for commit, (ok, gen, current) in zip(commits, replies, strict=True):
-            if int(ok) != 1 and _text(current) != commit.token:
+            if int(ok) != 1 and reply_text(current) != commit.token:
                 refused.append(
                     FenceConflict(
                         f"partition {commit.partition}: generation {int(gen)} != "
@@ -411,7 +412,7 @@ class RedisStateStore:
     async def pending_outbox(self, partition: int) -> dict[str, bytes]:
         """Outbox entries of ``partition`` (token -> packed records) not yet acknowledged."""
         entries = await self._redis.hgetall(self.keys(partition).outbox)
-        return {_text(token): _raw(blob) for token, blob in entries.items()}
+        return {reply_text(token): _raw(blob) for token, blob in entries.items()}
 
     async def ack_outbox(self, acks: Sequence[tuple[int, str]]) -> None:
         """Drop published outbox entries, given as (partition, token), in one round trip."""
@@ -443,7 +444,7 @@ class RedisStateStore:
         members = await self._redis.zrangebyscore(
             self.keys(partition).due, "-inf", until, start=0, num=limit
         )
-        return [int(_text(m)) for m in members]
+        return [int(reply_text(m)) for m in members]
 
     async def read_buckets(
         self, partition: int, buckets: Sequence[int]
@@ -458,7 +459,8 @@ class RedisStateStore:
         (gen, nb), contents = replies[0], replies[1:]
         self._check_layout(partition, nb)
         return int(gen or 0), [
-            [(_text(customer), blob) for customer, blob in content.items()] for content in contents
+            [(reply_text(customer), blob) for customer, blob in content.items()]
+            for content in contents
         ]
 
     async def fence(self, partition: int) -> tuple[int, int]:
@@ -478,7 +480,9 @@ class RedisStateStore:
         if not days:
             return 0
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*[keys.dedupe(int(_text(d)), s) for d in days for s in range(self._shards)])
+            pipe.delete(
+                *[keys.dedupe(int(reply_text(d)), s) for d in days for s in range(self._shards)]
+            )
             pipe.zrem(keys.dedupe_days, *days)
             await pipe.execute()
         return len(days)
@@ -495,22 +499,13 @@ class RedisStateStore:
                     pipe.hgetall(key)
                 contents = await pipe.execute()
             for content in contents:
-                out.extend((_text(customer), blob) for customer, blob in content.items())
+                out.extend((reply_text(customer), blob) for customer, blob in content.items())
         return out
 
 
 def _raw(reply: bytes | str) -> bytes:
     """A Redis reply item as bytes."""
     return reply if isinstance(reply, bytes) else reply.encode()
-
-
-def _text(reply: object) -> str:
-    """A Redis reply item as text (clients return bytes unless decode_responses is set)."""
-    if isinstance(reply, bytes):
-        return reply.decode()
-    if isinstance(reply, str):
-        return reply
-    raise TypeError(f"unexpected Redis reply item {type(reply).__name__}")
 
 
 async def _chunks(source: Any, size: int) -> Any:
