@@ -183,7 +183,7 @@ async def story(proc: BatchProcessor) -> dict[str, RawMessage]:
     for i in range(4):
         timed += [(20 * i, f"e{i}", "erin", 60.0), (20 * i, f"h{i}", HELD_OUT, 60.0)]
     timed += [(30 * i + 0.5, f"f{i}", "fred", 400.0) for i in range(9)]
-    timed += [(day, f"v{day}", "pacer", None) for day in range(14, 420, 7)]
+    timed += [(day, f"v{day}", "pacer", None) for day in range(14, 420, 14)]
     for day, eid, customer, amount in sorted(timed, key=lambda item: item[0]):
         if amount is not None:
             await proc.process([purchase(feed, eid, customer, day, amount, 0)])

@@ -55,6 +55,9 @@ def test_bench_quick_runs_every_phase(tmp_path: Path) -> None:
         assert s["worker_cpu_pct"] is not None or system == "raw", (system, s)
     assert runs[("custscore", "drain")]["events"] == doc["stream"]["events"]
     assert runs[("custscore", "drain")]["redis"]["state_key_bytes"] > 147
+    # the envelope path: the same stream as batch envelopes, drained by custscore
+    envelope = runs[("custscore", "envelope")]
+    assert envelope["events"] == doc["stream"]["events"] and envelope["events_per_s"] > 0
     paced = runs[("custscore", "paced")]
     assert paced["latency_ms"]["n"] > 0 and paced["latency_ms"]["p99"] > 0
     for name in ("throughput.png", "latency.png", "lag.png"):
@@ -63,4 +66,5 @@ def test_bench_quick_runs_every_phase(tmp_path: Path) -> None:
     assert text.startswith("# Benchmarks\n\nkept text\n")
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     assert "| custscore |" in text and "bare Faust pass-through" in text
+    assert "Batch-envelope input" in text and "batch-envelope input ≥ 150,000" in text
     print(f"custscore bench --quick took {took:.0f} s")
