@@ -74,10 +74,10 @@ class BenchConfig:
     def quick_config(cls, **overrides: Any) -> BenchConfig:
         values: dict[str, Any] = {
             "quick": True,
-            "customers": 3_000,
-            "limit": 12_000,
-            "naive_limit": 3_000,
-            "paced_seconds": 5.0,
+            "customers": 2_000,
+            "limit": 8_000,
+            "naive_limit": 2_000,
+            "paced_seconds": 4.0,
             "profile": False,
             "partitions": 4,
             "poll_s": 0.25,

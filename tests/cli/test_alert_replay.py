@@ -1,6 +1,6 @@
 """The alert stream is a function of the input (docs/alerts.md), on the real stack.
 
-The same generated stream (purchases, visits and complaints of 1,000 customers, 1997 to mid
+The same generated stream (purchases, visits and complaints of 600 customers, 1997 to mid
 1998) is replayed twice, to two workers on the embedded broker and Valkey with their own
 topics, key prefix and consumer group: one takes batches of 50 events, the other of 1,000.
 Both must publish exactly the same set of alert ids, each with the same payload apart from
@@ -60,7 +60,7 @@ from streams.topics import ensure_topics
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
 DAY = 86_400
-SPEC = StreamSpec(customers=1_000, seed=20240707, visit_rate=0.05, complaint_rate=0.01)
+SPEC = StreamSpec(customers=600, seed=20240707, visit_rate=0.05, complaint_rate=0.01)
 SENTINEL_AFTER_DAYS = 400
 BATCH_SIZES = (50, 1_000)
 APPLY_TIMEOUT_S = 300.0

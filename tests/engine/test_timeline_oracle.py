@@ -237,7 +237,7 @@ def histories(draw: st.DrawFn, max_events: int = 30) -> list[IdEv]:
     ]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(evs=histories(), extra=st.integers(0, 900 * DAY), holdout=st.booleans())
 def test_engine_alerts_equal_the_oracle(evs: list[IdEv], extra: int, holdout: bool) -> None:
     watermark = max((e.ts for e in evs), default=T0) + extra
@@ -327,7 +327,7 @@ def marketing_histories(draw: st.DrawFn) -> list[IdEv]:
     ]
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     evs=marketing_histories(),
     extra=st.sampled_from((0, 45 * DAY, 400 * DAY)),
