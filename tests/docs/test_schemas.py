@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from fixtures.stack import run_async
+from fixtures.streaming import control_group_holding_out
 from jsonschema import Draft202012Validator
 
 from engine.segments import (
@@ -74,13 +75,8 @@ HELD_OUT = "hugo"
 
 
 def story_control_group() -> ControlGroup:
-    """A control group of half the customers in which, of the story's, only hugo is held out
-    (the first salt that does it; ControlGroup is tested on its own)."""
-    for n in range(10_000):
-        group = ControlGroup(f"story-{n}", 0.5)
-        if group.held_out(HELD_OUT) and not any(map(group.held_out, STORY_CUSTOMERS)):
-            return group
-    raise AssertionError("no salt holds out only hugo")
+    """Half the customers held out: of the story's, only hugo."""
+    return control_group_holding_out(HELD_OUT, STORY_CUSTOMERS, "story")
 
 
 def schema_of(topic: str, message: dict[str, Any]) -> str:
@@ -153,9 +149,7 @@ def bad_messages(feed: Feed, part: int) -> dict[str, RawMessage]:
         "bad_id": feed.msg("visit", {**ok, "customer_id": ""}, part, key=b"zed"),
         "key_mismatch": feed.msg("visit", ok, part, key=b"someone-else"),
         # an envelope whose one event's customer lives on another partition than its message
-        "wrong_partition": feed.msg(
-            "visit", encode_envelope([json.dumps(stray).encode()]), part
-        ),
+        "wrong_partition": feed.msg("visit", encode_envelope([json.dumps(stray).encode()]), part),
         "unknown_topic": feed.msg("returns", ok, part),
     }
 

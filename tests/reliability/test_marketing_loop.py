@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import redis
+from fixtures.streaming import control_group_holding_out
 
 from config.settings import Settings
 from models.control_group import ControlGroup
@@ -54,13 +55,8 @@ NUDGE_DAY = 120  # last purchase day 80 + usual gap 40 days (lead 0)
 
 
 def control_group() -> ControlGroup:
-    """Half the customers held out, with a salt that holds out ``held`` and none of the others
-    (ControlGroup's hash is tested on its own)."""
-    for n in range(10_000):
-        group = ControlGroup(f"loop-{n}", 0.5)
-        if group.held_out(HELD) and not any(map(group.held_out, TREATED)):
-            return group
-    raise AssertionError("no salt holds out only 'held'")
+    """Half the customers held out: of this test's, only ``held``."""
+    return control_group_holding_out(HELD, TREATED, "loop")
 
 
 def event_log(path: Path) -> EventLog:
