@@ -18,11 +18,15 @@ import hashlib
 import math
 import numbers
 from collections.abc import Iterable
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ControlGroup"]
+__all__ = [
+    "NO_CONTROL_GROUP",
+    "ControlGroup",
+]
 
 _SCALE = float(2**64)
 
@@ -106,3 +110,6 @@ class ControlGroup:
 
     def __hash__(self) -> int:
         return hash((self._salt, self._fraction))
+
+
+NO_CONTROL_GROUP: Final = ControlGroup("none", 0.0)  # nobody held out (holdout disabled)

@@ -25,7 +25,7 @@ from engine.segments import GROUP_NAMES, KIND_NAMES, TIER_NAMES
 from engine.state import KIND_COMPLAINT, new_events
 from engine.timeline import Timeline, customer_slices, order_events, run_timeline
 from models.bundle import ModelBundle
-from models.control_group import ControlGroup
+from models.control_group import NO_CONTROL_GROUP, ControlGroup
 from models.scorefile import format_time, score_records
 from streams.alert_kinds import ALERT_ROW_COLUMNS, AlertRow, alert_kind, build_alert
 from streams.alert_payloads import (
@@ -99,9 +99,6 @@ def due_input(states: npt.NDArray[np.void]) -> TimelineInput:
     return TimelineInput(new_events(0), [], present, np.zeros(present.shape[0] + 1, np.int64))
 
 
-_NO_CONTROL_GROUP = ControlGroup("none", 0.0)
-
-
 def evaluate(
     model: ModelBundle,
     customers: Sequence[str],
@@ -110,7 +107,7 @@ def evaluate(
     watermark: int,
     wall: float,
     topics: TopicTable,
-    control: ControlGroup = _NO_CONTROL_GROUP,
+    control: ControlGroup = NO_CONTROL_GROUP,
 ) -> Outcome:
     """Evaluate ``timeline.rows`` of ``states`` (one row per customer; updated in place) up
     to ``watermark``; ``wall`` (epoch s) is the alerts' ``emitted_at``; ``control`` says

@@ -35,7 +35,7 @@ from engine.segments import (
 )
 from engine.state import decode_records
 from models.bundle import ModelBundle
-from models.control_group import ControlGroup
+from models.control_group import NO_CONTROL_GROUP, ControlGroup
 from models.population_sketch import (
     MONTHS_REPORTED,
     cuts_from_sketches,
@@ -90,7 +90,7 @@ class PopulationTracker:
         control: ControlGroup | None = None,
         outcome_metrics: OutcomeMetrics | None = None,
     ) -> None:
-        self._control = control or ControlGroup("none", 0.0)
+        self._control = control or NO_CONTROL_GROUP
         self._outcome_metrics = outcome_metrics
         self._redis = redis
         self._store = store

@@ -36,7 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.state import decode_records
 from models.bundle import ModelBundle
-from models.control_group import ControlGroup
+from models.control_group import NO_CONTROL_GROUP, ControlGroup
 from streams.batch_plan import Item, PartitionPlan, RawMessage, triage
 from streams.codec import DecodedEvent, EventDecoder, dead_letter_record
 from streams.evaluation import (
@@ -125,7 +125,7 @@ class BatchProcessor:
         self._locks: dict[int, asyncio.Lock] = {}
         self.publish_failing_s = 0.0  # how long the current publish has been failing
         self.merge = merge
-        self.control = control or ControlGroup("none", 0.0)
+        self.control = control or NO_CONTROL_GROUP
         # told each published batch's committed counters (the outcome metrics)
         self.on_counters = on_counters
         # per partition: events the event-time merge holds back (mirrors the `held` key as of
