@@ -54,6 +54,8 @@ from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.errors import CliError
 from custscore.processes import free_port
 from custscore.stack import EmbeddedStack
+from engine.state import STATE_DTYPE
+from loadtest.backfill import backfill_spec, produce_backfill
 from loadtest.bench_records import REPEATED, BenchConfig, RunResult
 from loadtest.fetch_probe import probe
 from loadtest.generate import StreamSpec
@@ -63,9 +65,11 @@ from loadtest.probes import (
     alert_latencies,
     finish_py_spy,
     machine_info,
+    stage_histograms,
     start_py_spy,
     window_bounds,
 )
+from loadtest.process_bench import ProcessResult, measure_process
 from loadtest.producer import ProduceResult, Stream, produce
 from loadtest.redis_memory import measure_run, used_memory
 from models.params_file import default_params
@@ -171,9 +175,11 @@ class Bench:
         profile_to: Path | None = None,
         note: str = "",
         customers: list[str] | None = None,
+        timeout_s: float | None = None,
     ) -> RunResult:
         """Start ``system``'s workers, (optionally produce with ``producing``), wait until
-        ``expected`` events were consumed and written; returns the measured run."""
+        ``expected`` events were consumed and written (within ``timeout_s``, default the
+        config's); returns the measured run."""
         cfg = self.config
         n = 1 if mode in ("profile", "warmup") else cfg.workers
         mem_before = used_memory(settings)
@@ -211,6 +217,8 @@ class Bench:
                     spy = start_py_spy(workers[0].pid, profile_to, cfg.profile_seconds)
                 if producing is not None:
                     p = producing(poller)
+                    # a generated stream may end short of the events asked for
+                    expected = result.events = min(expected, p.produced)
                     result.produce = {
                         "produced": p.produced,
                         "started_at": p.started_at,
@@ -227,7 +235,10 @@ class Bench:
                     spy = None
                     spy_ended = time.time()
                 else:
-                    self._wait_done(workers, poller, result, expected)
+                    self._wait_done(workers, poller, result, expected, timeout_s or cfg.timeout_s)
+                    if mode == "paced":
+                        text = workers[0].watch.metrics_text(timeout_s=5.0)
+                        result.stages = stage_histograms(text) if text else {}
                 if poller.error is not None:
                     raise CliError(f"metrics polling failed: {poller.error!r}")
             result.samples = list(poller.samples)
@@ -249,10 +260,14 @@ class Bench:
         return result
 
     def _wait_done(
-        self, workers: list[WorkerProc], poller: Poller, result: RunResult, expected: int
+        self,
+        workers: list[WorkerProc],
+        poller: Poller,
+        result: RunResult,
+        expected: int,
+        timeout_s: float,
     ) -> None:
-        cfg = self.config
-        deadline = time.monotonic() + cfg.timeout_s
+        deadline = time.monotonic() + timeout_s
         quiet_since = time.monotonic()
         last_key: tuple[int, int] | None = None
         while True:
@@ -272,9 +287,9 @@ class Bench:
                 got = 0 if s is None else s.events_in
                 raise CliError(
                     f"{result.system} ({result.mode}) consumed {got:,} of {expected:,} events "
-                    f"in {cfg.timeout_s:g} s; log {workers[0].log_path}"
+                    f"in {timeout_s:g} s; log {workers[0].log_path}"
                 )
-            time.sleep(cfg.poll_s)
+            time.sleep(self.config.poll_s)
 
     def _window(self, result: RunResult, mode: str) -> None:
         samples = result.samples
@@ -283,7 +298,7 @@ class Bench:
         result.first_t, result.last_t = window_bounds(
             samples,
             float(result.produce["started_at"])
-            if mode in ("live", "paced") and result.produce is not None
+            if mode in ("live", "paced", "backfill") and result.produce is not None
             else None,
         )
 
@@ -399,6 +414,60 @@ class Bench:
         self.say(msg)
         return r
 
+    def backfill(self, customers: int, events: int, envelope: int) -> RunResult:
+        """A synthetic history of ``customers`` / ``events`` produced as envelopes while one
+        worker consumes it (:mod:`loadtest.backfill`): end to end, CPU, Redis per customer."""
+        settings = self.settings_for("backfill", "backfill")
+        self.ensure_topics(settings)
+        spec = backfill_spec(customers, events)
+        self.say(
+            f"backfill  custscore: {events:,} events of {customers:,} customers as envelopes "
+            f"of up to {envelope:,}, generated while it consumes ..."
+        )
+        mem_before = used_memory(settings)
+        seen = 0
+
+        def go(poller: Poller) -> ProduceResult:
+            nonlocal seen
+            result, seen = asyncio.run(produce_backfill(settings, spec, events, envelope))
+            return result
+
+        r = self.run_system(
+            "custscore",
+            "backfill",
+            settings,
+            events,
+            producing=go,
+            note=f"{customers:,} customers, envelopes of up to {envelope:,} events",
+            timeout_s=max(self.config.timeout_s, events / 1000.0),
+        )
+        delta = used_memory(settings) - mem_before
+        r.redis = {
+            "customers": seen,
+            "used_memory_delta": delta,
+            "used_delta_per_customer": delta / max(seen, 1),
+            "record_bytes": STATE_DTYPE.itemsize,
+            "used_delta_vs_record": delta / max(seen, 1) / STATE_DTYPE.itemsize,
+        }
+        self.say(
+            f"backfill  custscore: {r.events_per_s or 0:,.0f} events/s end to end "
+            f"({r.seconds or 0:.0f} s, worker CPU {r.cpu_percent() or 0:.0f} %); Redis "
+            f"{delta / max(seen, 1):,.0f} B per customer ({seen:,} customers)"
+        )
+        return r
+
+    def process(self, stream: Stream, envelope: int) -> ProcessResult:
+        """``BatchProcessor.process`` in this process on the bench's Valkey, null publisher."""
+        settings = self.settings_for("process", "process")
+        form = f"envelopes of up to {envelope:,}" if envelope else "single events"
+        self.say(f"process   BatchProcessor.process in-process, {form}, null publisher ...")
+        r = measure_process(settings, stream, envelope)
+        self.say(
+            f"process   {r.cpu_us_per_event:.1f} µs CPU/event, {r.wall_us_per_event:.1f} µs "
+            f"wall/event ({r.events:,} events in {r.batches:,} batches, {r.alerts:,} alerts)"
+        )
+        return r
+
     def profile(self, expected: int, system: str = "custscore") -> RunResult:
         settings = self.settings_for(f"profile-{system}", "drain")
         self.ensure_topics(settings)
@@ -509,6 +578,15 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
             r = bench.live(stream, rate, "paced", limit)
             r.note = f"{config.paced_fraction:g} x max rate ({ref:,.0f}/s)"
             runs.append(r)
+        if config.backfill_events > 0:
+            runs.append(
+                bench.backfill(config.backfill_customers, config.backfill_events, config.envelope)
+            )
+        process: list[ProcessResult] = []
+        if config.process:
+            for envelope in (0, config.envelope):
+                if envelope or not process:
+                    process.append(bench.process(stream, envelope))
         if config.profile:
             for system in config.profile_systems:
                 runs.append(bench.profile(total, system))
@@ -539,6 +617,7 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
         },
         "runs": [r.to_json() for r in runs],
         "fetch_probe": fetch_probe,
+        "process": [p.to_json() for p in process],
         "started_at": began,
         "seconds": time.time() - began,
         "loadavg_end": os.getloadavg(),

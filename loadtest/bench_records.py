@@ -59,6 +59,11 @@ class BenchConfig:
     profile_systems: tuple[str, ...] = ("custscore",)
     warmup_events: int = 3000
     envelope: int = 1000  # events per batch envelope of the envelope drain (0 = no such run)
+    # the backfill scenario: this many synthetic events of this many customers as envelopes
+    # (0 events: skipped)
+    backfill_customers: int = 1_000_000
+    backfill_events: int = 20_000_000
+    process: bool = True  # BatchProcessor.process in-process (null publisher), µs per event
     fetch_probe: bool = True  # how long the broker holds a fetch (latency context)
     poll_s: float = 0.5
     timeout_s: float = 600.0
@@ -86,6 +91,7 @@ class BenchConfig:
             "repeats": 1,
             "fetch_probe": False,
             "timeout_s": 150.0,
+            "backfill_events": 0,
         }
         values.update(overrides)
         return cls(**values)
@@ -135,6 +141,7 @@ class RunResult:
     alerts_read: int = 0
     alerts_by_kind: dict[str, int] = field(default_factory=dict)  # alerts read, per alert kind
     redis: dict[str, Any] | None = None
+    stages: dict[str, Any] = field(default_factory=dict)  # paced: custscore_stage_seconds
     worker_log: str = ""
     settings: dict[str, str] = field(default_factory=dict)
     note: str = ""

@@ -4,6 +4,7 @@
     custscore bench generate ...         synthetic BG/NBD + Gamma-Gamma event stream
     custscore bench report               rebuild the BENCHMARKS.md section and plots from results
     custscore bench memory --customers N Redis bytes per customer at scale
+    custscore bench process [--envelope N]  BatchProcessor.process in-process, µs per event
 
 The full run (``make bench``) starts its own embedded broker and Valkey on free ports, so it
 never touches a stack you have running. See loadtest/bench.py for what each phase measures.
@@ -53,6 +54,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     mem.add_argument("--partitions", type=int, default=8)
     mem.add_argument("--out", type=Path, default=Path("docs/bench/memory.json"))
     mem.set_defaults(handler=_memory)
+    proc = sub.add_parser(
+        "process", help="BatchProcessor.process in-process, null publisher (own Valkey)"
+    )
+    proc.add_argument("--customers", type=int, default=50_000, help="synthetic customers")
+    proc.add_argument("--events", type=int, default=100_000, help="events of the stream")
+    proc.add_argument("--envelope", type=int, default=1000, help="0: single events only")
+    proc.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile: top N")
+    proc.set_defaults(handler=_process)
     fp = sub.add_parser("fetch-probe", help="how long the broker holds a fetch (own stack)")
     fp.add_argument("--out", type=Path, default=Path("docs/bench/fetch_probe.json"))
     fp.set_defaults(handler=_fetch_probe)
@@ -78,6 +87,18 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="the naive baseline drains only this many (it is slow)",
+    )
+    parser.add_argument(
+        "--backfill-customers",
+        type=int,
+        default=None,
+        help="customers of the backfill scenario (default 1,000,000)",
+    )
+    parser.add_argument(
+        "--backfill-events",
+        type=int,
+        default=None,
+        help="events of the backfill scenario (default 20,000,000; 0 skips it; --quick: 0)",
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes per system")
     parser.add_argument("--partitions", type=int, default=None)
@@ -126,6 +147,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         ("partitions", args.partitions),
         ("paced_seconds", args.paced_seconds),
         ("profile_seconds", args.profile_seconds),
+        ("backfill_customers", args.backfill_customers),
+        ("backfill_events", args.backfill_events),
     ):
         if value is not None:
             overrides[name] = value
@@ -223,6 +246,50 @@ def _fetch_probe(args: argparse.Namespace, settings: Settings) -> int:
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def _process(args: argparse.Namespace, settings: Settings) -> int:
+    import cProfile
+    import pstats
+
+    from loadtest.generate import StreamSpec
+    from loadtest.process_bench import measure_process
+    from loadtest.producer import Stream
+    from models.params_file import default_params
+
+    if args.customers < 1 or args.events < 1 or args.envelope < 0:
+        raise CliError("--customers and --events must be >= 1, --envelope >= 0")
+    spec = StreamSpec.from_params(default_params(), args.customers, seed=1, visit_rate=0.25)
+    stream = Stream.synthetic(spec, limit=args.events)
+    print(f"stream    {stream.name}: {len(stream):,} events of {stream.customers:,} customers")
+    with tempfile.TemporaryDirectory(prefix="custscore-process-") as run_dir:
+        stack = EmbeddedStack.start_on_free_ports(Path(run_dir), tie_to_parent=True)
+        try:
+            for n, envelope in enumerate(sorted({0, args.envelope})):
+                run = settings.model_copy(
+                    update={
+                        "redis_url": None,
+                        "redis_port": stack.redis_port,
+                        "redis_key_prefix": f"p{n}",
+                    }
+                )
+                profiler = cProfile.Profile() if args.profile else None
+                if profiler is not None:
+                    profiler.enable()
+                r = measure_process(run, stream, envelope)
+                if profiler is not None:
+                    profiler.disable()
+                print(
+                    f"{r.form}: {r.cpu_us_per_event:.1f} µs CPU/event, "
+                    f"{r.wall_us_per_event:.1f} µs wall/event (Redis {r.redis_s:.2f} s, "
+                    f"evaluation {r.kernel_s:.2f} s of {r.wall_s:.2f} s; "
+                    f"{r.batches:,} batches, {r.alerts:,} alerts)"
+                )
+                if profiler is not None:
+                    pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+        finally:
+            stack.stop()
     return 0
 
 

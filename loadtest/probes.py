@@ -194,6 +194,28 @@ class Poller:
         )
 
 
+def stage_histograms(text: str) -> dict[str, dict[str, Any]]:
+    """The worker's ``custscore_stage_seconds`` histogram per stage, from a /metrics text:
+    count, sum and cumulative (upper bound, count) buckets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, dict[str, Any]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "custscore_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = out.setdefault(
+                sample.labels["stage"], {"count": 0.0, "sum": 0.0, "buckets": []}
+            )
+            if sample.name.endswith("_bucket"):
+                stage["buckets"].append((float(sample.labels["le"]), sample.value))
+            elif sample.name.endswith("_count"):
+                stage["count"] = sample.value
+            elif sample.name.endswith("_sum"):
+                stage["sum"] = sample.value
+    return out
+
+
 def window_bounds(samples: list[Sample], start: float | None) -> tuple[float, float]:
     """(first consumption or ``start``, last state write) from polled counters.
 

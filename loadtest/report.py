@@ -38,6 +38,9 @@ TARGET_NAIVE = 2.0
 TARGET_P99_MS = 200.0
 TARGET_MEMORY = 1.5
 TARGET_ENVELOPE = 150_000.0  # events/s per worker from batch envelopes
+TARGET_PROCESS_US = 15.0  # BatchProcessor.process, µs per event in-process
+TARGET_BACKFILL_S = 300.0  # 20M events of 1M customers on one worker
+BACKFILL_EVENTS, BACKFILL_CUSTOMERS = 20_000_000, 1_000_000
 
 
 # --------------------------------------------------------------------------- helpers
@@ -334,6 +337,9 @@ def render_markdown(
     lines += _throughput_table(doc)
     lines += _targets(doc)
     lines += _latency(doc)
+    lines += _stages(doc)
+    lines += _process(doc)
+    lines += _backfill(doc)
     lines += _batches(doc)
     lines += _memory(doc)
     lines += _profile(doc)
@@ -439,6 +445,16 @@ def _targets(doc: dict[str, Any]) -> list[str]:
     mem_n = mem.get("customers") if mem else None
     env = _one(doc, "envelope", "custscore")
     env_rate = env["summary"]["events_per_s"] if env else None
+    backfill = _one(doc, "backfill", "custscore")
+    if backfill and backfill.get("redis"):
+        mem = backfill["redis"]  # through the worker, at the backfill's customer count
+        mem_ratio, mem_n = mem["used_delta_vs_record"], mem["customers"]
+    process = doc.get("process") or []
+    worst_us = max((p["wall_us_per_event"] for p in process), default=None)
+    process_cells = "; ".join(
+        f"{p['form']}: {p['wall_us_per_event']:,.1f} µs wall ({p['cpu_us_per_event']:,.1f} CPU)"
+        for p in process
+    )
     lines = [
         "### Targets",
         "",
@@ -465,9 +481,137 @@ def _targets(doc: dict[str, Any]) -> list[str]:
         f"| batch-envelope input ≥ 150,000 events/s per worker (drain of preloaded "
         f"envelopes) | {_fmt(env_rate)} events/s | "
         f"{_met(None if env_rate is None else env_rate >= TARGET_ENVELOPE)} |",
+        f"| `BatchProcessor.process` ≤ 15 µs/event in-process (real Valkey, null publisher) | "
+        f"{process_cells or 'n/a'} | "
+        f"{_met(None if worst_us is None else worst_us <= TARGET_PROCESS_US)} |",
+        _backfill_target(backfill),
         "",
     ]
     return lines
+
+
+def _backfill_target(run: dict[str, Any] | None) -> str:
+    label = "| 20M-event / 1M-customer backfill ≤ 5 minutes on one worker |"
+    if not run:
+        return f"{label} not run | n/a |"
+    s = run["summary"]
+    seconds = s.get("seconds")
+    customers = (run.get("redis") or {}).get("customers", 0)
+    full = run["events"] >= BACKFILL_EVENTS and customers >= 0.9 * BACKFILL_CUSTOMERS
+    cell = (
+        f"{_fmt(seconds, ',.0f')} s for {run['events']:,} events of {customers:,} customers "
+        f"({_fmt(s['events_per_s'])} events/s)"
+    )
+    if full:
+        return (
+            f"{label} {cell} | {_met(None if seconds is None else seconds <= TARGET_BACKFILL_S)} |"
+        )
+    projected = BACKFILL_EVENTS / s["events_per_s"] if s.get("events_per_s") else None
+    return (
+        f"{label} {cell}; a smaller run: 20M events at this rate would take "
+        f"{_fmt(projected, ',.0f')} s | "
+        f"{_met(None if projected is None else projected <= TARGET_BACKFILL_S)} (projected) |"
+    )
+
+
+def _quantile(buckets: list[list[float]], count: float, q: float) -> float | None:
+    """The upper bound of the histogram bucket holding quantile ``q`` (seconds)."""
+    if not count:
+        return None
+    for upper, cumulative in buckets:
+        if cumulative >= q * count:
+            return float(upper)
+    return None
+
+
+def _stages(doc: dict[str, Any]) -> list[str]:
+    paced = _one(doc, "paced")
+    stages = (paced or {}).get("stages") or {}
+    if not stages:
+        return []
+    lines = [
+        "Where the time goes, by stage (the worker's `custscore_stage_seconds` histogram over "
+        "the paced run; fetch and batch wait are sampled per batch, the other stages are "
+        "per batch; quantiles are the upper bound of their histogram bucket):",
+        "",
+        "| stage | what | mean | p50 ≤ | p99 ≤ |",
+        "|---|---|---:|---:|---:|",
+    ]
+    what = {
+        "fetch": "record created (producer) to received by the consumer",
+        "batch_wait": "received to handed to the agent (`take_events` filling a batch)",
+        "read": "Redis read round trip (states, fence, dedupe)",
+        "evaluate": "decode states, kernels, alert and score records",
+        "commit": "Redis commit (one script per partition)",
+        "publish": "publish alerts and score updates, wait for broker acks",
+    }
+    for stage in ("fetch", "batch_wait", "read", "evaluate", "commit", "publish"):
+        h = stages.get(stage)
+        if not h or not h["count"]:
+            continue
+        p50 = _quantile(h["buckets"], h["count"], 0.5)
+        p99 = _quantile(h["buckets"], h["count"], 0.99)
+        lines.append(
+            f"| {stage} | {what[stage]} | {1000 * h['sum'] / h['count']:,.1f} ms | "
+            f"{_fmt(None if p50 is None else 1000 * p50, ',.0f')} ms | "
+            f"{_fmt(None if p99 is None else 1000 * p99, ',.0f')} ms |"
+        )
+    lines.append("")
+    return lines
+
+
+def _process(doc: dict[str, Any]) -> list[str]:
+    process = doc.get("process") or []
+    if not process:
+        return []
+    lines = [
+        "### Inside custscore, without Faust and the broker: `BatchProcessor.process`",
+        "",
+        "The bench stream handed to `BatchProcessor.process` in the bench process itself "
+        "(batches of `batch_size` messages, as `take_events` hands them over), on the bench's "
+        "Valkey, with a publisher that drops what it is given (loadtest/process_bench.py; "
+        "`custscore bench process` runs it alone). Wall time includes waiting for Valkey, which "
+        "shares the 2 cores.",
+        "",
+        "| input | events | batches | alerts | wall µs/event | CPU µs/event | Redis (read + "
+        "commit) | evaluation | the rest (decode, triage, publish glue) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in process:
+        rest = p["wall_s"] - p["redis_s"] - p["kernel_s"]
+        lines.append(
+            f"| {p['form']} | {p['events']:,} | {p['batches']:,} | {p['alerts']:,} | "
+            f"{p['wall_us_per_event']:,.1f} | {p['cpu_us_per_event']:,.1f} | "
+            f"{p['redis_s']:,.2f} s | {p['kernel_s']:,.2f} s | {rest:,.2f} s |"
+        )
+    lines.append("")
+    return lines
+
+
+def _backfill(doc: dict[str, Any]) -> list[str]:
+    run = _one(doc, "backfill", "custscore")
+    if not run:
+        return []
+    s = run["summary"]
+    mem = run.get("redis") or {}
+    produce = run.get("produce") or {}
+    return [
+        "### Backfill: a synthetic history as envelopes, one worker",
+        "",
+        f"{run['events']:,} events of {mem.get('customers', 0):,} customers ({run['note']}), "
+        "generated and produced while the worker consumed (loadtest/backfill.py); the "
+        "producer shares the machine's 2 cores with the worker, the broker and Valkey.",
+        "",
+        "| end to end (first produce to last state write) | events/s per worker | worker CPU | "
+        "CPU µs/event | producer events/s | Redis per customer at the end | ÷ packed record |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {_fmt(s.get('seconds'), ',.0f')} s | {_fmt(s.get('events_per_s'))} | "
+        f"{_unit(s.get('worker_cpu_pct'), '.0f', ' %')} | {_fmt(_cpu_us_per_event(run), ',.0f')} | "
+        f"{_fmt(produce.get('events_per_s'))} | "
+        f"{_fmt(mem.get('used_delta_per_customer'), ',.0f')} B | "
+        f"{_fmt(mem.get('used_delta_vs_record'), '.2f')}x |",
+        "",
+    ]
 
 
 def _latency(doc: dict[str, Any]) -> list[str]:

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = ["WorkerMetrics", "build_metrics"]
 
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
 _SIZES = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
 
@@ -27,6 +28,7 @@ class WorkerMetrics:
     batch_seconds: Histogram
     kernel_seconds: Histogram
     redis_seconds: Histogram
+    stage_seconds: Histogram
     redis_errors: Counter
     redis_up: Gauge
     alerts: Counter
@@ -106,6 +108,15 @@ def build_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
         ),
         redis_seconds=Histogram(
             f"{ns}_redis_seconds", "Time in Redis calls per batch", buckets=_FAST, registry=reg
+        ),
+        stage_seconds=Histogram(
+            f"{ns}_stage_seconds",
+            "Where an event's time to its alert goes, by stage (docs/operations.md, Latency): "
+            "fetch (record creation to the consumer), batch_wait (consumer to the agent), read "
+            "(Redis read), evaluate, commit (Redis commit), publish (broker acks)",
+            ["stage"],
+            buckets=_LATENCY,
+            registry=reg,
         ),
         redis_errors=Counter(
             f"{ns}_redis_errors_total", "Redis calls that failed and were retried", registry=reg

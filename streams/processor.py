@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -135,6 +135,11 @@ class BatchProcessor:
         self._generation: dict[int, int] = {}
         # per partition: the applied-offset fence of this worker's last read (merge frontier)
         self._applied: dict[int, dict[str, int]] = {}
+        # per partition: done once a sweep's commit is published (a later batch waits for it)
+        self._publish_gates: dict[int, asyncio.Future[None]] = {}
+        stage = metrics.stage_seconds
+        self._stage_read, self._stage_evaluate = stage.labels("read"), stage.labels("evaluate")
+        self._stage_commit, self._stage_publish = stage.labels("commit"), stage.labels("publish")
 
     def lock(self, partition: int) -> asyncio.Lock:
         """The lock that serialises the agent and the timer on one partition."""
@@ -240,6 +245,7 @@ class BatchProcessor:
                     "state read", functools.partial(self.store.read_many, requests)
                 )
                 redis_s = time.perf_counter() - t0
+                self._stage_read.observe(redis_s)
                 await self._flush_pending({read.partition: read.outbox for read in reads})
                 commits: list[Commit] = []
                 outboxes: dict[int, _Outbox] = {}
@@ -258,10 +264,13 @@ class BatchProcessor:
                         commit.outbox = pack_records(outbox.records) if outbox.records else b""
                         commits.append(commit)
                         outboxes[plan.partition] = outbox
-                self.metrics.kernel_seconds.observe(time.perf_counter() - k0)
-                t1 = time.perf_counter()
+                k1 = time.perf_counter()
+                self.metrics.kernel_seconds.observe(k1 - k0)
+                self._stage_evaluate.observe(k1 - k0)
                 refused = await self._commit(commits)
-                self.metrics.redis_seconds.observe(redis_s + time.perf_counter() - t1)
+                t2 = time.perf_counter()
+                self.metrics.redis_seconds.observe(redis_s + t2 - k1)
+                self._stage_commit.observe(t2 - k1)
                 committed = [c for c in commits if c.partition not in refused]
                 plan_of = {plan.partition: plan for plan in plans}
                 for commit in committed:
@@ -272,6 +281,7 @@ class BatchProcessor:
                         len(self._held[commit.partition])
                     )
                 await self._publish_committed(committed, outboxes)
+                self._stage_publish.observe(time.perf_counter() - t2)
                 for partition in refused:
                     self._held.pop(partition, None)  # re-read what the other writer left
                 # A refused partition was written by another worker since our read (it took
@@ -321,9 +331,15 @@ class BatchProcessor:
         await self._retrying("outbox ack", lambda: self.store.ack_outbox(acks))
 
     async def _publish_committed(
-        self, commits: Sequence[Commit], outboxes: dict[int, _Outbox]
+        self, commits: Sequence[Commit], outboxes: dict[int, _Outbox], gated: bool = True
     ) -> None:
-        """Publish what the given (committed) commits hold, then drop their outbox entries."""
+        """Publish what the given (committed) commits hold, then drop their outbox entries.
+
+        ``gated``: first wait for a sweep's publish of the same partitions that committed
+        before these commits (alerts of a customer reach the topics in commit order)."""
+        if gated:
+            gates = [self._publish_gates.get(c.partition) for c in commits]
+            await asyncio.gather(*(gate for gate in gates if gate is not None))
         merged = _Outbox()
         for commit in commits:
             merged.add(outboxes[commit.partition])
@@ -437,62 +453,116 @@ class BatchProcessor:
     # ------------------------------------------------------------------ timer
 
     async def sweep(self, partition: int, limit: int) -> int:
-        """Evaluate customers of ``partition`` at their due times up to the watermark.
+        """Evaluate due customers of one partition (:meth:`sweep_many` of ``[partition]``)."""
+        return await self.sweep_many([partition], limit)
+
+    async def sweep_many(self, partitions: Sequence[int], limit: int) -> int:
+        """Evaluate customers of ``partitions`` at their due times up to each watermark.
 
         The watermark (wall time in live mode) only says which due times have passed; each
         customer is evaluated at exactly its own due times. The due index names buckets
         (with a lower bound of their earliest due time), so one call reads up to
-        ``SWEEP_BUCKETS`` due buckets whole, evaluates their due customers and gives each
-        bucket read its exact bound back with the commit. It returns at least ``limit`` when
-        a full page of buckets was due, so the timer calls again.
-        """
-        async with self.lock(partition):
-            await self._flush_pending(
-                {
-                    partition: await self._retrying(
-                        "outbox read", lambda: self.store.pending_outbox(partition)
-                    )
-                }
-            )
-            watermark, _ = await self._retrying("fence read", lambda: self.store.fence(partition))
-            clock = int(self.wall_clock()) if self.live_clock else watermark
-            if clock <= 0:
-                return 0
-            buckets = await self._retrying(
-                "due read", lambda: self.store.due_buckets(partition, clock, SWEEP_BUCKETS)
-            )
-            if not buckets:
-                return 0
-            generation, contents = await self._retrying(
-                "bucket read", lambda: self.store.read_buckets(partition, buckets)
-            )
-            customers: list[str] = []
-            bucket_due: dict[int, int] = {}
-            for bucket, content in zip(buckets, contents, strict=True):
-                dues = decode_records([blob for _, blob in content]).states["due"].tolist()
-                bucket_due[bucket] = min((d for d in dues if d > clock), default=0)
-                customers += [c for (c, _), d in zip(content, dues, strict=True) if 0 < d <= clock]
-            swept = await self._rescore(partition, generation, clock, customers, bucket_due)
-            if swept is None:
-                return 0  # another writer since the bucket read: the next tick reads afresh
-            self.metrics.swept.inc(swept)
-            # a full page of due buckets: more may be due, so the timer calls again
-            return swept if len(buckets) < SWEEP_BUCKETS else max(swept, limit)
+        ``SWEEP_BUCKETS`` due buckets whole per partition, evaluates their due customers and
+        gives each bucket read its exact bound back with the commit.
 
-    async def _rescore(
-        self,
-        partition: int,
-        generation: int,
-        clock: int,
-        customers: list[str],
-        bucket_due: dict[int, int],
-    ) -> int | None:
-        """Evaluate due ``customers`` at their due times up to ``clock``, set their buckets'
-        exact due bounds; how many (None: the partition was written since the buckets were
-        read, nothing done)."""
-        read = await self._retrying("state read", lambda: self.store.read(partition, customers, []))
-        if read.generation != generation:
+        Like a batch, every partition is read together, committed in one pipeline and
+        published with one wait for acks; unlike a batch, the partition locks are held only
+        while reading and evaluating, never across the commit and the publish, so a batch
+        on the same partition is not held up by the sweep's round trips. The commit is
+        generation-checked: if a batch committed the partition since the sweep read it, the
+        sweep's commit is refused (nothing written or published) and the next tick reads
+        afresh; if the sweep committed first, the batch's commit is refused and the batch
+        redoes its share. Alerts stay in commit order: a batch that commits after the sweep
+        publishes only once the sweep's publish is acknowledged (:meth:`_publish_committed`).
+        Returns at least ``limit`` when a full page of buckets was due somewhere, so the
+        timer calls again.
+        """
+        ordered = sorted(set(partitions))
+        if not ordered:
+            return 0
+        async with contextlib.AsyncExitStack() as locks:
+            for partition in ordered:
+                await locks.enter_async_context(self.lock(partition))
+            pending = await asyncio.gather(
+                *(
+                    self._retrying("outbox read", functools.partial(self.store.pending_outbox, p))
+                    for p in ordered
+                )
+            )
+            await self._flush_pending(dict(zip(ordered, pending, strict=True)))
+            reads = await asyncio.gather(*(self._sweep_read(p) for p in ordered))
+            work: list[tuple[Commit, _Outbox, int]] = []
+            full_page = False
+            for partition, read in zip(ordered, reads, strict=True):
+                if read is None:
+                    continue
+                full_page |= read.full_page
+                commit, outbox = self._sweep_evaluate(partition, read)
+                work.append((commit, outbox, len(read.timeline_rows)))
+            # a batch that commits one of these partitions after us publishes after us (set
+            # once nothing can fail before the try below resolves them)
+            loop = asyncio.get_running_loop()
+            for commit, _, _ in work:
+                self._publish_gates[commit.partition] = loop.create_future()
+        if not work:
+            return 0
+        commits = [commit for commit, _, _ in work]
+        try:
+            refused = await self._commit(commits)
+            committed = [c for c in commits if c.partition not in refused]
+            for commit in commits:
+                if commit.partition in refused:
+                    # another writer has the partition; its own sweep re-scores these
+                    self._held.pop(commit.partition, None)
+                elif self._generation.get(commit.partition) == commit.generation:
+                    self._generation[commit.partition] = commit.generation + 1
+            outboxes = {commit.partition: outbox for commit, outbox, _ in work}
+            await self._publish_committed(committed, outboxes, gated=False)
+        finally:
+            for commit in commits:
+                gate = self._publish_gates.pop(commit.partition, None)
+                if gate is not None and not gate.done():
+                    gate.set_result(None)
+        swept = sum(n for commit, _, n in work if commit.partition not in refused)
+        self.metrics.swept.inc(swept)
+        return max(swept, limit) if full_page else swept
+
+    async def _sweep_read(self, partition: int) -> _SweepRead | None:
+        """A partition's due customers and their states (None: nothing due, or the
+        partition was written between the bucket read and the state read)."""
+        watermark, _ = await self._retrying(
+            "fence read", functools.partial(self.store.fence, partition)
+        )
+        clock = int(self.wall_clock()) if self.live_clock else watermark
+        if clock <= 0:
             return None
+        buckets = await self._retrying(
+            "due read", functools.partial(self.store.due_buckets, partition, clock, SWEEP_BUCKETS)
+        )
+        if not buckets:
+            return None
+        generation, contents = await self._retrying(
+            "bucket read", functools.partial(self.store.read_buckets, partition, buckets)
+        )
+        customers: list[str] = []
+        bucket_due: dict[int, int] = {}
+        for bucket, content in zip(buckets, contents, strict=True):
+            dues = decode_records([blob for _, blob in content]).states["due"].tolist()
+            bucket_due[bucket] = min((d for d in dues if d > clock), default=0)
+            customers += [c for (c, _), d in zip(content, dues, strict=True) if 0 < d <= clock]
+        read = await self._retrying(
+            "state read", functools.partial(self.store.read, partition, customers, [])
+        )
+        if read.generation != generation:
+            return None  # another writer since the bucket read: the next tick reads afresh
+        return _SweepRead(
+            clock, customers, bucket_due, read, len(buckets) >= SWEEP_BUCKETS, np.empty(0)
+        )
+
+    def _sweep_evaluate(self, partition: int, sweep: _SweepRead) -> tuple[Commit, _Outbox]:
+        """Evaluate a partition's due customers at their due times up to the sweep's clock;
+        the commit (with the buckets' exact due bounds) and what to publish."""
+        read, customers, bucket_due = sweep.read, sweep.customers, sweep.bucket_due
         commit = Commit(
             partition=partition,
             generation=read.generation,
@@ -500,8 +570,9 @@ class BatchProcessor:
         )
         states = self._decode(partition, customers, read.blobs, commit)
         timeline = due_input(states)
+        sweep.timeline_rows = timeline.rows
         outbox = _Outbox()
-        self._evaluate(customers, states, timeline, clock, commit, outbox)
+        self._evaluate(customers, states, timeline, sweep.clock, commit, outbox)
         for customer, when in commit.due.items():
             if when > 0:
                 bucket = bucket_of(customer, self.store.buckets)
@@ -509,12 +580,16 @@ class BatchProcessor:
                 bucket_due[bucket] = min(current, when) if current else when
         commit.bucket_due = bucket_due
         commit.outbox = pack_records(outbox.records) if outbox.records else b""
-        # refused: another writer has the partition; its own sweep re-scores these
-        refused = await self._commit([commit])
-        if refused:
-            self._held.pop(partition, None)  # and may have changed the held events
-        else:
-            if self._generation.get(partition) == commit.generation:
-                self._generation[partition] = commit.generation + 1
-            await self._publish_committed([commit], {partition: outbox})
-        return len(timeline.rows)
+        return commit, outbox
+
+
+@dataclass
+class _SweepRead:
+    """What a sweep read of one partition found due."""
+
+    clock: int
+    customers: list[str]
+    bucket_due: dict[int, int]  # bucket -> earliest due time after the clock (0 = none)
+    read: PartitionRead
+    full_page: bool  # SWEEP_BUCKETS buckets were due: more may be
+    timeline_rows: npt.NDArray[Any]  # the customers evaluated (set by the evaluation)

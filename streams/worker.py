@@ -136,6 +136,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
             settings.batch_size, within=settings.batch_within_s
         )
         async for events in batches:
+            _observe_arrival(metrics, events)
             batch = [
                 RawMessage(
                     e.message.topic,
@@ -157,19 +158,25 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
 
     @app.timer(interval=settings.sweep_interval_s)  # type: ignore[untyped-decorator]
     async def silence_sweep() -> None:
-        for partition in owned_partitions():
+        owned = owned_partitions()
+        for partition in owned:
             try:
                 await processor.release_held(partition)
-                while (
-                    await processor.sweep(partition, settings.sweep_batch) >= settings.sweep_batch
-                ):
-                    pass
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # an exception out of a Faust timer would crash the app: count, log, go on
                 metrics.timer_errors.labels("sweep").inc()
-                log.exception("sweep of partition %d failed; retrying next tick", partition)
+                log.exception("held events of partition %d: failed; retrying next tick", partition)
+        try:
+            # every owned partition in one read, commit and publish per round
+            while await processor.sweep_many(owned, settings.sweep_batch) >= settings.sweep_batch:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.timer_errors.labels("sweep").inc()
+            log.exception("sweep of partitions %s failed; retrying next tick", owned)
 
     @app.timer(interval=settings.snapshot_interval_s)  # type: ignore[untyped-decorator]
     async def refresh_population() -> None:
@@ -269,6 +276,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return value.item() if hasattr(value, "item") else value
+
+
+_ARRIVAL_SAMPLES = 16  # messages per batch whose fetch and batch-wait times are observed
+
+
+def _observe_arrival(metrics: WorkerMetrics, events: Sequence[Any]) -> None:
+    """The fetch (record creation to the consumer) and batch-wait (consumer to the agent)
+    stages of a sample of the batch's messages. Faust's monitor stamps each message it
+    receives (``time_in``, monotonic); the record's Kafka timestamp is the producer's."""
+    now_mono, now_wall = time.monotonic(), time.time()
+    stride = max(1, len(events) // _ARRIVAL_SAMPLES)
+    fetch, wait = metrics.stage_seconds.labels("fetch"), metrics.stage_seconds.labels("batch_wait")
+    for event in events[::stride]:
+        message = event.message
+        received = getattr(message, "time_in", None)
+        if received is None or not message.timestamp:
+            continue
+        wait.observe(max(now_mono - received, 0.0))
+        fetch.observe(max(now_wall - (now_mono - received) - message.timestamp, 0.0))
 
 
 def _update_lag(
