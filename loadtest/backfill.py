@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from config.settings import Settings
-from loadtest.generate import StreamSpec, encode_slice, generate
+from loadtest.generate import StreamSpec, customer_id, encode_slice, generate
 from loadtest.producer import ProduceResult
 from models.params_file import default_params
 
@@ -42,9 +42,10 @@ def backfill_spec(customers: int, events: int, seed: int = 7) -> StreamSpec:
 
 async def produce_backfill(
     settings: Settings, spec: StreamSpec, limit: int, envelope: int
-) -> tuple[ProduceResult, int]:
+) -> tuple[ProduceResult, list[str]]:
     """Generate ``spec`` to the input topics of ``settings`` as envelopes of up to
-    ``envelope`` events, cut at ``limit`` events; the result and the customers sent."""
+    ``envelope`` events, cut at ``limit`` events; the result and the ids of the customers
+    sent."""
     from custscore.clients import send_records, started_producer
     from streams.codec import pack_envelopes
     from streams.keys import partition_for
@@ -99,4 +100,4 @@ async def produce_backfill(
         create_ms=np.zeros(0, dtype=np.int64),
         progress=progress,
     )
-    return result, int(np.count_nonzero(seen))
+    return result, [customer_id(spec, int(i)) for i in np.flatnonzero(seen)]

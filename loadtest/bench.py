@@ -54,7 +54,6 @@ from custscore.commands.datasets import find_cdnow, write_cdnow_events
 from custscore.errors import CliError
 from custscore.processes import free_port
 from custscore.stack import EmbeddedStack
-from engine.state import STATE_DTYPE
 from loadtest.backfill import backfill_spec, produce_backfill
 from loadtest.bench_records import REPEATED, BenchConfig, RunResult
 from loadtest.fetch_probe import probe
@@ -383,8 +382,17 @@ class Bench:
         )
         return r
 
-    def live(self, stream: Stream, rate: float | None, label: str, limit: int) -> RunResult:
-        settings = self.settings_for(label, label)
+    def live(
+        self,
+        stream: Stream,
+        rate: float | None,
+        label: str,
+        limit: int,
+        extra: dict[str, Any] | None = None,
+    ) -> RunResult:
+        """custscore on fresh topics while ``stream`` is produced at ``rate`` (None: max
+        speed); ``extra``: worker settings of this run only."""
+        settings = self.settings_for(label, label, **(extra or {}))
         self.ensure_topics(settings)
         pace = "max speed" if rate is None else f"{rate:,.0f} events/s"
         self.say(f"{label:<9} custscore: produce {limit:,} events at {pace} while it consumes ...")
@@ -425,7 +433,7 @@ class Bench:
             f"of up to {envelope:,}, generated while it consumes ..."
         )
         mem_before = used_memory(settings)
-        seen = 0
+        seen: list[str] = []
 
         def go(poller: Poller) -> ProduceResult:
             nonlocal seen
@@ -438,21 +446,15 @@ class Bench:
             settings,
             events,
             producing=go,
-            note=f"{customers:,} customers, envelopes of up to {envelope:,} events",
+            note=f"envelopes of up to {envelope:,} events",
             timeout_s=max(self.config.timeout_s, events / 1000.0),
         )
-        delta = used_memory(settings) - mem_before
-        r.redis = {
-            "customers": seen,
-            "used_memory_delta": delta,
-            "used_delta_per_customer": delta / max(seen, 1),
-            "record_bytes": STATE_DTYPE.itemsize,
-            "used_delta_vs_record": delta / max(seen, 1) / STATE_DTYPE.itemsize,
-        }
+        r.redis = measure_run(settings, "custscore", seen, mem_before)
+        delta = r.redis["used_delta_per_customer"]
         self.say(
             f"backfill  custscore: {r.events_per_s or 0:,.0f} events/s end to end "
             f"({r.seconds or 0:.0f} s, worker CPU {r.cpu_percent() or 0:.0f} %); Redis "
-            f"{delta / max(seen, 1):,.0f} B per customer ({seen:,} customers)"
+            f"{delta:,.0f} B per customer ({len(seen):,} customers)"
         )
         return r
 
@@ -627,3 +629,38 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
     out.write_text(json.dumps(doc, separators=(",", ":"), default=float) + "\n")
     say(f"results   {out} ({doc['seconds']:.0f} s)")
     return doc
+
+
+def run_latency_sweep(
+    config: BenchConfig,
+    grid: list[tuple[int, float]],
+    rate: float,
+    seconds: float,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Event->alert latency at ``rate`` for each (fetch_max_wait_ms, batch_within_s) of
+    ``grid``, one fresh worker and topic set each, on one embedded stack."""
+    stream = build_stream(config)
+    limit = min(len(stream), int(rate * seconds))
+    trials: list[dict[str, Any]] = []
+    with _bench_context(config, say) as bench:
+        bench.customer_ids = sorted({k.decode() for k in stream.keys})
+        bench.warmup(stream, min(len(stream), config.warmup_events))
+        for n, (fetch_ms, within_s) in enumerate(grid):
+            extra = {"fetch_max_wait_ms": fetch_ms, "batch_within_s": within_s}
+            say(f"latency   fetch_max_wait_ms={fetch_ms}, batch_within_s={within_s:g}")
+            r = bench.live(stream, rate, f"latency{n}", limit, extra=extra)
+            summary = r.summary()
+            trials.append(
+                {
+                    "fetch_max_wait_ms": fetch_ms,
+                    "batch_within_s": within_s,
+                    "rate": rate,
+                    "events": r.events,
+                    "events_per_s": summary.get("events_per_s"),
+                    "worker_cpu_pct": summary.get("worker_cpu_pct"),
+                    "latency_ms": summary.get("latency_ms"),
+                    "stages": r.stages,
+                }
+            )
+    return {"trials": trials, "machine": machine_info(), "stream": stream.name}

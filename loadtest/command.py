@@ -62,6 +62,18 @@ def register(parser: argparse.ArgumentParser) -> None:
     proc.add_argument("--envelope", type=int, default=1000, help="0: single events only")
     proc.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile: top N")
     proc.set_defaults(handler=_process)
+    lat = sub.add_parser(
+        "latency", help="event->alert latency at several fetch and batch waits (own stack)"
+    )
+    lat.add_argument("--rate", type=float, default=1000.0, help="events/s produced")
+    lat.add_argument("--seconds", type=float, default=25.0, help="seconds produced per trial")
+    lat.add_argument(
+        "--grid",
+        default="1500:0.2,100:0.2,100:0.05,20:0.05",
+        help="fetch_max_wait_ms:batch_within_s pairs, comma-separated",
+    )
+    lat.add_argument("--out", type=Path, default=Path("docs/bench/latency.json"))
+    lat.set_defaults(handler=_latency)
     fp = sub.add_parser("fetch-probe", help="how long the broker holds a fetch (own stack)")
     fp.add_argument("--out", type=Path, default=Path("docs/bench/fetch_probe.json"))
     fp.set_defaults(handler=_fetch_probe)
@@ -290,6 +302,31 @@ def _process(args: argparse.Namespace, settings: Settings) -> int:
                     pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
         finally:
             stack.stop()
+    return 0
+
+
+def _latency(args: argparse.Namespace, settings: Settings) -> int:
+    from loadtest.bench import run_latency_sweep
+    from loadtest.bench_records import BenchConfig
+
+    try:
+        grid = [
+            (int(fetch), float(within))
+            for fetch, _, within in (item.partition(":") for item in args.grid.split(","))
+        ]
+    except ValueError:
+        raise CliError(
+            f"--grid needs fetch_max_wait_ms:batch_within_s pairs: {args.grid!r}"
+        ) from None
+    if args.rate <= 0 or args.seconds <= 0:
+        raise CliError("--rate and --seconds must be > 0")
+    config = BenchConfig(out_dir=args.out.parent)
+    doc = run_latency_sweep(
+        config, grid, args.rate, args.seconds, say=lambda text: print(text, flush=True)
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    print(f"wrote     {args.out}")
     return 0
 
 

@@ -338,6 +338,7 @@ def render_markdown(
     lines += _targets(doc)
     lines += _latency(doc)
     lines += _stages(doc)
+    lines += _latency_tradeoff(doc)
     lines += _process(doc)
     lines += _backfill(doc)
     lines += _batches(doc)
@@ -560,6 +561,42 @@ def _stages(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _latency_tradeoff(doc: dict[str, Any]) -> list[str]:
+    sweep = doc.get("latency_sweep") or {}
+    trials = sweep.get("trials") or []
+    if not trials:
+        return []
+    lines = [
+        "The fetch-wait and batch-wait trade-off (`custscore bench latency`, "
+        f"`{sweep.get('stream', '')}`; one fresh worker per setting, the same rate; "
+        "docs/bench/latency.json): a shorter fetch wait answers sooner on this broker, a "
+        "shorter batch wait hands smaller batches to the agent (more round trips per event, "
+        "more CPU).",
+        "",
+        "| fetch_max_wait_ms | batch_within_s | rate | p50 | p95 | p99 | worker CPU | "
+        "fetch p99 ≤ | batch wait p99 ≤ |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for t in trials:
+        lat = t.get("latency_ms") or {}
+        stages = t.get("stages") or {}
+
+        lines.append(
+            f"| {t['fetch_max_wait_ms']} | {t['batch_within_s']:g} | {_fmt(t['rate'])}/s | "
+            f"{_fmt(lat.get('p50'))} ms | {_fmt(lat.get('p95'))} ms | {_fmt(lat.get('p99'))} ms | "
+            f"{_unit(t.get('worker_cpu_pct'), '.0f', ' %')} | {_stage_p99(stages, 'fetch')} | "
+            f"{_stage_p99(stages, 'batch_wait')} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _stage_p99(stages: dict[str, Any], stage: str) -> str:
+    h = stages.get(stage)
+    q = _quantile(h["buckets"], h["count"], 0.99) if h else None
+    return f"{_fmt(None if q is None else 1000 * q, ',.0f')} ms"
+
+
 def _process(doc: dict[str, Any]) -> list[str]:
     process = doc.get("process") or []
     if not process:
@@ -603,15 +640,26 @@ def _backfill(doc: dict[str, Any]) -> list[str]:
         "producer shares the machine's 2 cores with the worker, the broker and Valkey.",
         "",
         "| end to end (first produce to last state write) | events/s per worker | worker CPU | "
-        "CPU µs/event | producer events/s | Redis per customer at the end | ÷ packed record |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "CPU µs/event | producer events/s | Redis per customer at the end (INFO delta) | "
+        "÷ packed record | of which state hashes + due index | of which dedupe sets |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {_fmt(s.get('seconds'), ',.0f')} s | {_fmt(s.get('events_per_s'))} | "
         f"{_unit(s.get('worker_cpu_pct'), '.0f', ' %')} | {_fmt(_cpu_us_per_event(run), ',.0f')} | "
         f"{_fmt(produce.get('events_per_s'))} | "
         f"{_fmt(mem.get('used_delta_per_customer'), ',.0f')} B | "
-        f"{_fmt(mem.get('used_delta_vs_record'), '.2f')}x |",
+        f"{_fmt(mem.get('used_delta_vs_record'), '.2f')}x | "
+        f"{_fmt(_sum_of(mem, 'state_key_bytes', 'due_bytes_per_customer'), ',.0f')} B "
+        f"({_fmt(mem.get('state_and_due_vs_record'), '.2f')}x) | "
+        f"{_fmt(mem.get('dedupe_bytes_per_customer'), ',.0f')} B "
+        f"({_fmt(mem.get('dedupe_bytes_per_event_id'), '.1f')} B per event id) |",
         "",
     ]
+
+
+def _sum_of(values: dict[str, Any], *names: str) -> float | None:
+    if any(values.get(n) is None for n in names):
+        return None
+    return float(sum(values[n] for n in names))
 
 
 def _latency(doc: dict[str, Any]) -> list[str]:
@@ -881,6 +929,9 @@ def write_report(
     mem_file = out_dir / "memory.json"
     if mem_file.exists() and "memory" not in doc:
         doc["memory"] = json.loads(mem_file.read_text())
+    sweep_file = out_dir / "latency.json"
+    if sweep_file.exists() and "latency_sweep" not in doc:
+        doc["latency_sweep"] = json.loads(sweep_file.read_text())
     probe_file = out_dir / "fetch_probe.json"
     if probe_file.exists() and not doc.get("fetch_probe"):
         doc["fetch_probe"] = json.loads(probe_file.read_text())
