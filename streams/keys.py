@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kafka.partitioner.default import murmur2
@@ -37,7 +38,9 @@ __all__ = [
     "DEFAULT_BUCKETS",
     "PartitionKeys",
     "bucket_of",
+    "buckets_of",
     "event_digest",
+    "event_digests",
     "key_partition",
     "partition_for",
 ]
@@ -48,6 +51,12 @@ DEFAULT_BUCKETS = 1024  # state hashes per partition (CUSTSCORE_STATE_BUCKETS)
 def bucket_of(customer_id: str, buckets: int) -> int:
     """The state hash of a customer within its partition (CRC-32 of the UTF-8 id)."""
     return zlib.crc32(customer_id.encode("utf-8")) % buckets
+
+
+def buckets_of(customer_ids: Iterable[str], buckets: int) -> list[int]:
+    """:func:`bucket_of` of each customer id."""
+    crc32 = zlib.crc32
+    return [crc32(c.encode("utf-8")) % buckets for c in customer_ids]
 
 
 def key_partition(key: bytes, partitions: int) -> int:
@@ -64,6 +73,15 @@ def event_digest(event_id: str) -> int:
     """Signed 64-bit digest of an event id for de-duplication (collisions ~ n^2 / 2^65)."""
     digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
+
+
+def event_digests(event_ids: Iterable[str]) -> list[int]:
+    """:func:`event_digest` of each event id."""
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes
+    return [
+        from_bytes(blake2b(e.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+        for e in event_ids
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +129,14 @@ class PartitionKeys:
         """
         digest = hashlib.blake2b(customer_id.encode("utf-8"), digest_size=10).hexdigest()
         return f"{self.tag}:fg:{digest}"
+
+    def forgotten_many(self, customer_ids: Iterable[str]) -> list[str]:
+        """:meth:`forgotten` of each customer id."""
+        prefix = f"{self.tag}:fg:"
+        blake2b = hashlib.blake2b
+        return [
+            prefix + blake2b(c.encode("utf-8"), digest_size=10).hexdigest() for c in customer_ids
+        ]
 
     @property
     def outbox(self) -> str:

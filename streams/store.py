@@ -1,9 +1,10 @@
 """The Redis state store: batched reads, and an atomic conditional commit per partition.
 
-One round trip reads a partition's batch (states, fence, dedupe membership); one script
-call commits it. The commit is a Lua script rather than MULTI/EXEC because it must also
-*check* the partition's write generation: a worker that lost the partition (a zombie)
-read an older generation, so its commit is refused instead of overwriting newer state.
+One script call reads a partition's batch (states, forget markers, fence, outbox, dedupe
+membership) and one commits it; a batch's partitions share one round trip each way. The
+commit is a Lua script rather than MULTI/EXEC because it must also *check* the partition's
+write generation: a worker that lost the partition (a zombie) read an older generation, so
+its commit is refused instead of overwriting newer state.
 Scripts run atomically, exactly like MULTI/EXEC, and all keys share the partition's hash
 tag, so this works on Redis Cluster.
 """
@@ -12,14 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from config.settings import Settings
-from streams.keys import DEFAULT_BUCKETS, PartitionKeys, bucket_of, event_digest
+from streams.keys import (
+    DEFAULT_BUCKETS,
+    PartitionKeys,
+    bucket_of,
+    buckets_of,
+    event_digest,
+    event_digests,
+)
 from streams.redis_conn import reply_text
 
 DEFAULT_DEDUPE_SHARDS = 4  # dedupe sets per partition and event day
@@ -101,6 +109,44 @@ for i = 1, n do
   redis.call('HINCRBY', counters, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 return {1, ARGV[2], ARGV[3]}
+"""
+
+# Read: a batch's share of one partition in one call (a pipeline of HMGET, MGET and SMISMEMBER
+# commands cost the client more to send and parse than the server to run). Only reads; the
+# commands are those a pipeline would send (and the least-privilege ACL allows).
+# KEYS: fence, outbox, (state bucket)*, (forget marker)*, (dedupe set)*
+# ARGV: n_buckets, n_markers, n_sets, (n, customer*)* per bucket, (n, digest*)* per set
+# Returns {fence HGETALL, outbox HGETALL, the HMGET replies in ARGV order, the MGET reply,
+#          the SMISMEMBER replies in ARGV order}. unpack() goes in chunks: Lua's C stack is
+# limited to a few thousand values.
+_READ_LUA = """
+local nb, nm, nd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local function each_chunk(cmd, key, list, first, last, out)
+  local s = first
+  while s <= last do
+    local e = math.min(s + 1999, last)
+    local reply
+    if key then
+      reply = redis.call(cmd, key, unpack(list, s, e))
+    else
+      reply = redis.call(cmd, unpack(list, s, e))
+    end
+    for i = 1, #reply do out[#out + 1] = reply[i] end
+    s = e + 1
+  end
+end
+local blobs, markers, seen = {}, {}, {}
+local a, k = 4, 2
+for i = 1, nb do
+  local n = tonumber(ARGV[a]); k = k + 1
+  each_chunk('HMGET', KEYS[k], ARGV, a + 1, a + n, blobs); a = a + n + 1
+end
+each_chunk('MGET', false, KEYS, k + 1, k + nm, markers); k = k + nm
+for i = 1, nd do
+  local n = tonumber(ARGV[a]); k = k + 1
+  each_chunk('SMISMEMBER', KEYS[k], ARGV, a + 1, a + n, seen); a = a + n + 1
+end
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), blobs, markers, seen}
 """
 
 # Forget: erase the state record and leave a marker (keyed by a digest of the id, so the
@@ -192,6 +238,7 @@ class RedisStateStore:
         self._buckets = buckets
         self._shards = dedupe_shards
         self._retention_days = dedupe_retention_days
+        self._read_script = client.register_script(_READ_LUA)
         self._commit_script = client.register_script(_COMMIT_LUA)
         self._forget_script = client.register_script(_FORGET_LUA)
 
@@ -227,60 +274,77 @@ class RedisStateStore:
         return (await self.read_many([ReadRequest(partition, customers, events)]))[0]
 
     async def read_many(self, requests: Sequence[ReadRequest]) -> list[PartitionRead]:
-        """Several partitions' reads in one round trip (one pipeline)."""
-        layouts: list[tuple[list[list[int]], list[list[int]]]] = []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for req in requests:
-                keys = self.keys(req.partition)
-                by_bucket: dict[int, list[int]] = {}
-                for i, customer in enumerate(req.customers):
-                    by_bucket.setdefault(bucket_of(customer, self._buckets), []).append(i)
-                for bucket, idx in by_bucket.items():
-                    pipe.execute_command(
-                        "HMGET", keys.bucket(bucket), *[req.customers[i] for i in idx]
-                    )
-                if req.customers:
-                    # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
-                    pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
-                pipe.hgetall(keys.fence)
-                pipe.hgetall(keys.outbox)
-                by_set: dict[tuple[int, int], list[tuple[int, int]]] = {}
-                for i, (event_id, ts) in enumerate(req.events):
-                    digest = event_digest(event_id)
-                    by_set.setdefault((ts // DAY, digest % self._shards), []).append((i, digest))
-                for (day, shard), members in by_set.items():
-                    pipe.smismember(keys.dedupe(day, shard), [d for _, d in members])
-                layouts.append(
-                    (
-                        list(by_bucket.values()),
-                        [[i for i, _ in members] for members in by_set.values()],
-                    )
-                )
-            replies = iter(await pipe.execute())
+        """Several partitions' reads in one round trip (a pipeline of one script call each)."""
+        calls = [self._read_args(req) for req in requests]
+        if self._cluster:
+            # cluster pipelines refuse EVALSHA: the scripts go out concurrently instead, each
+            # to the node of its partition's slot (the Script loads itself there if needed)
+            replies = await asyncio.gather(
+                *(self._read_script(keys=key_list, args=argv) for key_list, argv, _, _ in calls)
+            )
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key_list, argv, _, _ in calls:
+                    await self._read_script(keys=key_list, args=argv, client=pipe)
+                replies = await pipe.execute()
         return [
-            self._parse_read(req, buckets, sets, replies)
-            for req, (buckets, sets) in zip(requests, layouts, strict=True)
+            self._parse_read(req, blob_order, seen_order, reply)
+            for req, (_, _, blob_order, seen_order), reply in zip(
+                requests, calls, replies, strict=True
+            )
         ]
 
+    def _read_args(self, req: ReadRequest) -> tuple[list[str], list[Any], list[int], list[int]]:
+        """KEYS and ARGV of the read script for ``req``, and the customer and event indices
+        in the order of the script's HMGET and SMISMEMBER replies."""
+        keys = self.keys(req.partition)
+        customers = req.customers
+        by_bucket: dict[int, list[int]] = {}
+        for i, bucket in enumerate(buckets_of(customers, self._buckets)):
+            group = by_bucket.get(bucket)
+            if group is None:
+                by_bucket[bucket] = [i]
+            else:
+                group.append(i)
+        by_set: dict[tuple[int, int], list[int]] = {}
+        digests = event_digests([event_id for event_id, _ in req.events])
+        shards = self._shards
+        for i, ((_, ts), digest) in enumerate(zip(req.events, digests, strict=True)):
+            where = (ts // DAY, digest % shards)
+            group = by_set.get(where)
+            if group is None:
+                by_set[where] = [i]
+            else:
+                group.append(i)
+        key_list = [keys.fence, keys.outbox]
+        key_list += [keys.bucket(bucket) for bucket in by_bucket]
+        key_list += keys.forgotten_many(customers)
+        key_list += [keys.dedupe(day, shard) for day, shard in by_set]
+        argv: list[Any] = [len(by_bucket), len(customers), len(by_set)]
+        blob_order: list[int] = []
+        for idx in by_bucket.values():
+            argv.append(len(idx))
+            argv += [customers[i] for i in idx]
+            blob_order += idx
+        seen_order: list[int] = []
+        for idx in by_set.values():
+            argv.append(len(idx))
+            argv += [digests[i] for i in idx]
+            seen_order += idx
+        return key_list, argv, blob_order, seen_order
+
     def _parse_read(
-        self,
-        req: ReadRequest,
-        buckets: list[list[int]],
-        sets: list[list[int]],
-        replies: Iterator[Any],
+        self, req: ReadRequest, blob_order: list[int], seen_order: list[int], reply: Any
     ) -> PartitionRead:
-        blobs: list[bytes | None] = [None] * len(req.customers)
-        for idx in buckets:
-            for i, blob in zip(idx, next(replies), strict=True):
-                blobs[i] = blob
-        markers: list[bytes | None] = next(replies) if req.customers else []
-        fence: dict[bytes, bytes] = next(replies)
-        outbox: dict[bytes, bytes] = next(replies)
+        fence_flat, outbox_flat, blob_replies, markers, hits = reply
+        fence: dict[bytes, bytes] = dict(zip(fence_flat[::2], fence_flat[1::2], strict=True))
         self._check_layout(req.partition, fence.get(b"nb"))
+        blobs: list[bytes | None] = [None] * len(req.customers)
+        for i, blob in zip(blob_order, blob_replies, strict=True):
+            blobs[i] = blob
         seen = [False] * len(req.events)
-        for idx in sets:
-            for i, hit in zip(idx, next(replies), strict=True):
-                seen[i] = bool(hit)
+        for i, hit in zip(seen_order, hits, strict=True):
+            seen[i] = bool(hit)
         offsets = {
             k.decode(): int(v) for k, v in fence.items() if k not in (b"wm", b"gen", b"tok", b"nb")
         }
@@ -292,7 +356,10 @@ class RedisStateStore:
             generation=int(fence.get(b"gen", 0)),
             seen=seen,
             forgotten=[int(m) if m is not None else 0 for m in markers],
-            outbox={reply_text(token): blob for token, blob in outbox.items()},
+            outbox={
+                reply_text(token): blob
+                for token, blob in zip(outbox_flat[::2], outbox_flat[1::2], strict=True)
+            },
         )
 
     def _check_layout(self, partition: int, written_with: bytes | None) -> None:

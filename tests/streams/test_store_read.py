@@ -1,0 +1,73 @@
+"""The batch read script against plain per-key commands, including reads larger than the
+script's unpack chunks (many customers of one bucket, many events of one dedupe set)."""
+
+from __future__ import annotations
+
+import uuid
+
+import redis.asyncio as aioredis
+from fixtures.stack import run_async
+
+from streams.keys import bucket_of, event_digest
+from streams.redis_conn import HiredisPackedConnection
+from streams.store import DAY, Commit, ReadRequest, RedisStateStore
+
+
+async def _check(redis_url: str, buckets: int, shards: int, n: int) -> None:
+    client = aioredis.Redis.from_url(redis_url, connection_class=HiredisPackedConnection)
+    store = RedisStateStore(
+        client,
+        prefix=f"t{uuid.uuid4().hex[:8]}",
+        dedupe_retention_days=3650,
+        buckets=buckets,
+        dedupe_shards=shards,
+    )
+    try:
+        customers = [f"c{i}" for i in range(n)]
+        events = [(f"e{i}", 100 * DAY + i) for i in range(n)]
+        # every third customer has a state, every fifth event was applied
+        await store.commit(
+            Commit(
+                partition=3,
+                generation=0,
+                offsets={"topic": 41},
+                watermark=100 * DAY,
+                states={c: f"state-{c}".encode() for c in customers[::3]},
+                event_ids=events[::5],
+                outbox=b"records",
+            )
+        )
+        await store.forget(3, "c7")
+        read, empty = await store.read_many(
+            [ReadRequest(3, customers, events), ReadRequest(5, [], [])]
+        )
+        keys = store.keys(3)
+        assert read.blobs == [
+            await client.hget(keys.bucket(bucket_of(c, buckets)), c) for c in customers
+        ]
+        assert read.forgotten == [int(await client.get(keys.forgotten(c)) or 0) for c in customers]
+        assert read.forgotten[7] == 100 * DAY and sum(map(bool, read.forgotten)) == 1
+        assert read.seen == [
+            bool(
+                await client.sismember(
+                    keys.dedupe(ts // DAY, event_digest(e) % shards), str(event_digest(e))
+                )
+            )
+            for e, ts in events
+        ]
+        assert sum(read.seen) == len(events[::5])
+        assert (read.offsets, read.watermark, read.generation) == ({"topic": 41}, 100 * DAY, 1)
+        assert list(read.outbox.values()) == [b"records"]
+        assert (empty.blobs, empty.seen, empty.forgotten, empty.generation) == ([], [], [], 0)
+        assert (empty.offsets, empty.outbox, empty.watermark) == ({}, {}, 0)
+    finally:
+        await client.aclose()
+
+
+def test_read_many_matches_per_key_commands(redis_url: str) -> None:
+    run_async(_check(redis_url, buckets=1024, shards=4, n=300))
+
+
+def test_read_many_beyond_the_scripts_unpack_chunk(redis_url: str) -> None:
+    # one bucket and one dedupe set of 5000 members: several HMGET/SMISMEMBER/MGET chunks
+    run_async(_check(redis_url, buckets=1, shards=1, n=5000))
