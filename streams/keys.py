@@ -148,6 +148,11 @@ class PartitionKeys:
     def bucket(self, bucket: int) -> str:
         return f"{self.tag}:b:{bucket}"
 
+    def bucket_keys(self, buckets: Iterable[int]) -> list[str]:
+        """:meth:`bucket` of each bucket."""
+        prefix = f"{self.tag}:b:"
+        return [f"{prefix}{bucket}" for bucket in buckets]
+
     @property
     def bucket_pattern(self) -> str:
         return f"{self.tag}:b:*"

@@ -23,9 +23,7 @@ from config.settings import Settings
 from streams.keys import (
     DEFAULT_BUCKETS,
     PartitionKeys,
-    bucket_of,
     buckets_of,
-    event_digest,
     event_digests,
 )
 from streams.redis_conn import reply_text
@@ -113,40 +111,43 @@ return {1, ARGV[2], ARGV[3]}
 
 # Read: a batch's share of one partition in one call (a pipeline of HMGET, MGET and SMISMEMBER
 # commands cost the client more to send and parse than the server to run). Only reads; the
-# commands are those a pipeline would send (and the least-privilege ACL allows).
-# KEYS: fence, outbox, (state bucket)*, (forget marker)*, (dedupe set)*
-# ARGV: n_buckets, n_markers, n_sets, (n, customer*)* per bucket, (n, digest*)* per set
-# Returns {fence HGETALL, outbox HGETALL, the HMGET replies in ARGV order, the MGET reply,
-#          the SMISMEMBER replies in ARGV order}. unpack() goes in chunks: Lua's C stack is
-# limited to a few thousand values.
+# commands are those a pipeline would send (and the least-privilege ACL allows). The script
+# groups the customers by bucket (one HMGET each) and the event digests by dedupe set (one
+# SMISMEMBER each), and answers in the order asked.
+# KEYS: fence, outbox, (state bucket)*, (forget marker)* (one per customer), (dedupe set)*
+# ARGV: n_customers, n_events, KEYS index of the first forget marker,
+#       (KEYS index of the customer's bucket, customer)*, (KEYS index of the event's set, digest)*
+# Returns {fence HGETALL, outbox HGETALL, state per customer (nil: none), forget marker per
+#          customer, 1/0 per event}. unpack() goes in chunks: Lua's C stack is limited.
 _READ_LUA = """
-local nb, nm, nd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local function each_chunk(cmd, key, list, first, last, out)
-  local s = first
-  while s <= last do
-    local e = math.min(s + 1999, last)
-    local reply
-    if key then
-      reply = redis.call(cmd, key, unpack(list, s, e))
-    else
-      reply = redis.call(cmd, unpack(list, s, e))
-    end
-    for i = 1, #reply do out[#out + 1] = reply[i] end
-    s = e + 1
+local nc, ne, m0 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local CHUNK = 2000
+local function grouped(cmd, first, count, out)
+  local members, where, a = {}, {}, first
+  for i = 1, count do
+    local k = tonumber(ARGV[a])
+    local m = members[k]
+    if not m then m = {}; members[k] = m; where[k] = {} end
+    m[#m + 1] = ARGV[a + 1]; where[k][#m] = i
+    a = a + 2
   end
+  for k, m in pairs(members) do
+    local at = where[k]
+    for s = 1, #m, CHUNK do
+      local reply = redis.call(cmd, KEYS[k], unpack(m, s, math.min(s + CHUNK - 1, #m)))
+      for j = 1, #reply do out[at[s + j - 1]] = reply[j] end
+    end
+  end
+  return a
 end
-local blobs, markers, seen = {}, {}, {}
-local a, k = 4, 2
-for i = 1, nb do
-  local n = tonumber(ARGV[a]); k = k + 1
-  each_chunk('HMGET', KEYS[k], ARGV, a + 1, a + n, blobs); a = a + n + 1
+local states, markers, seen = {}, {}, {}
+local a = grouped('HMGET', 4, nc, states)
+grouped('SMISMEMBER', a, ne, seen)
+for s = 0, nc - 1, CHUNK do
+  local reply = redis.call('MGET', unpack(KEYS, m0 + s, m0 + math.min(s + CHUNK, nc) - 1))
+  for j = 1, #reply do markers[s + j] = reply[j] end
 end
-each_chunk('MGET', false, KEYS, k + 1, k + nm, markers); k = k + nm
-for i = 1, nd do
-  local n = tonumber(ARGV[a]); k = k + 1
-  each_chunk('SMISMEMBER', KEYS[k], ARGV, a + 1, a + n, seen); a = a + n + 1
-end
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), blobs, markers, seen}
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), states, markers, seen}
 """
 
 # Forget: erase the state record and leave a marker (keyed by a digest of the id, so the
@@ -280,71 +281,49 @@ class RedisStateStore:
             # cluster pipelines refuse EVALSHA: the scripts go out concurrently instead, each
             # to the node of its partition's slot (the Script loads itself there if needed)
             replies = await asyncio.gather(
-                *(self._read_script(keys=key_list, args=argv) for key_list, argv, _, _ in calls)
+                *(self._read_script(keys=key_list, args=argv) for key_list, argv in calls)
             )
         else:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for key_list, argv, _, _ in calls:
+                for key_list, argv in calls:
                     await self._read_script(keys=key_list, args=argv, client=pipe)
                 replies = await pipe.execute()
-        return [
-            self._parse_read(req, blob_order, seen_order, reply)
-            for req, (_, _, blob_order, seen_order), reply in zip(
-                requests, calls, replies, strict=True
-            )
-        ]
+        return [self._parse_read(req, reply) for req, reply in zip(requests, replies, strict=True)]
 
-    def _read_args(self, req: ReadRequest) -> tuple[list[str], list[Any], list[int], list[int]]:
-        """KEYS and ARGV of the read script for ``req``, and the customer and event indices
-        in the order of the script's HMGET and SMISMEMBER replies."""
+    def _read_args(self, req: ReadRequest) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of the read script for ``req``."""
         keys = self.keys(req.partition)
-        customers = req.customers
-        by_bucket: dict[int, list[int]] = {}
-        for i, bucket in enumerate(buckets_of(customers, self._buckets)):
-            group = by_bucket.get(bucket)
-            if group is None:
-                by_bucket[bucket] = [i]
-            else:
-                group.append(i)
-        by_set: dict[tuple[int, int], list[int]] = {}
-        digests = event_digests([event_id for event_id, _ in req.events])
+        customers, events = req.customers, req.events
+        argv: list[Any] = [len(customers), len(events), 0]
+        # KEYS: fence, outbox, the buckets (from index 3), the markers, the dedupe sets
+        bucket_index: dict[int, int] = {}
+        for customer, bucket in zip(customers, buckets_of(customers, self._buckets), strict=True):
+            k = bucket_index.get(bucket)
+            if k is None:
+                k = bucket_index[bucket] = len(bucket_index) + 3
+            argv += (k, customer)
+        argv[2] = first_set = len(bucket_index) + 3  # the first marker
+        first_set += len(customers)
+        set_index: dict[tuple[int, int], int] = {}
         shards = self._shards
-        for i, ((_, ts), digest) in enumerate(zip(req.events, digests, strict=True)):
+        for (_, ts), digest in zip(
+            events, event_digests([event_id for event_id, _ in events]), strict=True
+        ):
             where = (ts // DAY, digest % shards)
-            group = by_set.get(where)
-            if group is None:
-                by_set[where] = [i]
-            else:
-                group.append(i)
+            k = set_index.get(where)
+            if k is None:
+                k = set_index[where] = len(set_index) + first_set
+            argv += (k, digest)
         key_list = [keys.fence, keys.outbox]
-        key_list += [keys.bucket(bucket) for bucket in by_bucket]
+        key_list += keys.bucket_keys(bucket_index)
         key_list += keys.forgotten_many(customers)
-        key_list += [keys.dedupe(day, shard) for day, shard in by_set]
-        argv: list[Any] = [len(by_bucket), len(customers), len(by_set)]
-        blob_order: list[int] = []
-        for idx in by_bucket.values():
-            argv.append(len(idx))
-            argv += [customers[i] for i in idx]
-            blob_order += idx
-        seen_order: list[int] = []
-        for idx in by_set.values():
-            argv.append(len(idx))
-            argv += [digests[i] for i in idx]
-            seen_order += idx
-        return key_list, argv, blob_order, seen_order
+        key_list += [keys.dedupe(day, shard) for day, shard in set_index]
+        return key_list, argv
 
-    def _parse_read(
-        self, req: ReadRequest, blob_order: list[int], seen_order: list[int], reply: Any
-    ) -> PartitionRead:
-        fence_flat, outbox_flat, blob_replies, markers, hits = reply
+    def _parse_read(self, req: ReadRequest, reply: Any) -> PartitionRead:
+        fence_flat, outbox_flat, blobs, markers, hits = reply
         fence: dict[bytes, bytes] = dict(zip(fence_flat[::2], fence_flat[1::2], strict=True))
         self._check_layout(req.partition, fence.get(b"nb"))
-        blobs: list[bytes | None] = [None] * len(req.customers)
-        for i, blob in zip(blob_order, blob_replies, strict=True):
-            blobs[i] = blob
-        seen = [False] * len(req.events)
-        for i, hit in zip(seen_order, hits, strict=True):
-            seen[i] = bool(hit)
         offsets = {
             k.decode(): int(v) for k, v in fence.items() if k not in (b"wm", b"gen", b"tok", b"nb")
         }
@@ -354,7 +333,7 @@ class RedisStateStore:
             offsets=offsets,
             watermark=int(fence.get(b"wm", 0)),
             generation=int(fence.get(b"gen", 0)),
-            seen=seen,
+            seen=[hit == 1 for hit in hits],
             forgotten=[int(m) if m is not None else 0 for m in markers],
             outbox={
                 reply_text(token): blob
@@ -374,9 +353,9 @@ class RedisStateStore:
         keys = self.keys(commit.partition)
         fence_fields: list[Any] = []
         for topic, offset in commit.offsets.items():
-            fence_fields += [topic, offset]
+            fence_fields += (topic, offset)
         if commit.watermark is not None:
-            fence_fields += ["wm", commit.watermark]
+            fence_fields += ("wm", commit.watermark)
         key_list = [
             keys.fence,
             keys.due,
@@ -394,32 +373,47 @@ class RedisStateStore:
             len(fence_fields) // 2,
         ]
         argv += fence_fields
-        argv.append(len(commit.states))
-        for customer, blob in commit.states.items():
-            bucket = bucket_of(customer, self._buckets)
-            key_list += [keys.bucket(bucket), keys.forgotten(customer)]
-            argv += [customer, blob, commit.cutoffs.get(customer, 0)]
-            argv += [commit.due.get(customer, 0), bucket]
+        states = commit.states
+        argv.append(len(states))
+        customers = list(states)
+        buckets = buckets_of(customers, self._buckets)
+        bucket_keys = dict(zip(buckets, keys.bucket_keys(buckets), strict=True))
+        cutoff_of, due_of = commit.cutoffs.get, commit.due.get
+        for customer, blob, bucket, marker in zip(
+            customers, states.values(), buckets, keys.forgotten_many(customers), strict=True
+        ):
+            key_list += (bucket_keys[bucket], marker)
+            argv += (customer, blob, cutoff_of(customer, 0), due_of(customer, 0), bucket)
         argv.append(len(commit.bucket_due))
         for bucket, when in commit.bucket_due.items():
-            argv += [bucket, when]
+            argv += (bucket, when)
         by_set: dict[tuple[int, int], list[int]] = {}
-        for event_id, ts in commit.event_ids:
-            digest = event_digest(event_id)
-            by_set.setdefault((ts // DAY, digest % self._shards), []).append(digest)
+        shards = self._shards
+        for (_, ts), digest in zip(
+            commit.event_ids,
+            event_digests([event_id for event_id, _ in commit.event_ids]),
+            strict=True,
+        ):
+            where = (ts // DAY, digest % shards)
+            digests = by_set.get(where)
+            if digests is None:
+                by_set[where] = [digest]
+            else:
+                digests.append(digest)
         argv.append(len(by_set))
         for (day, shard), digests in by_set.items():
             key_list.append(keys.dedupe(day, shard))
-            argv += [day, len(digests), *digests]
+            argv += (day, len(digests))
+            argv += digests
         argv.append(commit.outbox)
         argv.append(len(commit.quarantine))
         for customer, blob in commit.quarantine.items():
-            argv += [customer, blob]
-        argv += ["0", ""] if commit.held is None else ["1", commit.held]
+            argv += (customer, blob)
+        argv += ("0", "") if commit.held is None else ("1", commit.held)
         counters = [(name, n) for name, n in commit.counters.items() if n]
         argv.append(len(counters))
         for name, n in counters:
-            argv += [name, n]
+            argv += (name, n)
         return key_list, argv
 
     async def commit(self, commit: Commit) -> int:
