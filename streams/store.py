@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,43 +112,45 @@ return {1, ARGV[2], ARGV[3]}
 
 # Read: a batch's share of one partition in one call (a pipeline of HMGET, MGET and SMISMEMBER
 # commands cost the client more to send and parse than the server to run). Only reads; the
-# commands are those a pipeline would send (and the least-privilege ACL allows). The script
-# groups the customers by bucket (one HMGET each) and the event digests by dedupe set (one
-# SMISMEMBER each), and answers in the order asked.
-# KEYS: fence, outbox, (state bucket)*, (forget marker)* (one per customer), (dedupe set)*
-# ARGV: n_customers, n_events, KEYS index of the first forget marker,
-#       (KEYS index of the customer's bucket, customer)*, (KEYS index of the event's set, digest)*
-# Returns {fence HGETALL, outbox HGETALL, state per customer (nil: none), forget marker per
-#          customer, 1/0 per event}. unpack() goes in chunks: Lua's C stack is limited.
+# commands are those a pipeline would send (and the least-privilege ACL allows).
+# KEYS: fence, outbox, (state bucket)*, (forget marker)*, (dedupe set)*
+# ARGV: n_buckets, n_markers, n_sets, (customers of each bucket)*, customer* (bucket by
+#       bucket), (digests of each set)*, digest* (set by set)
+# Returns {fence HGETALL, outbox HGETALL, the HMGET replies in ARGV order, the MGET reply,
+#          the SMISMEMBER replies in ARGV order}. unpack() goes in chunks: Lua's C stack is
+# limited to a few thousand values.
 _READ_LUA = """
-local nc, ne, m0 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local CHUNK = 2000
-local function grouped(cmd, first, count, out)
-  local members, where, a = {}, {}, first
-  for i = 1, count do
-    local k = tonumber(ARGV[a])
-    local m = members[k]
-    if not m then m = {}; members[k] = m; where[k] = {} end
-    m[#m + 1] = ARGV[a + 1]; where[k][#m] = i
-    a = a + 2
-  end
-  for k, m in pairs(members) do
-    local at = where[k]
-    for s = 1, #m, CHUNK do
-      local reply = redis.call(cmd, KEYS[k], unpack(m, s, math.min(s + CHUNK - 1, #m)))
-      for j = 1, #reply do out[at[s + j - 1]] = reply[j] end
+local nb, nm, nd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local function each_chunk(cmd, key, list, first, last, out)
+  local s = first
+  while s <= last do
+    local e = math.min(s + 1999, last)
+    local reply
+    if key then
+      reply = redis.call(cmd, key, unpack(list, s, e))
+    else
+      reply = redis.call(cmd, unpack(list, s, e))
     end
+    local n = #out
+    for i = 1, #reply do out[n + i] = reply[i] end
+    s = e + 1
   end
-  return a
 end
-local states, markers, seen = {}, {}, {}
-local a = grouped('HMGET', 4, nc, states)
-grouped('SMISMEMBER', a, ne, seen)
-for s = 0, nc - 1, CHUNK do
-  local reply = redis.call('MGET', unpack(KEYS, m0 + s, m0 + math.min(s + CHUNK, nc) - 1))
-  for j = 1, #reply do markers[s + j] = reply[j] end
+local blobs, markers, seen = {}, {}, {}
+local a = 4 + nb
+for i = 1, nb do
+  local n = tonumber(ARGV[3 + i])
+  each_chunk('HMGET', KEYS[2 + i], ARGV, a, a + n - 1, blobs); a = a + n
 end
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), states, markers, seen}
+local k = 2 + nb
+each_chunk('MGET', false, KEYS, k + 1, k + nm, markers); k = k + nm
+local counts = a
+a = a + nd
+for i = 1, nd do
+  local n = tonumber(ARGV[counts + i - 1])
+  each_chunk('SMISMEMBER', KEYS[k + i], ARGV, a, a + n - 1, seen); a = a + n
+end
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), blobs, markers, seen}
 """
 
 # Forget: erase the state record and leave a marker (keyed by a digest of the id, so the
@@ -281,49 +284,61 @@ class RedisStateStore:
             # cluster pipelines refuse EVALSHA: the scripts go out concurrently instead, each
             # to the node of its partition's slot (the Script loads itself there if needed)
             replies = await asyncio.gather(
-                *(self._read_script(keys=key_list, args=argv) for key_list, argv in calls)
+                *(self._read_script(keys=key_list, args=argv) for key_list, argv, _, _ in calls)
             )
         else:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for key_list, argv in calls:
+                for key_list, argv, _, _ in calls:
                     await self._read_script(keys=key_list, args=argv, client=pipe)
                 replies = await pipe.execute()
-        return [self._parse_read(req, reply) for req, reply in zip(requests, replies, strict=True)]
+        return [
+            self._parse_read(req, blob_order, seen_order, reply)
+            for req, (_, _, blob_order, seen_order), reply in zip(
+                requests, calls, replies, strict=True
+            )
+        ]
 
-    def _read_args(self, req: ReadRequest) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of the read script for ``req``."""
+    def _read_args(self, req: ReadRequest) -> tuple[list[str], list[Any], list[int], list[int]]:
+        """KEYS and ARGV of the read script for ``req``, and the customer and event indices
+        in the order of the script's HMGET and SMISMEMBER replies (by bucket, by set)."""
         keys = self.keys(req.partition)
-        customers, events = req.customers, req.events
-        argv: list[Any] = [len(customers), len(events), 0]
-        # KEYS: fence, outbox, the buckets (from index 3), the markers, the dedupe sets
-        bucket_index: dict[int, int] = {}
-        for customer, bucket in zip(customers, buckets_of(customers, self._buckets), strict=True):
-            k = bucket_index.get(bucket)
-            if k is None:
-                k = bucket_index[bucket] = len(bucket_index) + 3
-            argv += (k, customer)
-        argv[2] = first_set = len(bucket_index) + 3  # the first marker
-        first_set += len(customers)
-        set_index: dict[tuple[int, int], int] = {}
-        shards = self._shards
-        for (_, ts), digest in zip(
-            events, event_digests([event_id for event_id, _ in events]), strict=True
-        ):
-            where = (ts // DAY, digest % shards)
-            k = set_index.get(where)
-            if k is None:
-                k = set_index[where] = len(set_index) + first_set
-            argv += (k, digest)
+        customers, shards = req.customers, self._shards
+        buckets = buckets_of(customers, self._buckets)
+        blob_order = sorted(range(len(customers)), key=buckets.__getitem__)
+        per_bucket = Counter(buckets)
+        bucket_list = sorted(per_bucket)
+        digests = event_digests([event_id for event_id, _ in req.events])
+        # a dedupe set as one sortable number: day * shards + shard
+        sets = [
+            ts // DAY * shards + digest % shards
+            for (_, ts), digest in zip(req.events, digests, strict=True)
+        ]
+        seen_order = sorted(range(len(sets)), key=sets.__getitem__)
+        per_set = Counter(sets)
+        set_list = sorted(per_set)
         key_list = [keys.fence, keys.outbox]
-        key_list += keys.bucket_keys(bucket_index)
+        key_list += keys.bucket_keys(bucket_list)
         key_list += keys.forgotten_many(customers)
-        key_list += [keys.dedupe(day, shard) for day, shard in set_index]
-        return key_list, argv
+        key_list += [keys.dedupe(*divmod(s, shards)) for s in set_list]
+        argv: list[Any] = [len(bucket_list), len(customers), len(set_list)]
+        argv += [per_bucket[b] for b in bucket_list]
+        argv += map(customers.__getitem__, blob_order)
+        argv += [per_set[s] for s in set_list]
+        argv += map(digests.__getitem__, seen_order)
+        return key_list, argv, blob_order, seen_order
 
-    def _parse_read(self, req: ReadRequest, reply: Any) -> PartitionRead:
-        fence_flat, outbox_flat, blobs, markers, hits = reply
+    def _parse_read(
+        self, req: ReadRequest, blob_order: list[int], seen_order: list[int], reply: Any
+    ) -> PartitionRead:
+        fence_flat, outbox_flat, blob_replies, markers, hits = reply
         fence: dict[bytes, bytes] = dict(zip(fence_flat[::2], fence_flat[1::2], strict=True))
         self._check_layout(req.partition, fence.get(b"nb"))
+        blobs: list[bytes | None] = [None] * len(req.customers)
+        for i, blob in zip(blob_order, blob_replies, strict=True):
+            blobs[i] = blob
+        seen = [False] * len(req.events)
+        for i, hit in zip(seen_order, hits, strict=True):
+            seen[i] = bool(hit)
         offsets = {
             k.decode(): int(v) for k, v in fence.items() if k not in (b"wm", b"gen", b"tok", b"nb")
         }
@@ -333,7 +348,7 @@ class RedisStateStore:
             offsets=offsets,
             watermark=int(fence.get(b"wm", 0)),
             generation=int(fence.get(b"gen", 0)),
-            seen=[hit == 1 for hit in hits],
+            seen=seen,
             forgotten=[int(m) if m is not None else 0 for m in markers],
             outbox={
                 reply_text(token): blob
