@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import chain, repeat
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 DAY = 86_400
+_V = TypeVar("_V")
 
 # KEYS: fence, due, ddays, outbox, quarantine, held, counters, (state bucket, forget marker)*,
 #       dedupe keys...
@@ -241,6 +243,10 @@ class RedisStateStore:
         self._prefix = prefix
         self._buckets = buckets
         self._shards = dedupe_shards
+        # per partition, the forget marker keys and event digests its last read computed,
+        # for the commit that follows it (both are pure functions of the ids: a stale entry
+        # is as good as a fresh one, a miss is computed again)
+        self._read_memo: dict[int, tuple[dict[str, str], dict[str, int]]] = {}
         self._retention_days = dedupe_retention_days
         self._read_script = client.register_script(_READ_LUA)
         self._commit_script = client.register_script(_COMMIT_LUA)
@@ -307,7 +313,13 @@ class RedisStateStore:
         blob_order = sorted(range(len(customers)), key=buckets.__getitem__)
         per_bucket = Counter(buckets)
         bucket_list = sorted(per_bucket)
-        digests = event_digests([event_id for event_id, _ in req.events])
+        event_ids = [event_id for event_id, _ in req.events]
+        digests = event_digests(event_ids)
+        markers = keys.forgotten_many(customers)
+        self._read_memo[req.partition] = (
+            dict(zip(customers, markers, strict=True)),
+            dict(zip(event_ids, digests, strict=True)),
+        )
         # a dedupe set as one sortable number: day * shards + shard
         sets = [
             ts // DAY * shards + digest % shards
@@ -318,7 +330,7 @@ class RedisStateStore:
         set_list = sorted(per_set)
         key_list = [keys.fence, keys.outbox]
         key_list += keys.bucket_keys(bucket_list)
-        key_list += keys.forgotten_many(customers)
+        key_list += markers
         key_list += [keys.dedupe(*divmod(s, shards)) for s in set_list]
         argv: list[Any] = [len(bucket_list), len(customers), len(set_list)]
         argv += [per_bucket[b] for b in bucket_list]
@@ -366,6 +378,7 @@ class RedisStateStore:
 
     def _commit_args(self, commit: Commit) -> tuple[list[str], list[Any]]:
         keys = self.keys(commit.partition)
+        known_markers, known_digests = self._read_memo.pop(commit.partition, ({}, {}))
         fence_fields: list[Any] = []
         for topic, offset in commit.offsets.items():
             fence_fields += (topic, offset)
@@ -392,13 +405,24 @@ class RedisStateStore:
         argv.append(len(states))
         customers = list(states)
         buckets = buckets_of(customers, self._buckets)
-        bucket_keys = dict(zip(buckets, keys.bucket_keys(buckets), strict=True))
-        cutoff_of, due_of = commit.cutoffs.get, commit.due.get
-        for customer, blob, bucket, marker in zip(
-            customers, states.values(), buckets, keys.forgotten_many(customers), strict=True
-        ):
-            key_list += (bucket_keys[bucket], marker)
-            argv += (customer, blob, cutoff_of(customer, 0), due_of(customer, 0), bucket)
+        # (bucket key, marker)* and (customer, value, cutoff read, due, bucket)*, interleaved
+        key_list += chain.from_iterable(
+            zip(
+                keys.bucket_keys(buckets),
+                _memoised(customers, known_markers, keys.forgotten_many),
+                strict=True,
+            )
+        )
+        argv += chain.from_iterable(
+            zip(
+                customers,
+                states.values(),
+                map(commit.cutoffs.get, customers, repeat(0)),
+                map(commit.due.get, customers, repeat(0)),
+                buckets,
+                strict=True,
+            )
+        )
         argv.append(len(commit.bucket_due))
         for bucket, when in commit.bucket_due.items():
             argv += (bucket, when)
@@ -406,7 +430,7 @@ class RedisStateStore:
         shards = self._shards
         for (_, ts), digest in zip(
             commit.event_ids,
-            event_digests([event_id for event_id, _ in commit.event_ids]),
+            _memoised([event_id for event_id, _ in commit.event_ids], known_digests, event_digests),
             strict=True,
         ):
             where = (ts // DAY, digest % shards)
@@ -577,6 +601,14 @@ class RedisStateStore:
             for content in contents:
                 out.extend((reply_text(customer), blob) for customer, blob in content.items())
         return out
+
+
+def _memoised(
+    ids: list[str], known: dict[str, _V], compute: Callable[[list[str]], list[_V]]
+) -> list[_V]:
+    """``compute(ids)``, from ``known`` when it has every id."""
+    found = list(map(known.get, ids))
+    return compute(ids) if None in found else found  # type: ignore[return-value]
 
 
 def _raw(reply: bytes | str) -> bytes:

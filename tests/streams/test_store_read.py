@@ -71,3 +71,25 @@ def test_read_many_matches_per_key_commands(redis_url: str) -> None:
 def test_read_many_beyond_the_scripts_unpack_chunk(redis_url: str) -> None:
     # one bucket and one dedupe set of 5000 members: several HMGET/SMISMEMBER/MGET chunks
     run_async(_check(redis_url, buckets=1, shards=1, n=5000))
+
+
+def test_commit_arguments_are_the_same_after_a_read() -> None:
+    # the commit reuses the marker keys and digests its partition's read computed
+    store = RedisStateStore(aioredis.Redis(), prefix="t", dedupe_retention_days=30)
+    customers = [f"c{i}" for i in range(50)]
+    events = [(f"e{i}", 100 * DAY + 7_000 * i) for i in range(80)]
+    commit = Commit(
+        partition=2,
+        generation=4,
+        states={c: c.encode() for c in customers[::2]},
+        due={c: 9 for c in customers[::4]},
+        cutoffs={customers[2]: 5},
+        event_ids=events[::3],
+    )
+    fresh = store._commit_args(commit)
+    store._read_args(ReadRequest(2, customers, events))
+    assert store._commit_args(commit) == fresh  # every id read: from the memo
+    store._read_args(ReadRequest(2, customers[:10], events[:10]))
+    assert store._commit_args(commit) == fresh  # some ids not read: computed
+    store._read_args(ReadRequest(3, customers, events))
+    assert store._commit_args(commit) == fresh  # another partition's read
