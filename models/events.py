@@ -73,6 +73,8 @@ class EventValueError(ValueError):
 
 def parse_ts(value: object) -> int:
     """Event time in epoch seconds from an RFC 3339 string or epoch milliseconds."""
+    if type(value) is int and _MS_MIN <= value and value // 1000 <= MAX_TS:
+        return value // 1000  # the common case, epoch ms in range (what the rest concludes)
     if isinstance(value, bool):
         raise EventValueError("bad_ts", f"not a timestamp: {value!r}")
     if isinstance(value, int | float):
@@ -100,6 +102,8 @@ def parse_ts(value: object) -> int:
 
 def amount_to_cents(value: object) -> int:
     """Integer cents of a finite amount (negative = refund)."""
+    if type(value) is float and -MAX_ABS_AMOUNT <= value <= MAX_ABS_AMOUNT:  # not NaN either
+        return round(value * 100)  # the common case (what the rest concludes)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise EventValueError("bad_amount", f"not a number: {value!r}")
     try:

@@ -29,7 +29,7 @@ from models.events import (
     parse_ts,
 )
 from models.scorefile import format_time
-from streams.keys import partition_for
+from streams.keys import partitions_for
 
 __all__ = [
     "COMPLAINT_CATEGORIES",
@@ -101,6 +101,8 @@ class _Complaint(msgspec.Struct):
     complaint_id: str | None = None  # the complaint this one is (or a resolution resolves)
     text: str | None = None  # validated as a string, never stored
 
+
+_STRUCTS: Final = (_Purchase, _Visit, _Complaint)
 
 UNCATEGORISED: Final = "uncategorised"  # the counter cell of a complaint with no category
 
@@ -203,6 +205,11 @@ class EventDecoder:
             topic: (KIND_BY_TYPE[name], msgspec.json.Decoder(structs[name]))
             for topic, name in inputs.items()
         }
+        # an envelope of the topic's events decoded in one call (its fast path)
+        self._envelopes: dict[str, msgspec.json.Decoder[list[object]]] = {
+            topic: msgspec.json.Decoder(list[structs[name]])  # type: ignore[valid-type]
+            for topic, name in inputs.items()
+        }
         self._max_payload = max_payload_bytes
         self._max_skew = max_future_skew_s
         self._partitions = partitions
@@ -229,6 +236,30 @@ class EventDecoder:
             value.decode("utf-8")
         except UnicodeDecodeError as exc:
             return [Rejected("bad_encoding", f"invalid UTF-8 at byte {exc.start}")]
+        # Fast path: the whole array into the topic's structs in one call. Any event that
+        # does not decode fails it, and the per-event path below says which and why.
+        try:
+            msgs = self._envelopes[topic].decode(value)
+        except msgspec.MsgspecError:
+            return self._decode_parts(topic, partition, value, wall_now)
+        if not msgs:
+            return [Rejected("bad_json", "an envelope needs at least one event")]
+        if len(msgs) > self._max_envelope_events:
+            limit = self._max_envelope_events
+            return [Rejected("oversize", f"envelope of {len(msgs)} events > {limit}")]
+        kind = self._decoders[topic][0]
+        out: list[DecodedEvent | Rejected] = []
+        for msg in msgs:
+            try:
+                out.append(self._validate(kind, msg, None, wall_now))
+            except EventValueError as exc:
+                out.append(Rejected(exc.reason, str(exc)))
+        return self._envelope_results(partition, value, out, None)
+
+    def _decode_parts(
+        self, topic: str, partition: int, value: bytes, wall_now: float
+    ) -> list[DecodedEvent | Rejected]:
+        """An envelope (valid UTF-8) event by event: its bad events' own reasons."""
         try:
             parts = self._array.decode(value)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -238,20 +269,38 @@ class EventDecoder:
         if len(parts) > self._max_envelope_events:
             limit = self._max_envelope_events
             return [Rejected("oversize", f"envelope of {len(parts)} events > {limit}")]
-        out: list[DecodedEvent | Rejected] = []
-        for index, part in enumerate(parts):
-            raw = bytes(part)
-            result = self._decode_one(topic, None, raw, wall_now)
-            if isinstance(result, DecodedEvent) and self._partitions:
-                home = partition_for(result.customer_id, self._partitions)
+        # each part is valid UTF-8: a slice of the (valid) envelope between ASCII delimiters
+        results = [self._decode_utf8(topic, None, bytes(part), wall_now) for part in parts]
+        return self._envelope_results(partition, value, results, parts)
+
+    def _envelope_results(
+        self,
+        partition: int,
+        value: bytes,
+        results: list[DecodedEvent | Rejected],
+        parts: list[msgspec.Raw] | None,
+    ) -> list[DecodedEvent | Rejected]:
+        """``results`` (one per event of the envelope ``value``) with the partition check
+        applied and each Rejected given its index and raw bytes (``parts``: the envelope's
+        events, split on demand when None)."""
+        if self._partitions:
+            valid = [i for i, r in enumerate(results) if isinstance(r, DecodedEvent)]
+            homes = partitions_for(
+                [results[i].customer_id for i in valid],  # type: ignore[union-attr]
+                self._partitions,
+            )
+            for i, home in zip(valid, homes, strict=True):
                 if home != partition:
-                    result = Rejected(
+                    results[i] = Rejected(
                         "wrong_partition", f"customer's partition is {home}, not {partition}"
                     )
+        for index, result in enumerate(results):
             if isinstance(result, Rejected):
-                result = Rejected(result.reason, result.detail, index, raw)
-            out.append(result)
-        return out
+                if parts is None:
+                    parts = self._array.decode(value)
+                raw = bytes(parts[index])
+                results[index] = Rejected(result.reason, result.detail, index, raw)
+        return results
 
     def decode(
         self, topic: str, key: bytes | None, value: bytes | None, wall_now: float
@@ -269,11 +318,17 @@ class EventDecoder:
     def _decode_one(
         self, topic: str, key: bytes | None, value: bytes, wall_now: float
     ) -> DecodedEvent | Rejected:
-        kind, decoder = self._decoders[topic]
         try:
             value.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Rejected("bad_encoding", f"invalid UTF-8 at byte {exc.start}")
+        return self._decode_utf8(topic, key, value, wall_now)
+
+    def _decode_utf8(
+        self, topic: str, key: bytes | None, value: bytes, wall_now: float
+    ) -> DecodedEvent | Rejected:
+        """:meth:`_decode_one` of a value known to be valid UTF-8."""
+        kind, decoder = self._decoders[topic]
         try:
             msg = decoder.decode(value)
         except msgspec.ValidationError as exc:
@@ -294,25 +349,21 @@ class EventDecoder:
     def _validate(
         self, kind: int, msg: object, key: bytes | None, wall_now: float
     ) -> DecodedEvent | Rejected:
-        assert isinstance(msg, _Purchase | _Visit | _Complaint)
-        for name, ident in (("event_id", msg.event_id), ("customer_id", msg.customer_id)):
-            if not ident or len(ident) > _MAX_ID_LEN or not ident.isprintable():
-                return Rejected("bad_id", f"{name} must be 1..{_MAX_ID_LEN} printable characters")
-        if key is not None and key != msg.customer_id.encode("utf-8"):
+        assert isinstance(msg, _STRUCTS)
+        event_id, customer_id = msg.event_id, msg.customer_id
+        if not event_id or len(event_id) > _MAX_ID_LEN or not event_id.isprintable():
+            return Rejected("bad_id", f"event_id must be 1..{_MAX_ID_LEN} printable characters")
+        if not customer_id or len(customer_id) > _MAX_ID_LEN or not customer_id.isprintable():
+            return Rejected("bad_id", f"customer_id must be 1..{_MAX_ID_LEN} printable characters")
+        if key is not None and key != customer_id.encode("utf-8"):
             return Rejected("key_mismatch", "message key differs from customer_id")
         ts = parse_ts(msg.ts)
         if ts > wall_now + self._max_skew:
             return Rejected("ts_in_future", f"{ts - int(wall_now)} s ahead of wall time")
         if isinstance(msg, _Purchase):
-            return DecodedEvent(
-                msg.event_id,
-                msg.customer_id,
-                kind,
-                ts,
-                cents=amount_to_cents(msg.amount),
-            )
+            return DecodedEvent(event_id, customer_id, kind, ts, amount_to_cents(msg.amount))
         if isinstance(msg, _Visit):
-            return DecodedEvent(msg.event_id, msg.customer_id, kind, ts)
+            return DecodedEvent(event_id, customer_id, kind, ts)
         severity = parse_severity(msg.severity)
         if msg.category is not None and msg.category not in COMPLAINT_CATEGORIES:
             return Rejected("bad_category", f"unknown category {msg.category[:40]!r}")

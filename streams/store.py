@@ -1,9 +1,10 @@
 """The Redis state store: batched reads, and an atomic conditional commit per partition.
 
-One round trip reads a partition's batch (states, fence, dedupe membership); one script
-call commits it. The commit is a Lua script rather than MULTI/EXEC because it must also
-*check* the partition's write generation: a worker that lost the partition (a zombie)
-read an older generation, so its commit is refused instead of overwriting newer state.
+One script call reads a partition's batch (states, forget markers, fence, outbox, dedupe
+membership) and one commits it; a batch's partitions share one round trip each way. The
+commit is a Lua script rather than MULTI/EXEC because it must also *check* the partition's
+write generation: a worker that lost the partition (a zombie) read an older generation, so
+its commit is refused instead of overwriting newer state.
 Scripts run atomically, exactly like MULTI/EXEC, and all keys share the partition's hash
 tag, so this works on Redis Cluster.
 """
@@ -12,14 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import chain, repeat
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
 from config.settings import Settings
-from streams.keys import DEFAULT_BUCKETS, PartitionKeys, bucket_of, event_digest
+from streams.keys import (
+    DEFAULT_BUCKETS,
+    PartitionKeys,
+    buckets_of,
+    event_digests,
+)
 from streams.redis_conn import reply_text
 
 DEFAULT_DEDUPE_SHARDS = 4  # dedupe sets per partition and event day
@@ -34,6 +42,7 @@ __all__ = [
 ]
 
 DAY = 86_400
+_V = TypeVar("_V")
 
 # KEYS: fence, due, ddays, outbox, quarantine, held, counters, (state bucket, forget marker)*,
 #       dedupe keys...
@@ -101,6 +110,49 @@ for i = 1, n do
   redis.call('HINCRBY', counters, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 return {1, ARGV[2], ARGV[3]}
+"""
+
+# Read: a batch's share of one partition in one call (a pipeline of HMGET, MGET and SMISMEMBER
+# commands cost the client more to send and parse than the server to run). Only reads; the
+# commands are those a pipeline would send (and the least-privilege ACL allows).
+# KEYS: fence, outbox, (state bucket)*, (forget marker)*, (dedupe set)*
+# ARGV: n_buckets, n_markers, n_sets, (customers of each bucket)*, customer* (bucket by
+#       bucket), (digests of each set)*, digest* (set by set)
+# Returns {fence HGETALL, outbox HGETALL, the HMGET replies in ARGV order, the MGET reply,
+#          the SMISMEMBER replies in ARGV order}. unpack() goes in chunks: Lua's C stack is
+# limited to a few thousand values.
+_READ_LUA = """
+local nb, nm, nd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local function each_chunk(cmd, key, list, first, last, out)
+  local s = first
+  while s <= last do
+    local e = math.min(s + 1999, last)
+    local reply
+    if key then
+      reply = redis.call(cmd, key, unpack(list, s, e))
+    else
+      reply = redis.call(cmd, unpack(list, s, e))
+    end
+    local n = #out
+    for i = 1, #reply do out[n + i] = reply[i] end
+    s = e + 1
+  end
+end
+local blobs, markers, seen = {}, {}, {}
+local a = 4 + nb
+for i = 1, nb do
+  local n = tonumber(ARGV[3 + i])
+  each_chunk('HMGET', KEYS[2 + i], ARGV, a, a + n - 1, blobs); a = a + n
+end
+local k = 2 + nb
+each_chunk('MGET', false, KEYS, k + 1, k + nm, markers); k = k + nm
+local counts = a
+a = a + nd
+for i = 1, nd do
+  local n = tonumber(ARGV[counts + i - 1])
+  each_chunk('SMISMEMBER', KEYS[k + i], ARGV, a, a + n - 1, seen); a = a + n
+end
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), blobs, markers, seen}
 """
 
 # Forget: erase the state record and leave a marker (keyed by a digest of the id, so the
@@ -191,7 +243,12 @@ class RedisStateStore:
         self._prefix = prefix
         self._buckets = buckets
         self._shards = dedupe_shards
+        # per partition, the forget marker keys and event digests its last read computed,
+        # for the commit that follows it (both are pure functions of the ids: a stale entry
+        # is as good as a fresh one, a miss is computed again)
+        self._read_memo: dict[int, tuple[dict[str, str], dict[str, int]]] = {}
         self._retention_days = dedupe_retention_days
+        self._read_script = client.register_script(_READ_LUA)
         self._commit_script = client.register_script(_COMMIT_LUA)
         self._forget_script = client.register_script(_FORGET_LUA)
 
@@ -227,60 +284,73 @@ class RedisStateStore:
         return (await self.read_many([ReadRequest(partition, customers, events)]))[0]
 
     async def read_many(self, requests: Sequence[ReadRequest]) -> list[PartitionRead]:
-        """Several partitions' reads in one round trip (one pipeline)."""
-        layouts: list[tuple[list[list[int]], list[list[int]]]] = []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for req in requests:
-                keys = self.keys(req.partition)
-                by_bucket: dict[int, list[int]] = {}
-                for i, customer in enumerate(req.customers):
-                    by_bucket.setdefault(bucket_of(customer, self._buckets), []).append(i)
-                for bucket, idx in by_bucket.items():
-                    pipe.execute_command(
-                        "HMGET", keys.bucket(bucket), *[req.customers[i] for i in idx]
-                    )
-                if req.customers:
-                    # MGET by name: cluster pipelines refuse .mget(), but these keys share a slot
-                    pipe.execute_command("MGET", *[keys.forgotten(c) for c in req.customers])
-                pipe.hgetall(keys.fence)
-                pipe.hgetall(keys.outbox)
-                by_set: dict[tuple[int, int], list[tuple[int, int]]] = {}
-                for i, (event_id, ts) in enumerate(req.events):
-                    digest = event_digest(event_id)
-                    by_set.setdefault((ts // DAY, digest % self._shards), []).append((i, digest))
-                for (day, shard), members in by_set.items():
-                    pipe.smismember(keys.dedupe(day, shard), [d for _, d in members])
-                layouts.append(
-                    (
-                        list(by_bucket.values()),
-                        [[i for i, _ in members] for members in by_set.values()],
-                    )
-                )
-            replies = iter(await pipe.execute())
+        """Several partitions' reads in one round trip (a pipeline of one script call each)."""
+        calls = [self._read_args(req) for req in requests]
+        if self._cluster:
+            # cluster pipelines refuse EVALSHA: the scripts go out concurrently instead, each
+            # to the node of its partition's slot (the Script loads itself there if needed)
+            replies = await asyncio.gather(
+                *(self._read_script(keys=key_list, args=argv) for key_list, argv, _, _ in calls)
+            )
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key_list, argv, _, _ in calls:
+                    await self._read_script(keys=key_list, args=argv, client=pipe)
+                replies = await pipe.execute()
         return [
-            self._parse_read(req, buckets, sets, replies)
-            for req, (buckets, sets) in zip(requests, layouts, strict=True)
+            self._parse_read(req, blob_order, seen_order, reply)
+            for req, (_, _, blob_order, seen_order), reply in zip(
+                requests, calls, replies, strict=True
+            )
         ]
 
+    def _read_args(self, req: ReadRequest) -> tuple[list[str], list[Any], list[int], list[int]]:
+        """KEYS and ARGV of the read script for ``req``, and the customer and event indices
+        in the order of the script's HMGET and SMISMEMBER replies (by bucket, by set)."""
+        keys = self.keys(req.partition)
+        customers, shards = req.customers, self._shards
+        buckets = buckets_of(customers, self._buckets)
+        blob_order = sorted(range(len(customers)), key=buckets.__getitem__)
+        per_bucket = Counter(buckets)
+        bucket_list = sorted(per_bucket)
+        event_ids = [event_id for event_id, _ in req.events]
+        digests = event_digests(event_ids)
+        markers = keys.forgotten_many(customers)
+        self._read_memo[req.partition] = (
+            dict(zip(customers, markers, strict=True)),
+            dict(zip(event_ids, digests, strict=True)),
+        )
+        # a dedupe set as one sortable number: day * shards + shard
+        sets = [
+            ts // DAY * shards + digest % shards
+            for (_, ts), digest in zip(req.events, digests, strict=True)
+        ]
+        seen_order = sorted(range(len(sets)), key=sets.__getitem__)
+        per_set = Counter(sets)
+        set_list = sorted(per_set)
+        key_list = [keys.fence, keys.outbox]
+        key_list += keys.bucket_keys(bucket_list)
+        key_list += markers
+        key_list += [keys.dedupe(*divmod(s, shards)) for s in set_list]
+        argv: list[Any] = [len(bucket_list), len(customers), len(set_list)]
+        argv += [per_bucket[b] for b in bucket_list]
+        argv += map(customers.__getitem__, blob_order)
+        argv += [per_set[s] for s in set_list]
+        argv += map(digests.__getitem__, seen_order)
+        return key_list, argv, blob_order, seen_order
+
     def _parse_read(
-        self,
-        req: ReadRequest,
-        buckets: list[list[int]],
-        sets: list[list[int]],
-        replies: Iterator[Any],
+        self, req: ReadRequest, blob_order: list[int], seen_order: list[int], reply: Any
     ) -> PartitionRead:
-        blobs: list[bytes | None] = [None] * len(req.customers)
-        for idx in buckets:
-            for i, blob in zip(idx, next(replies), strict=True):
-                blobs[i] = blob
-        markers: list[bytes | None] = next(replies) if req.customers else []
-        fence: dict[bytes, bytes] = next(replies)
-        outbox: dict[bytes, bytes] = next(replies)
+        fence_flat, outbox_flat, blob_replies, markers, hits = reply
+        fence: dict[bytes, bytes] = dict(zip(fence_flat[::2], fence_flat[1::2], strict=True))
         self._check_layout(req.partition, fence.get(b"nb"))
+        blobs: list[bytes | None] = [None] * len(req.customers)
+        for i, blob in zip(blob_order, blob_replies, strict=True):
+            blobs[i] = blob
         seen = [False] * len(req.events)
-        for idx in sets:
-            for i, hit in zip(idx, next(replies), strict=True):
-                seen[i] = bool(hit)
+        for i, hit in zip(seen_order, hits, strict=True):
+            seen[i] = bool(hit)
         offsets = {
             k.decode(): int(v) for k, v in fence.items() if k not in (b"wm", b"gen", b"tok", b"nb")
         }
@@ -292,7 +362,10 @@ class RedisStateStore:
             generation=int(fence.get(b"gen", 0)),
             seen=seen,
             forgotten=[int(m) if m is not None else 0 for m in markers],
-            outbox={reply_text(token): blob for token, blob in outbox.items()},
+            outbox={
+                reply_text(token): blob
+                for token, blob in zip(outbox_flat[::2], outbox_flat[1::2], strict=True)
+            },
         )
 
     def _check_layout(self, partition: int, written_with: bytes | None) -> None:
@@ -305,11 +378,12 @@ class RedisStateStore:
 
     def _commit_args(self, commit: Commit) -> tuple[list[str], list[Any]]:
         keys = self.keys(commit.partition)
+        known_markers, known_digests = self._read_memo.pop(commit.partition, ({}, {}))
         fence_fields: list[Any] = []
         for topic, offset in commit.offsets.items():
-            fence_fields += [topic, offset]
+            fence_fields += (topic, offset)
         if commit.watermark is not None:
-            fence_fields += ["wm", commit.watermark]
+            fence_fields += ("wm", commit.watermark)
         key_list = [
             keys.fence,
             keys.due,
@@ -327,32 +401,58 @@ class RedisStateStore:
             len(fence_fields) // 2,
         ]
         argv += fence_fields
-        argv.append(len(commit.states))
-        for customer, blob in commit.states.items():
-            bucket = bucket_of(customer, self._buckets)
-            key_list += [keys.bucket(bucket), keys.forgotten(customer)]
-            argv += [customer, blob, commit.cutoffs.get(customer, 0)]
-            argv += [commit.due.get(customer, 0), bucket]
+        states = commit.states
+        argv.append(len(states))
+        customers = list(states)
+        buckets = buckets_of(customers, self._buckets)
+        # (bucket key, marker)* and (customer, value, cutoff read, due, bucket)*, interleaved
+        key_list += chain.from_iterable(
+            zip(
+                keys.bucket_keys(buckets),
+                _memoised(customers, known_markers, keys.forgotten_many),
+                strict=True,
+            )
+        )
+        argv += chain.from_iterable(
+            zip(
+                customers,
+                states.values(),
+                map(commit.cutoffs.get, customers, repeat(0)),
+                map(commit.due.get, customers, repeat(0)),
+                buckets,
+                strict=True,
+            )
+        )
         argv.append(len(commit.bucket_due))
         for bucket, when in commit.bucket_due.items():
-            argv += [bucket, when]
+            argv += (bucket, when)
         by_set: dict[tuple[int, int], list[int]] = {}
-        for event_id, ts in commit.event_ids:
-            digest = event_digest(event_id)
-            by_set.setdefault((ts // DAY, digest % self._shards), []).append(digest)
+        shards = self._shards
+        for (_, ts), digest in zip(
+            commit.event_ids,
+            _memoised([event_id for event_id, _ in commit.event_ids], known_digests, event_digests),
+            strict=True,
+        ):
+            where = (ts // DAY, digest % shards)
+            digests = by_set.get(where)
+            if digests is None:
+                by_set[where] = [digest]
+            else:
+                digests.append(digest)
         argv.append(len(by_set))
         for (day, shard), digests in by_set.items():
             key_list.append(keys.dedupe(day, shard))
-            argv += [day, len(digests), *digests]
+            argv += (day, len(digests))
+            argv += digests
         argv.append(commit.outbox)
         argv.append(len(commit.quarantine))
         for customer, blob in commit.quarantine.items():
-            argv += [customer, blob]
-        argv += ["0", ""] if commit.held is None else ["1", commit.held]
+            argv += (customer, blob)
+        argv += ("0", "") if commit.held is None else ("1", commit.held)
         counters = [(name, n) for name, n in commit.counters.items() if n]
         argv.append(len(counters))
         for name, n in counters:
-            argv += [name, n]
+            argv += (name, n)
         return key_list, argv
 
     async def commit(self, commit: Commit) -> int:
@@ -501,6 +601,14 @@ class RedisStateStore:
             for content in contents:
                 out.extend((reply_text(customer), blob) for customer, blob in content.items())
         return out
+
+
+def _memoised(
+    ids: list[str], known: dict[str, _V], compute: Callable[[list[str]], list[_V]]
+) -> list[_V]:
+    """``compute(ids)``, from ``known`` when it has every id."""
+    found = list(map(known.get, ids))
+    return compute(ids) if None in found else found  # type: ignore[return-value]
 
 
 def _raw(reply: bytes | str) -> bytes:

@@ -87,6 +87,38 @@ def test_every_event_is_judged_as_if_sent_alone() -> None:
     ]
 
 
+def test_events_that_decode_but_fail_validation_keep_their_index_and_bytes() -> None:
+    # every event decodes as the topic's struct (the decoder's one-call path), some are
+    # refused by the value rules: each judged as if alone, with its own bytes
+    here = customers_of(3, 20)
+    stranger = customers_of(5, 1)[0]
+    events = [purchase(f"e{i}", here[i], 1 + i % 5) for i in range(20)]
+    events[2] = purchase("e2", here[2], 1, amount=1e12)  # bad_amount
+    events[7] = purchase("e7", stranger, 1)  # wrong_partition
+    events[11] = purchase("", here[11], 1)  # bad_id
+    events[19] = b'{"event_id": "e19", "customer_id": "%s", "ts": 5, "amount": 1}' % (
+        here[19].encode()
+    )  # ts_out_of_range
+    value = b" [ " + b" ,\n ".join(events) + b" ] "
+    got = DECODER.decode_message(PURCHASES, 3, None, value, WALL)
+    assert len(got) == len(events)
+    for index, (result, raw) in enumerate(zip(got, events, strict=True)):
+        alone = DECODER.decode(PURCHASES, None, raw, WALL)
+        if index == 7:
+            assert isinstance(result, Rejected) and result.reason == "wrong_partition"
+            assert (result.index, result.raw) == (7, raw)
+        elif isinstance(alone, Rejected):
+            assert result == Rejected(alone.reason, alone.detail, index, raw)
+        else:
+            assert result == alone
+    assert [(r.reason, r.index) for r in got if isinstance(r, Rejected)] == [
+        ("bad_amount", 2),
+        ("wrong_partition", 7),
+        ("bad_id", 11),
+        ("ts_out_of_range", 19),
+    ]
+
+
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
