@@ -26,12 +26,20 @@ from engine.state import KIND_COMPLAINT, new_events
 from engine.timeline import Timeline, customer_slices, order_events, run_timeline
 from models.bundle import ModelBundle
 from models.control_group import NO_CONTROL_GROUP, ControlGroup
-from models.scorefile import format_time, score_records
-from streams.alert_kinds import ALERT_ROW_COLUMNS, AlertRow, alert_kind, build_alert
+from models.scorefile import format_time, score_column
+from streams.alert_kinds import (
+    ALERT_KINDS,
+    ALERT_ROW_COLUMNS,
+    AlertBatch,
+    AlertRow,
+    alert_identities,
+    alert_kind,
+    alert_rows,
+    build_alerts,
+)
 from streams.alert_payloads import (
-    ALERT_SCORE_COLUMNS,
-    AlertContext,
-    alert_summary,
+    alert_ids,
+    alert_summaries,
     build_score_updates,
     contact_action,
 )
@@ -151,12 +159,16 @@ def evaluate(
                 states["contact_ref"][at] = np.frombuffer(bytes.fromhex(contact_id), np.uint8)
     done = timeline.rows[line.evaluated]
     touched = [customers[row] for row in done.tolist()]
-    records = score_records(touched, line.final[line.evaluated])
-    updates = build_score_updates(model.model_version, states["clock"][done].tolist(), records)
-    for k, (row, customer) in enumerate(zip(done.tolist(), touched, strict=True)):
-        out.records.append((topics.scores, customer.encode(), updates[k]))
-        out.states[customer] = states[row : row + 1].tobytes()
-        out.due[customer] = int(states["due"][row])
+    updates = build_score_updates(
+        model.model_version, touched, states["clock"][done], line.final[line.evaluated]
+    )
+    blob, size = states[done].tobytes(), states.dtype.itemsize
+    for k, (customer, update, due) in enumerate(
+        zip(touched, updates, states["due"][done].tolist(), strict=True)
+    ):
+        out.records.append((topics.scores, customer.encode(), update))
+        out.states[customer] = blob[k * size : (k + 1) * size]
+        out.due[customer] = due
     return out
 
 
@@ -174,52 +186,83 @@ def _alert_records(
 ) -> dict[int, str]:
     """The published alerts of one timeline run, in its order, into ``out``; returns the id
     of the last contact each customer (state row) was sent in this run."""
-    # one score record per evaluation an alert refers to (several alerts of one evaluation
-    # share it), built column-wise in one go and encoded once
-    refs = np.concatenate((alerts["after"], alerts["before"]))
-    used, first = np.unique(refs, return_index=True)
-    owners = np.concatenate((alerts["index"], alerts["index"]))[first[used >= 0]]
-    used = used[used >= 0]
-    built = score_records(
-        [customers[i] for i in owners.tolist()], line.scores[used], ALERT_SCORE_COLUMNS
-    )
-    record_at = dict(zip(used.tolist(), built, strict=True))
-    summary_at = {i: alert_summary(r) for i, r in record_at.items()}
-    stamp = format_time(int(wall)) or ""
-    window_days = float(model.scoring.response_window_days)
+    index = alerts["index"].tolist()
+    customer_ids = [customers[i] for i in index]
+    rows = alert_rows(alerts[name].astype(np.int64) for name in ALERT_ROW_COLUMNS)
+    # the cause of each alert: the event (alerts of one event share its cause) or the timer
+    causes: list[dict[str, Any]] = []
+    anchors: list[str] = []
+    cause_ts: list[int] = []
+    event_cause: dict[int, dict[str, Any]] = {}
+    for event, due in zip(alerts["event"].tolist(), alerts["due"].tolist(), strict=True):
+        if event >= 0:
+            decoded = ordered[event]
+            cause = event_cause.get(event)
+            if cause is None:
+                cause = event_cause[event] = {"type": "event", "event_id": decoded.event_id}
+            causes.append(cause)
+            anchors.append(f"e:{decoded.event_id}")
+            cause_ts.append(decoded.ts)
+        else:
+            causes.append({"type": "timer", "due": due})
+            anchors.append(f"t:{due}")
+            cause_ts.append(due)
+    codes = alerts["kind"].tolist()
+    ids = alert_ids(model.model_version, customer_ids, codes, *alert_identities(rows), anchors)
+    # an outcome measures the customer's last contact: sent earlier in this run, or before
+    contact_codes = {kind.code for kind in ALERT_KINDS if kind.contact}
+    contact_ids: list[str | None] = [None] * len(ids)
     opened: dict[int, str] = {}
-    columns = ["index", *ALERT_ROW_COLUMNS, "event", "due", "clock", "after", "before"]
-    for index, *fields, event, due, clock, after, before in alerts[columns].tolist():
-        customer = customers[index]
-        cause: dict[str, Any] = (
-            {"type": "event", "event_id": ordered[event].event_id}
-            if event >= 0
-            else {"type": "timer", "due": due}
-        )
-        alert = AlertRow(*fields)
-        contact_id = None
-        if alert.kind == KIND_OUTCOME:
-            contact_id = opened.get(index) or (bytes(prior_refs[index]).hex() or None)
-            if contact_id == "0" * 32:
-                contact_id = None
-        ctx = AlertContext(
+    for i in np.flatnonzero(np.isin(rows.kind, [*contact_codes, KIND_OUTCOME])).tolist():
+        if codes[i] in contact_codes:
+            opened[index[i]] = ids[i]
+            continue
+        contact_id = opened.get(index[i]) or (bytes(prior_refs[index[i]]).hex() or None)
+        contact_ids[i] = None if contact_id == "0" * 32 else contact_id
+    # one score row per evaluation an alert refers to (several alerts of one evaluation
+    # share it): its columns and encoded summary built column-wise once
+    refs = np.concatenate((alerts["after"], alerts["before"]))
+    used = np.unique(refs[refs >= 0])
+    scores = line.scores[used]
+    summaries = alert_summaries(scores)
+    before = alerts["before"]
+    before_at = np.where(before >= 0, np.searchsorted(used, before), -1).tolist()
+    after_at = np.searchsorted(used, alerts["after"]).tolist()
+    score_columns: dict[str, list[Any]] = {}
+
+    def score(name: str) -> list[Any]:
+        if name not in score_columns:
+            score_columns[name] = score_column(name, scores[name])
+        return score_columns[name]
+
+    bodies = build_alerts(
+        AlertBatch(
             model.model_version,
-            customer,
-            clock,
-            cause,
-            stamp,
-            holdout_version=control.version,
-            contact_id=contact_id,
-            cause_ts=ordered[event].ts if event >= 0 else due,
-            response_window_days=window_days,
+            format_time(int(wall)) or "",
+            control.version,
+            float(model.scoring.response_window_days),
+            rows,
+            ids,
+            customer_ids,
+            alerts["clock"].tolist(),
+            causes,
+            cause_ts,
+            contact_ids,
+            [
+                (summaries[a], summaries[b] if b >= 0 else None)
+                for a, b in zip(after_at, before_at, strict=True)
+            ],
+            score,
+            after_at,
         )
-        built_alert = build_alert(
-            ctx, alert, record_at[after], (summary_at[after], summary_at.get(before))
-        )
-        kind = built_alert.kind
+    )
+    for fields, customer, body in zip(
+        alerts[ALERT_ROW_COLUMNS].tolist(), customer_ids, bodies, strict=True
+    ):
+        alert = AlertRow(*fields)
+        kind = alert_kind(alert.kind)
         topic = topics.alerts[kind.name]
         if kind.contact:
-            opened[index] = built_alert.alert_id
             if alert.group:
                 topic = topics.holdout
             out.count("|".join(("contact", *_contact_cells(alert, control.version))))
@@ -239,7 +282,7 @@ def _alert_records(
                 (f"{kind_name}:{reason_name}", alert.reason_n, alert.reason_y),
             ):
                 _count_cluster(out, f"cluster|{scope}|{group}|{control.version}", n, y, alert)
-        out.records.append((topic, customer.encode(), built_alert.body))
+        out.records.append((topic, customer.encode(), body))
         # the kind label counts what its own topic carries: held-out contacts apart
         label = (
             ("holdout", f"{kind.name}:{kind.label(alert)}")
