@@ -112,13 +112,29 @@ def format_time(epoch_s: int) -> str | None:
     return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# the time of day of an RFC 3339 text, by minute of the day and by second of the minute
+_HOURS_MINUTES: Final = [f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60)]
+_SECONDS: Final = [f"{s:02d}Z" for s in range(60)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_text(day: int) -> str:
+    """The date (YYYY-MM-DD) of a day since the epoch."""
+    return str(np.datetime64(day, "D"))
+
+
 def format_times(epoch_s: npt.NDArray[Any]) -> list[str | None]:
-    """:func:`format_time` of many epoch seconds at once (each distinct value formatted once)."""
-    distinct, where = np.unique(epoch_s.astype(np.int64), return_inverse=True)
-    texts = np.char.add(np.datetime_as_string(distinct.astype("datetime64[s]"), unit="s"), "Z")
-    named = texts.astype(object)
-    named[distinct <= 0] = None
-    return named[where.reshape(-1)].tolist()  # type: ignore[no-any-return]
+    """:func:`format_time` of many epoch seconds at once (each day's date formatted once)."""
+    flat = np.asarray(epoch_s).astype(np.int64).reshape(-1)
+    minutes, second = np.divmod(flat, 60)
+    day, minute = np.divmod(minutes, 1440)
+    day_text, hours_minutes, seconds = _day_text, _HOURS_MINUTES, _SECONDS
+    return [
+        day_text(d) + hours_minutes[m] + seconds[s] if t > 0 else None
+        for t, d, m, s in zip(
+            flat.tolist(), day.tolist(), minute.tolist(), second.tolist(), strict=True
+        )
+    ]
 
 
 def score_column(name: str, values: npt.NDArray[Any]) -> list[Any]:

@@ -259,8 +259,9 @@ class AlertBatch:
     cause_ts: Sequence[int]  # the causing event's own ts (a late event's is before event_ts)
     contact_id: Sequence[str | None]  # outcomes: the alert id of the contact they measure
     summaries: Sequence[Summaries]  # encoded summaries after and just before the cause
-    scores: AfterScores  # a score column (ALERT_SCORE_COLUMNS) of the score rows after causes
-    after_at: Sequence[int]  # each alert's score row in ``scores``
+    # the JSON-ready values of a score column (ALERT_SCORE_COLUMNS) at some score rows
+    scores: Callable[[str, Sequence[int]], Sequence[Any]]
+    after_at: Sequence[int]  # each alert's score row after its cause
 
 
 def alert_identities(rows: AlertRow) -> tuple[list[int], list[int], list[int]]:
@@ -303,9 +304,8 @@ def build_alerts(batch: AlertBatch) -> list[bytes]:
         where = at.tolist()
         after_at = [batch.after_at[i] for i in where]
 
-        def after(name: str, after_at: list[int] = after_at) -> list[Any]:
-            column = batch.scores(name)
-            return [column[k] for k in after_at]
+        def after(name: str, after_at: list[int] = after_at) -> Sequence[Any]:
+            return batch.scores(name, after_at)
 
         columns = AlertColumns(
             RowColumns(*(np.asarray(column)[at].tolist() for column in batch.rows)),
@@ -349,7 +349,7 @@ def build_alert(
         [ctx.cause_ts],
         [ctx.contact_id],
         [summaries],
-        lambda name: [after[name]],
+        lambda name, at: [after[name] for _ in at],
         [0],
     )
     return BuiltAlert(kind, aid, build_alerts(batch)[0])

@@ -220,7 +220,8 @@ def _alert_records(
         contact_id = opened.get(index[i]) or (bytes(prior_refs[index[i]]).hex() or None)
         contact_ids[i] = None if contact_id == "0" * 32 else contact_id
     # one score row per evaluation an alert refers to (several alerts of one evaluation
-    # share it): its columns and encoded summary built column-wise once
+    # share it), its encoded summary built column-wise once; the score columns a kind's
+    # fields read are built for that kind's alerts only
     refs = np.concatenate((alerts["after"], alerts["before"]))
     used = np.unique(refs[refs >= 0])
     scores = line.scores[used]
@@ -228,12 +229,9 @@ def _alert_records(
     before = alerts["before"]
     before_at = np.where(before >= 0, np.searchsorted(used, before), -1).tolist()
     after_at = np.searchsorted(used, alerts["after"]).tolist()
-    score_columns: dict[str, list[Any]] = {}
 
-    def score(name: str) -> list[Any]:
-        if name not in score_columns:
-            score_columns[name] = score_column(name, scores[name])
-        return score_columns[name]
+    def score(name: str, at: Sequence[int]) -> list[Any]:
+        return score_column(name, scores[name][np.asarray(at, dtype=np.intp)])
 
     bodies = build_alerts(
         AlertBatch(
@@ -256,39 +254,28 @@ def _alert_records(
             after_at,
         )
     )
+    # a kind's label (and the row's topic) is a function of the row: once per distinct row
+    labels: dict[tuple[int, ...], tuple[str, tuple[str, str]]] = {}
     for fields, customer, body in zip(
         alerts[ALERT_ROW_COLUMNS].tolist(), customer_ids, bodies, strict=True
     ):
-        alert = AlertRow(*fields)
-        kind = alert_kind(alert.kind)
-        topic = topics.alerts[kind.name]
-        if kind.contact:
-            if alert.group:
-                topic = topics.holdout
-            out.count("|".join(("contact", *_contact_cells(alert, control.version))))
-        elif alert.kind == KIND_OUTCOME:
-            cells = "|".join(("outcome", *_contact_cells(alert, control.version)))
-            out.count(f"{cells}|n")
-            out.count(f"{cells}|responded", alert.responded)
-            out.count(f"{cells}|spend_cents", alert.cents)
-            group = GROUP_NAMES[alert.group]
-            kind_name = KIND_NAMES[alert.contact_kind]
-            reason_name = alert_kind(alert.contact_kind).label(
-                alert._replace(kind=alert.contact_kind)
+        code = fields[0]
+        if code in contact_codes or code == KIND_OUTCOME:
+            _count_contact(out, AlertRow(*fields), control.version)
+        routed = labels.get(fields)
+        if routed is None:
+            alert = AlertRow(*fields)
+            kind = alert_kind(code)
+            topic = topics.holdout if kind.contact and alert.group else topics.alerts[kind.name]
+            # the kind label counts what its own topic carries: held-out contacts apart
+            label = (
+                ("holdout", f"{kind.name}:{kind.label(alert)}")
+                if topic == topics.holdout
+                else (kind.name, kind.label(alert))
             )
-            for scope, n, y in (
-                ("all", alert.all_n, alert.all_y),
-                (kind_name, alert.kind_n, alert.kind_y),
-                (f"{kind_name}:{reason_name}", alert.reason_n, alert.reason_y),
-            ):
-                _count_cluster(out, f"cluster|{scope}|{group}|{control.version}", n, y, alert)
+            routed = labels[fields] = (topic, label)
+        topic, label = routed
         out.records.append((topic, customer.encode(), body))
-        # the kind label counts what its own topic carries: held-out contacts apart
-        label = (
-            ("holdout", f"{kind.name}:{kind.label(alert)}")
-            if topic == topics.holdout
-            else (kind.name, kind.label(alert))
-        )
         out.alerts[label] = out.alerts.get(label, 0) + 1
     return opened
 
@@ -296,6 +283,26 @@ def _alert_records(
 def _version_tag(version: str) -> int:
     """The 32-bit tag of a holdout version kept in the state record (never 0)."""
     return int(version[:8], 16) or 1
+
+
+def _count_contact(out: Outcome, alert: AlertRow, holdout_version: str) -> None:
+    """The counters of a contact, or of an outcome and its group's cluster sums."""
+    if alert.kind != KIND_OUTCOME:
+        out.count("|".join(("contact", *_contact_cells(alert, holdout_version))))
+        return
+    cells = "|".join(("outcome", *_contact_cells(alert, holdout_version)))
+    out.count(f"{cells}|n")
+    out.count(f"{cells}|responded", alert.responded)
+    out.count(f"{cells}|spend_cents", alert.cents)
+    group = GROUP_NAMES[alert.group]
+    kind_name = KIND_NAMES[alert.contact_kind]
+    reason_name = alert_kind(alert.contact_kind).label(alert._replace(kind=alert.contact_kind))
+    for scope, n, y in (
+        ("all", alert.all_n, alert.all_y),
+        (kind_name, alert.kind_n, alert.kind_y),
+        (f"{kind_name}:{reason_name}", alert.reason_n, alert.reason_y),
+    ):
+        _count_cluster(out, f"cluster|{scope}|{group}|{holdout_version}", n, y, alert)
 
 
 def _count_cluster(out: Outcome, cell: str, n_after: int, y_after: int, alert: AlertRow) -> None:
