@@ -13,9 +13,10 @@ customers that are due (:func:`due_input`); both then call :func:`evaluate`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -256,9 +257,8 @@ def _alert_records(
     )
     # a kind's label (and the row's topic) is a function of the row: once per distinct row
     labels: dict[tuple[int, ...], tuple[str, tuple[str, str]]] = {}
-    for fields, customer, body in zip(
-        alerts[ALERT_ROW_COLUMNS].tolist(), customer_ids, bodies, strict=True
-    ):
+    row_fields = zip(*(np.asarray(column).tolist() for column in rows), strict=True)
+    for fields, customer, body in zip(row_fields, customer_ids, bodies, strict=True):
         code = fields[0]
         if code in contact_codes or code == KIND_OUTCOME:
             _count_contact(out, AlertRow(*fields), control.version)
@@ -287,26 +287,57 @@ def _version_tag(version: str) -> int:
 
 def _count_contact(out: Outcome, alert: AlertRow, holdout_version: str) -> None:
     """The counters of a contact, or of an outcome and its group's cluster sums."""
+    counters = out.counters
+    cells = _contact_cells(alert, holdout_version)
     if alert.kind != KIND_OUTCOME:
-        out.count("|".join(("contact", *_contact_cells(alert, holdout_version))))
+        name = _contact_counter(cells)
+        counters[name] = counters.get(name, 0) + 1
         return
-    cells = "|".join(("outcome", *_contact_cells(alert, holdout_version)))
-    out.count(f"{cells}|n")
-    out.count(f"{cells}|responded", alert.responded)
-    out.count(f"{cells}|spend_cents", alert.cents)
-    group = GROUP_NAMES[alert.group]
-    kind_name = KIND_NAMES[alert.contact_kind]
-    reason_name = alert_kind(alert.contact_kind).label(alert._replace(kind=alert.contact_kind))
-    for scope, n, y in (
-        ("all", alert.all_n, alert.all_y),
-        (kind_name, alert.kind_n, alert.kind_y),
-        (f"{kind_name}:{reason_name}", alert.reason_n, alert.reason_y),
+    n, responded, spend, clusters = _outcome_counters(cells)
+    for name, k in ((n, 1), (responded, alert.responded), (spend, alert.cents)):
+        counters[name] = counters.get(name, 0) + k
+    for names, n_after, y_after in zip(
+        clusters,
+        (alert.all_n, alert.kind_n, alert.reason_n),
+        (alert.all_y, alert.kind_y, alert.reason_y),
+        strict=True,
     ):
-        _count_cluster(out, f"cluster|{scope}|{group}|{holdout_version}", n, y, alert)
+        _count_cluster(counters, names, n_after, y_after, alert.responded)
 
 
-def _count_cluster(out: Outcome, cell: str, n_after: int, y_after: int, alert: AlertRow) -> None:
-    """The change one outcome makes to its group's cluster sums (docs/outcomes.md).
+@functools.lru_cache(maxsize=4096)
+def _contact_counter(cells: tuple[str, ...]) -> str:
+    """The counter of a contact with ``cells`` (:func:`_contact_cells`)."""
+    return "|".join(("contact", *cells))
+
+
+@functools.lru_cache(maxsize=4096)
+def _outcome_counters(
+    cells: tuple[str, ...],
+) -> tuple[str, str, str, tuple[tuple[str, str, str, str], ...]]:
+    """The counters of an outcome with ``cells`` (:func:`_contact_cells`): outcomes,
+    responses and response spend, and per cluster scope (all, the contact's kind, its kind
+    and reason) of its group the cluster sums' m, n2, yn and y2."""
+    prefix = "|".join(("outcome", *cells))
+    kind_name, reason_name, _action, _tier, group, holdout_version = cells
+
+    def sums(scope: str) -> tuple[str, str, str, str]:
+        cell = f"cluster|{scope}|{group}|{holdout_version}"
+        return f"{cell}|m", f"{cell}|n2", f"{cell}|yn", f"{cell}|y2"
+
+    clusters = tuple(sums(scope) for scope in ("all", kind_name, f"{kind_name}:{reason_name}"))
+    return f"{prefix}|n", f"{prefix}|responded", f"{prefix}|spend_cents", clusters
+
+
+def _count_cluster(
+    counters: dict[str, int],
+    names: tuple[str, str, str, str],
+    n_after: int,
+    y_after: int,
+    dy: int,
+) -> None:
+    """The change one outcome (``dy``: it was a response) makes to its group's cluster sums
+    (docs/outcomes.md); ``names`` are the counters of the sums m, n2, yn and y2.
 
     A customer is the unit the control group randomises, so the uplift's variance is taken
     over customers: per group the number of customers with an outcome (m) and the sums over
@@ -314,27 +345,30 @@ def _count_cluster(out: Outcome, cell: str, n_after: int, y_after: int, alert: A
     ``n_after``/``y_after`` are the customer's counts with this outcome; the increments are
     the differences of the squares.
     """
-    dy = alert.responded
     n, y = n_after - 1, y_after - dy
     if n_after >= 65535:
         return  # the customer's count saturated: leave the sums as they are
+    m, n2, yn, y2 = names
     if n == 0:
-        out.count(f"{cell}|m")
-    out.count(f"{cell}|n2", 2 * n + 1)
-    out.count(f"{cell}|yn", y + dy * (n + 1))
-    out.count(f"{cell}|y2", 2 * y * dy + dy)
+        counters[m] = counters.get(m, 0) + 1
+    counters[n2] = counters.get(n2, 0) + 2 * n + 1
+    counters[yn] = counters.get(yn, 0) + y + dy * (n + 1)
+    counters[y2] = counters.get(y2, 0) + 2 * y * dy + dy
 
 
 def _contact_cells(alert: AlertRow, holdout_version: str) -> tuple[str, ...]:
     """kind, reason, action, tier, group and holdout version of a contact (or of the
     contact an outcome measures): the cells its counters are kept by."""
     kind = alert.contact_kind if alert.kind == KIND_OUTCOME else alert.kind
-    reason = alert_kind(kind).label(alert._replace(kind=kind))
+    reason = alert_kind(kind).label(alert if kind == alert.kind else AlertRow(kind, *alert[1:]))
     return (
         KIND_NAMES[kind],
         reason,
-        contact_action(kind, alert.reason, alert.tier, alert.quadrant),
+        _contact_action(kind, alert.reason, alert.tier, alert.quadrant),
         TIER_NAMES[alert.tier],
         GROUP_NAMES[alert.group],
         holdout_version,
     )
+
+
+_contact_action: Final = functools.lru_cache(maxsize=4096)(contact_action)
