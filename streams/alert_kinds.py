@@ -11,6 +11,7 @@ an alert kind").
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -126,7 +127,8 @@ class AlertColumns(NamedTuple):
 
     row: RowColumns
     after: AfterScores  # a score column (ALERT_SCORE_COLUMNS) of the scores after each cause
-    summaries: list[Summaries]  # encoded summaries after and (segment changes) before
+    # the encoded summaries after and (segment changes) before each cause, built on demand
+    summaries: Callable[[], list[Summaries]]
     contact_id: list[str | None]  # outcomes: the alert id of the contact they measure
     cause_ts: list[int]  # the causing event's own ts, or the due time of a timer
     holdout_version: str  # the control group's (salt, fraction) version
@@ -163,7 +165,7 @@ ALERT_KINDS: Final[tuple[AlertKind, ...]] = (
         schema="segment-change.schema.json",
         identity=lambda row: (row.scheme, row.frm, row.to),
         fields=lambda cols: segment_change_fields(
-            cols.row.scheme, cols.row.frm, cols.row.to, cols.summaries
+            cols.row.scheme, cols.row.frm, cols.row.to, cols.summaries()
         ),
         label=lambda row: SCHEME_NAMES[row.scheme],
     ),
@@ -258,7 +260,8 @@ class AlertBatch:
     cause: Sequence[dict[str, Any]]  # {"type": "event", "event_id": ...} or timer's due
     cause_ts: Sequence[int]  # the causing event's own ts (a late event's is before event_ts)
     contact_id: Sequence[str | None]  # outcomes: the alert id of the contact they measure
-    summaries: Sequence[Summaries]  # encoded summaries after and just before the cause
+    # the encoded summaries after and just before the cause of the alerts at some positions
+    summaries: Callable[[Sequence[int]], list[Summaries]]
     # the JSON-ready values of a score column (ALERT_SCORE_COLUMNS) at some score rows
     scores: Callable[[str, Sequence[int]], Sequence[Any]]
     after_at: Sequence[int]  # each alert's score row after its cause
@@ -310,7 +313,7 @@ def build_alerts(batch: AlertBatch) -> list[bytes]:
         columns = AlertColumns(
             RowColumns(*(np.asarray(column)[at].tolist() for column in batch.rows)),
             after,
-            [batch.summaries[i] for i in where],
+            functools.partial(batch.summaries, where),
             [batch.contact_id[i] for i in where],
             [batch.cause_ts[i] for i in where],
             batch.holdout_version,
@@ -348,7 +351,7 @@ def build_alert(
         [ctx.cause],
         [ctx.cause_ts],
         [ctx.contact_id],
-        [summaries],
+        lambda at: [summaries for _ in at],
         lambda name, at: [after[name] for _ in at],
         [0],
     )

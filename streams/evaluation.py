@@ -33,6 +33,7 @@ from streams.alert_kinds import (
     ALERT_ROW_COLUMNS,
     AlertBatch,
     AlertRow,
+    Summaries,
     alert_identities,
     alert_kind,
     alert_rows,
@@ -221,18 +222,23 @@ def _alert_records(
         contact_id = opened.get(index[i]) or (bytes(prior_refs[index[i]]).hex() or None)
         contact_ids[i] = None if contact_id == "0" * 32 else contact_id
     # one score row per evaluation an alert refers to (several alerts of one evaluation
-    # share it), its encoded summary built column-wise once; the score columns a kind's
-    # fields read are built for that kind's alerts only
+    # share it); its encoded summary and the score columns a kind's fields read are built
+    # column-wise, for the alerts of the kinds that show them only
     refs = np.concatenate((alerts["after"], alerts["before"]))
     used = np.unique(refs[refs >= 0])
     scores = line.scores[used]
-    summaries = alert_summaries(scores)
     before = alerts["before"]
     before_at = np.where(before >= 0, np.searchsorted(used, before), -1).tolist()
     after_at = np.searchsorted(used, alerts["after"]).tolist()
 
     def score(name: str, at: Sequence[int]) -> list[Any]:
         return score_column(name, scores[name][np.asarray(at, dtype=np.intp)])
+
+    def summaries(at: Sequence[int]) -> list[Summaries]:
+        pairs = [(after_at[i], before_at[i]) for i in at]
+        needed = sorted({k for pair in pairs for k in pair if k >= 0})
+        encoded = dict(zip(needed, alert_summaries(scores[needed]), strict=True))
+        return [(encoded[a], encoded[b] if b >= 0 else None) for a, b in pairs]
 
     bodies = build_alerts(
         AlertBatch(
@@ -247,10 +253,7 @@ def _alert_records(
             causes,
             cause_ts,
             contact_ids,
-            [
-                (summaries[a], summaries[b] if b >= 0 else None)
-                for a, b in zip(after_at, before_at, strict=True)
-            ],
+            summaries,
             score,
             after_at,
         )
