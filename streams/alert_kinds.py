@@ -62,7 +62,7 @@ Summaries = tuple[msgspec.Raw, msgspec.Raw | None]
 
 class AlertRow(NamedTuple):
     """The fields of one engine alert row a kind reads (engine.alert_rules.ALERT_DTYPE, in
-    that order after ``index``); or, field by field, the columns of several rows."""
+    that order after ``index``); or, from :func:`alert_rows`, the columns of several rows."""
 
     kind: int
     scheme: int
@@ -117,8 +117,8 @@ if RowColumns._fields != AlertRow._fields:
 
 
 def alert_rows(columns: Iterable[Any]) -> AlertRow:
-    """An :class:`AlertRow` whose fields are numpy columns (of several rows): what ``identity``
-    and ``label`` read work on rows and on columns alike."""
+    """An :class:`AlertRow` whose fields are numpy columns (of several rows), as
+    :func:`alert_identities` passes them to a kind's ``identity``."""
     return AlertRow(*columns)
 
 
@@ -254,7 +254,7 @@ class AlertBatch:
     holdout_version: str  # the control group's (salt, fraction) version
     response_window_days: float  # the model's outcome window
     rows: AlertRow  # each field: the alerts' column (int64 array)
-    alert_id: Sequence[str]  # :func:`alert_identities` through streams.alert_payloads.alert_ids
+    alert_id: Sequence[str]  # streams.alert_payloads.alert_ids of their alert_identities
     customer_id: Sequence[str]
     event_ts: Sequence[int]  # event time the customer was evaluated at (epoch s)
     cause: Sequence[dict[str, Any]]  # {"type": "event", "event_id": ...} or timer's due
