@@ -13,11 +13,13 @@ any batch cut produces the same ids and downstream can de-duplicate.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from engine.segments import (
     ABCD_NAMES,
@@ -34,14 +36,18 @@ from engine.segments import (
     SCHEME_NAMES,
     TIER_NAMES,
 )
-from models.scorefile import SUMMARY_COLUMNS, format_time
+from models.scorefile import SUMMARY_COLUMNS, format_times, score_column, score_structs
 
 __all__ = [
     "ALERT_SCORE_COLUMNS",
     "SCHEMA_VERSION",
+    "AfterScores",
     "AlertContext",
     "alert_envelope",
+    "alert_envelopes",
     "alert_id",
+    "alert_ids",
+    "alert_summaries",
     "alert_summary",
     "build_score_updates",
     "contact_action",
@@ -72,6 +78,12 @@ ALERT_SCORE_COLUMNS: Final = (
 )
 _DAY: Final = 86_400
 _encoder: Final = msgspec.json.Encoder()
+# a score summary as a struct: encodes like the dict of SUMMARY_COLUMNS, cheaper to build
+_Summary: Final = msgspec.defstruct("AlertSummary", SUMMARY_COLUMNS)
+
+# one score column (of ALERT_SCORE_COLUMNS) of several alerts: each alert's value after its
+# cause, JSON-ready (models.scorefile.score_column)
+AfterScores = Callable[[str], Sequence[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +112,24 @@ def alert_id(
     model_version: str, customer_id: str, kind: int, what: int, frm: int, to: int, anchor: str
 ) -> str:
     """Deterministic id: the same input replayed gives the same id."""
-    text = f"{model_version}|{customer_id}|{kind}|{what}|{frm}|{to}|{anchor}"
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+    return alert_ids(model_version, [customer_id], [kind], [what], [frm], [to], [anchor])[0]
+
+
+def alert_ids(
+    model_version: str,
+    customer_ids: Sequence[str],
+    kinds: Sequence[int],
+    whats: Sequence[int],
+    frms: Sequence[int],
+    tos: Sequence[int],
+    anchors: Sequence[str],
+) -> list[str]:
+    """:func:`alert_id` of several alerts (entry i of each sequence is alert i)."""
+    blake2b = hashlib.blake2b
+    return [
+        blake2b(f"{model_version}|{c}|{k}|{w}|{f}|{t}|{a}".encode(), digest_size=16).hexdigest()
+        for c, k, w, f, t, a in zip(customer_ids, kinds, whats, frms, tos, anchors, strict=True)
+    ]
 
 
 def alert_summary(record: dict[str, Any]) -> msgspec.Raw:
@@ -110,38 +138,71 @@ def alert_summary(record: dict[str, Any]) -> msgspec.Raw:
     return msgspec.Raw(_encoder.encode({name: record[name] for name in SUMMARY_COLUMNS}))
 
 
+def alert_summaries(scores: npt.NDArray[np.void]) -> list[msgspec.Raw]:
+    """:func:`alert_summary` of several evaluations' scores (SCORES_DTYPE rows), built
+    column-wise."""
+    columns = [score_column(name, scores[name]) for name in SUMMARY_COLUMNS]
+    encode = _encoder.encode
+    return [msgspec.Raw(encode(_Summary(*row))) for row in zip(*columns, strict=True)]
+
+
 def alert_envelope(ctx: AlertContext, kind: int, identity: tuple[int, int, int]) -> dict[str, Any]:
     """The fields every alert kind shares, in schema order; ``identity`` is the kind's
     (what, from, to) that enters the id next to the kind code and the cause."""
     what, frm, to = identity
-    return {
-        "alert_id": alert_id(ctx.model_version, ctx.customer_id, kind, what, frm, to, ctx.anchor),
-        "schema_version": SCHEMA_VERSION,
-        "model_version": ctx.model_version,
-        "customer_id": ctx.customer_id,
-        "event_ts": format_time(ctx.event_ts),
-        "emitted_at": ctx.emitted_at,
-        "cause": ctx.cause,
-    }
+    return alert_envelopes(
+        ctx.model_version,
+        ctx.emitted_at,
+        [ctx.customer_id],
+        [alert_id(ctx.model_version, ctx.customer_id, kind, what, frm, to, ctx.anchor)],
+        [ctx.event_ts],
+        [ctx.cause],
+    )[0]
+
+
+def alert_envelopes(
+    model_version: str,
+    emitted_at: str,
+    customer_ids: Sequence[str],
+    ids: Sequence[str],
+    event_ts: Sequence[int],
+    causes: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """:func:`alert_envelope` of several alerts (entry i of each sequence is alert i) that
+    share a model version and an ``emitted_at``; ``ids`` are their :func:`alert_ids`."""
+    times = format_times(np.asarray(event_ts, dtype=np.int64))
+    return [
+        {
+            "alert_id": aid,
+            "schema_version": SCHEMA_VERSION,
+            "model_version": model_version,
+            "customer_id": customer_id,
+            "event_ts": when,
+            "emitted_at": emitted_at,
+            "cause": cause,
+        }
+        for aid, customer_id, when, cause in zip(ids, customer_ids, times, causes, strict=True)
+    ]
 
 
 def segment_change_fields(
-    scheme: int,
-    frm: int,
-    to: int,
-    after: dict[str, Any],
-    summaries: tuple[msgspec.Raw, msgspec.Raw | None],
-) -> dict[str, Any]:
-    """What a segment change says beyond the envelope: the scheme, from/to by name, and the
-    encoded score summaries after and just before the cause."""
-    names = _SCHEME_VALUES[scheme]
-    return {
-        "scheme": SCHEME_NAMES[scheme],
-        "from": names[frm],
-        "to": names[to],
-        "scores": summaries[0],
-        "before": summaries[1],
-    }
+    scheme: Sequence[int],
+    frm: Sequence[int],
+    to: Sequence[int],
+    summaries: Sequence[tuple[msgspec.Raw, msgspec.Raw | None]],
+) -> list[dict[str, Any]]:
+    """What each of several segment changes says beyond the envelope: the scheme, from/to by
+    name, and the encoded score summaries after and just before the cause."""
+    return [
+        {
+            "scheme": SCHEME_NAMES[s],
+            "from": _SCHEME_VALUES[s][f],
+            "to": _SCHEME_VALUES[s][t],
+            "scores": after,
+            "before": before,
+        }
+        for s, f, t, (after, before) in zip(scheme, frm, to, summaries, strict=True)
+    ]
 
 
 def contact_action(kind: int, reason: int, tier: int, quadrant: int) -> str:
@@ -152,91 +213,166 @@ def contact_action(kind: int, reason: int, tier: int, quadrant: int) -> str:
     return ACTIONS[REASON_NAMES[reason]][TIER_NAMES[tier]]
 
 
-def contact_fields(ctx: AlertContext, kind: int, group: int) -> dict[str, Any]:
-    """What every contact (nudge or win-back) says about its delivery: its kind, the
-    customer's control group and the group assignment's version."""
-    return {
-        "kind": KIND_NAMES[kind],
-        "group": GROUP_NAMES[group],
-        "holdout_version": ctx.holdout_version,
-    }
+def contact_fields(
+    holdout_version: str, kind: Sequence[int], group: Sequence[int]
+) -> list[dict[str, Any]]:
+    """What each of several contacts (nudges or win-backs) says about its delivery: its
+    kind, the customer's control group and the group assignment's version."""
+    return [
+        {"kind": KIND_NAMES[k], "group": GROUP_NAMES[g], "holdout_version": holdout_version}
+        for k, g in zip(kind, group, strict=True)
+    ]
 
 
-def win_back_fields(reason: int, tier: int, quadrant: int, after: dict[str, Any]) -> dict[str, Any]:
-    """What a win-back says beyond the envelope: the reason, the risk and value fields a
-    campaign decides on, and the suggested action for the reason and the emitted value tier
-    (the tier segment-change alerts announce, ``tier``)."""
-    name = REASON_NAMES[reason]
-    return {
-        "reason": name,
-        "churn_risk": after["churn_risk"],
-        "p_alive": after["p_alive"],
-        "risk_adjustment": after["risk_adjustment"],
-        "value_tier": TIER_NAMES[tier],
-        "rfm_segment": after["rfm_segment"],
-        "lifecycle": after["lifecycle"],
-        "expected_value": after["clv"],
-        "expected_avg_spend": after["expected_avg_spend"],
-        "days_since_last_purchase": after["days_since_last_purchase"],
-        "usual_gap_days": after["usual_gap_days"],
-        "next_purchase_eta": after["next_purchase_eta"],
-        "suggested_action": ACTIONS[name][TIER_NAMES[tier]],
-    }
+def win_back_fields(
+    reason: Sequence[int], tier: Sequence[int], after: AfterScores
+) -> list[dict[str, Any]]:
+    """What each of several win-backs says beyond the envelope: the reason, the risk and
+    value fields a campaign decides on, and the suggested action for the reason and the
+    emitted value tier (the tier segment-change alerts announce, ``tier``)."""
+    names = [
+        "churn_risk",
+        "p_alive",
+        "risk_adjustment",
+        "rfm_segment",
+        "lifecycle",
+        "clv",
+        "expected_avg_spend",
+        "days_since_last_purchase",
+        "usual_gap_days",
+        "next_purchase_eta",
+    ]
+    columns = [after(name) for name in names]
+    return [
+        {
+            "reason": REASON_NAMES[r],
+            "churn_risk": churn,
+            "p_alive": alive,
+            "risk_adjustment": adjustment,
+            "value_tier": TIER_NAMES[t],
+            "rfm_segment": rfm,
+            "lifecycle": lifecycle,
+            "expected_value": clv,
+            "expected_avg_spend": avg_spend,
+            "days_since_last_purchase": since,
+            "usual_gap_days": gap,
+            "next_purchase_eta": eta,
+            "suggested_action": ACTIONS[REASON_NAMES[r]][TIER_NAMES[t]],
+        }
+        for (
+            r,
+            t,
+            churn,
+            alive,
+            adjustment,
+            rfm,
+            lifecycle,
+            clv,
+            avg_spend,
+            since,
+            gap,
+            eta,
+        ) in zip(reason, tier, *columns, strict=True)
+    ]
 
 
-def nudge_fields(tier: int, quadrant: int, after: dict[str, Any]) -> dict[str, Any]:
-    """What a repurchase nudge says beyond the envelope: when the customer is expected to
-    buy, the rhythm and value behind it, and the offer for its quadrant and value tier."""
-    return {
-        "reason": NUDGE_REASON,
-        "predicted_purchase_at": after["next_purchase_eta"],
-        "nudge_at": after["nudge_at"],
-        "usual_gap_days": after["usual_gap_days"],
-        "days_since_last_purchase": after["days_since_last_purchase"],
-        "p_alive": after["p_alive"],
-        "expected_avg_spend": after["expected_avg_spend"],
-        "expected_value": after["clv"],
-        "value_tier": TIER_NAMES[tier],
-        "quadrant": QUADRANT_NAMES[quadrant],
-        "rfm_segment": after["rfm_segment"],
-        "lifecycle": after["lifecycle"],
-        "suggested_offer": NUDGE_OFFERS[QUADRANT_NAMES[quadrant]][TIER_NAMES[tier]],
-    }
+def nudge_fields(
+    tier: Sequence[int], quadrant: Sequence[int], after: AfterScores
+) -> list[dict[str, Any]]:
+    """What each of several repurchase nudges says beyond the envelope: when the customer is
+    expected to buy, the rhythm and value behind it, and the offer for its quadrant and
+    value tier."""
+    names = [
+        "next_purchase_eta",
+        "nudge_at",
+        "usual_gap_days",
+        "days_since_last_purchase",
+        "p_alive",
+        "expected_avg_spend",
+        "clv",
+        "rfm_segment",
+        "lifecycle",
+    ]
+    columns = [after(name) for name in names]
+    return [
+        {
+            "reason": NUDGE_REASON,
+            "predicted_purchase_at": eta,
+            "nudge_at": nudge_at,
+            "usual_gap_days": gap,
+            "days_since_last_purchase": since,
+            "p_alive": alive,
+            "expected_avg_spend": avg_spend,
+            "expected_value": clv,
+            "value_tier": TIER_NAMES[t],
+            "quadrant": QUADRANT_NAMES[q],
+            "rfm_segment": rfm,
+            "lifecycle": lifecycle,
+            "suggested_offer": NUDGE_OFFERS[QUADRANT_NAMES[q]][TIER_NAMES[t]],
+        }
+        for (t, q, eta, nudge_at, gap, since, alive, avg_spend, clv, rfm, lifecycle) in zip(
+            tier, quadrant, *columns, strict=True
+        )
+    ]
 
 
 def outcome_fields(
-    ctx: AlertContext,
-    contact_kind: int,
-    reason: int,
-    tier: int,
-    quadrant: int,
-    group: int,
-    contact_at: int,
-    closed_by: int,
-    responded: bool,
-    cents: int,
+    holdout_version: str,
     window_days: float,
-) -> dict[str, Any]:
-    """What an outcome says: which contact it measures and whether (and how much, and how
-    soon) the customer bought inside the response window."""
-    kind_name = KIND_NAMES[contact_kind]
-    responded_at = ctx.cause_ts if responded else 0
-    return {
-        "contact_id": ctx.contact_id,
-        "contact_kind": kind_name,
-        "contact_reason": NUDGE_REASON if kind_name == "nudge" else REASON_NAMES[reason],
-        "contact_at": format_time(contact_at),
-        "action": contact_action(contact_kind, reason, tier, quadrant),
-        "value_tier": TIER_NAMES[tier],
-        "quadrant": QUADRANT_NAMES[quadrant],
-        "group": GROUP_NAMES[group],
-        "holdout_version": ctx.holdout_version,
-        "responded": responded,
-        "response_spend": cents / 100.0,
-        "days_to_response": (responded_at - contact_at) / _DAY if responded else None,
-        "window_days": window_days,
-        "closed_by": CLOSED_BY_NAMES[closed_by],
-    }
+    contact_id: Sequence[str | None],
+    cause_ts: Sequence[int],
+    contact_kind: Sequence[int],
+    reason: Sequence[int],
+    tier: Sequence[int],
+    quadrant: Sequence[int],
+    group: Sequence[int],
+    contact_at: Sequence[int],
+    closed_by: Sequence[int],
+    responded: Sequence[int],
+    cents: Sequence[int],
+) -> list[dict[str, Any]]:
+    """What each of several outcomes says: which contact it measures (``contact_id``, the
+    alert id of that contact) and whether (and how much, and how soon after ``contact_at``)
+    the customer bought inside the response window; ``cause_ts`` is the time of the cause
+    that closed the window (the purchase, for a response)."""
+    contact_times = format_times(np.asarray(contact_at, dtype=np.int64))
+    out = []
+    for cid, ts, kind, r, t, q, g, at, at_text, closed, resp, spend in zip(
+        contact_id,
+        cause_ts,
+        contact_kind,
+        reason,
+        tier,
+        quadrant,
+        group,
+        contact_at,
+        contact_times,
+        closed_by,
+        responded,
+        cents,
+        strict=True,
+    ):
+        kind_name = KIND_NAMES[kind]
+        responded_at = ts if resp else 0
+        out.append(
+            {
+                "contact_id": cid,
+                "contact_kind": kind_name,
+                "contact_reason": NUDGE_REASON if kind_name == "nudge" else REASON_NAMES[r],
+                "contact_at": at_text,
+                "action": contact_action(kind, r, t, q),
+                "value_tier": TIER_NAMES[t],
+                "quadrant": QUADRANT_NAMES[q],
+                "group": GROUP_NAMES[g],
+                "holdout_version": holdout_version,
+                "responded": bool(resp),
+                "response_spend": spend / 100.0,
+                "days_to_response": (responded_at - at) / _DAY if resp else None,
+                "window_days": window_days,
+                "closed_by": CLOSED_BY_NAMES[closed],
+            }
+        )
+    return out
 
 
 def encode_alert(body: dict[str, Any]) -> bytes:
@@ -245,19 +381,27 @@ def encode_alert(body: dict[str, Any]) -> bytes:
 
 
 def build_score_updates(
-    model_version: str, as_of: Sequence[int], records: Sequence[dict[str, Any]]
+    model_version: str,
+    customer_ids: Sequence[str],
+    as_of: npt.NDArray[np.integer[Any]],
+    scores: npt.NDArray[np.void],
 ) -> list[bytes]:
-    """The compacted ``customer.scores`` values of several customers' score records, each
+    """The compacted ``customer.scores`` values of several customers' scores (SCORES_DTYPE
+    rows; the ``scores`` object is :func:`models.scorefile.score_records`'s record), each
     evaluated at its own ``as_of`` (epoch s)."""
+    records = score_structs(customer_ids, scores)
+    encode = _encoder.encode
     return [
-        _encoder.encode(
+        encode(
             {
                 "schema_version": SCHEMA_VERSION,
                 "model_version": model_version,
-                "customer_id": record["customer_id"],
-                "as_of": format_time(when),
+                "customer_id": customer_id,
+                "as_of": when,
                 "scores": record,
             }
         )
-        for when, record in zip(as_of, records, strict=True)
+        for customer_id, when, record in zip(
+            customer_ids, format_times(as_of), records, strict=True
+        )
     ]

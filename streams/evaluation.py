@@ -13,9 +13,10 @@ customers that are due (:func:`due_input`); both then call :func:`evaluate`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -26,12 +27,21 @@ from engine.state import KIND_COMPLAINT, new_events
 from engine.timeline import Timeline, customer_slices, order_events, run_timeline
 from models.bundle import ModelBundle
 from models.control_group import NO_CONTROL_GROUP, ControlGroup
-from models.scorefile import format_time, score_records
-from streams.alert_kinds import ALERT_ROW_COLUMNS, AlertRow, alert_kind, build_alert
+from models.scorefile import format_time, score_column
+from streams.alert_kinds import (
+    ALERT_KINDS,
+    ALERT_ROW_COLUMNS,
+    AlertBatch,
+    AlertRow,
+    Summaries,
+    alert_identities,
+    alert_kind,
+    alert_rows,
+    build_alerts,
+)
 from streams.alert_payloads import (
-    ALERT_SCORE_COLUMNS,
-    AlertContext,
-    alert_summary,
+    alert_ids,
+    alert_summaries,
     build_score_updates,
     contact_action,
 )
@@ -151,12 +161,16 @@ def evaluate(
                 states["contact_ref"][at] = np.frombuffer(bytes.fromhex(contact_id), np.uint8)
     done = timeline.rows[line.evaluated]
     touched = [customers[row] for row in done.tolist()]
-    records = score_records(touched, line.final[line.evaluated])
-    updates = build_score_updates(model.model_version, states["clock"][done].tolist(), records)
-    for k, (row, customer) in enumerate(zip(done.tolist(), touched, strict=True)):
-        out.records.append((topics.scores, customer.encode(), updates[k]))
-        out.states[customer] = states[row : row + 1].tobytes()
-        out.due[customer] = int(states["due"][row])
+    updates = build_score_updates(
+        model.model_version, touched, states["clock"][done], line.final[line.evaluated]
+    )
+    blob, size = states[done].tobytes(), states.dtype.itemsize
+    for k, (customer, update, due) in enumerate(
+        zip(touched, updates, states["due"][done].tolist(), strict=True)
+    ):
+        out.records.append((topics.scores, customer.encode(), update))
+        out.states[customer] = blob[k * size : (k + 1) * size]
+        out.due[customer] = due
     return out
 
 
@@ -174,78 +188,97 @@ def _alert_records(
 ) -> dict[int, str]:
     """The published alerts of one timeline run, in its order, into ``out``; returns the id
     of the last contact each customer (state row) was sent in this run."""
-    # one score record per evaluation an alert refers to (several alerts of one evaluation
-    # share it), built column-wise in one go and encoded once
-    refs = np.concatenate((alerts["after"], alerts["before"]))
-    used, first = np.unique(refs, return_index=True)
-    owners = np.concatenate((alerts["index"], alerts["index"]))[first[used >= 0]]
-    used = used[used >= 0]
-    built = score_records(
-        [customers[i] for i in owners.tolist()], line.scores[used], ALERT_SCORE_COLUMNS
-    )
-    record_at = dict(zip(used.tolist(), built, strict=True))
-    summary_at = {i: alert_summary(r) for i, r in record_at.items()}
-    stamp = format_time(int(wall)) or ""
-    window_days = float(model.scoring.response_window_days)
+    index = alerts["index"].tolist()
+    customer_ids = [customers[i] for i in index]
+    rows = alert_rows(alerts[name].astype(np.int64) for name in ALERT_ROW_COLUMNS)
+    # the cause of each alert: the event (alerts of one event share its cause) or the timer
+    causes: list[dict[str, Any]] = []
+    anchors: list[str] = []
+    cause_ts: list[int] = []
+    event_cause: dict[int, dict[str, Any]] = {}
+    for event, due in zip(alerts["event"].tolist(), alerts["due"].tolist(), strict=True):
+        if event >= 0:
+            decoded = ordered[event]
+            cause = event_cause.get(event)
+            if cause is None:
+                cause = event_cause[event] = {"type": "event", "event_id": decoded.event_id}
+            causes.append(cause)
+            anchors.append(f"e:{decoded.event_id}")
+            cause_ts.append(decoded.ts)
+        else:
+            causes.append({"type": "timer", "due": due})
+            anchors.append(f"t:{due}")
+            cause_ts.append(due)
+    codes = alerts["kind"].tolist()
+    ids = alert_ids(model.model_version, customer_ids, codes, *alert_identities(rows), anchors)
+    # an outcome measures the customer's last contact: sent earlier in this run, or before
+    contact_codes = {kind.code for kind in ALERT_KINDS if kind.contact}
+    contact_ids: list[str | None] = [None] * len(ids)
     opened: dict[int, str] = {}
-    columns = ["index", *ALERT_ROW_COLUMNS, "event", "due", "clock", "after", "before"]
-    for index, *fields, event, due, clock, after, before in alerts[columns].tolist():
-        customer = customers[index]
-        cause: dict[str, Any] = (
-            {"type": "event", "event_id": ordered[event].event_id}
-            if event >= 0
-            else {"type": "timer", "due": due}
-        )
-        alert = AlertRow(*fields)
-        contact_id = None
-        if alert.kind == KIND_OUTCOME:
-            contact_id = opened.get(index) or (bytes(prior_refs[index]).hex() or None)
-            if contact_id == "0" * 32:
-                contact_id = None
-        ctx = AlertContext(
+    for i in np.flatnonzero(np.isin(rows.kind, [*contact_codes, KIND_OUTCOME])).tolist():
+        if codes[i] in contact_codes:
+            opened[index[i]] = ids[i]
+            continue
+        contact_id = opened.get(index[i]) or (bytes(prior_refs[index[i]]).hex() or None)
+        contact_ids[i] = None if contact_id == "0" * 32 else contact_id
+    # one score row per evaluation an alert refers to (several alerts of one evaluation
+    # share it); its encoded summary and the score columns a kind's fields read are built
+    # column-wise, for the alerts of the kinds that show them only
+    refs = np.concatenate((alerts["after"], alerts["before"]))
+    used = np.unique(refs[refs >= 0])
+    scores = line.scores[used]
+    before = alerts["before"]
+    before_at = np.where(before >= 0, np.searchsorted(used, before), -1).tolist()
+    after_at = np.searchsorted(used, alerts["after"]).tolist()
+
+    def score(name: str, at: Sequence[int]) -> list[Any]:
+        return score_column(name, scores[name][np.asarray(at, dtype=np.intp)])
+
+    def summaries(at: Sequence[int]) -> list[Summaries]:
+        pairs = [(after_at[i], before_at[i]) for i in at]
+        needed = sorted({k for pair in pairs for k in pair if k >= 0})
+        encoded = dict(zip(needed, alert_summaries(scores[needed]), strict=True))
+        return [(encoded[a], encoded[b] if b >= 0 else None) for a, b in pairs]
+
+    bodies = build_alerts(
+        AlertBatch(
             model.model_version,
-            customer,
-            clock,
-            cause,
-            stamp,
-            holdout_version=control.version,
-            contact_id=contact_id,
-            cause_ts=ordered[event].ts if event >= 0 else due,
-            response_window_days=window_days,
+            format_time(int(wall)) or "",
+            control.version,
+            float(model.scoring.response_window_days),
+            rows,
+            ids,
+            customer_ids,
+            alerts["clock"].tolist(),
+            causes,
+            cause_ts,
+            contact_ids,
+            summaries,
+            score,
+            after_at,
         )
-        built_alert = build_alert(
-            ctx, alert, record_at[after], (summary_at[after], summary_at.get(before))
-        )
-        kind = built_alert.kind
-        topic = topics.alerts[kind.name]
-        if kind.contact:
-            opened[index] = built_alert.alert_id
-            if alert.group:
-                topic = topics.holdout
-            out.count("|".join(("contact", *_contact_cells(alert, control.version))))
-        elif alert.kind == KIND_OUTCOME:
-            cells = "|".join(("outcome", *_contact_cells(alert, control.version)))
-            out.count(f"{cells}|n")
-            out.count(f"{cells}|responded", alert.responded)
-            out.count(f"{cells}|spend_cents", alert.cents)
-            group = GROUP_NAMES[alert.group]
-            kind_name = KIND_NAMES[alert.contact_kind]
-            reason_name = alert_kind(alert.contact_kind).label(
-                alert._replace(kind=alert.contact_kind)
+    )
+    # a kind's label (and the row's topic) is a function of the row: once per distinct row
+    labels: dict[tuple[int, ...], tuple[str, tuple[str, str]]] = {}
+    row_fields = zip(*(np.asarray(column).tolist() for column in rows), strict=True)
+    for fields, customer, body in zip(row_fields, customer_ids, bodies, strict=True):
+        code = fields[0]
+        if code in contact_codes or code == KIND_OUTCOME:
+            _count_contact(out, AlertRow(*fields), control.version)
+        routed = labels.get(fields)
+        if routed is None:
+            alert = AlertRow(*fields)
+            kind = alert_kind(code)
+            topic = topics.holdout if kind.contact and alert.group else topics.alerts[kind.name]
+            # the kind label counts what its own topic carries: held-out contacts apart
+            label = (
+                ("holdout", f"{kind.name}:{kind.label(alert)}")
+                if topic == topics.holdout
+                else (kind.name, kind.label(alert))
             )
-            for scope, n, y in (
-                ("all", alert.all_n, alert.all_y),
-                (kind_name, alert.kind_n, alert.kind_y),
-                (f"{kind_name}:{reason_name}", alert.reason_n, alert.reason_y),
-            ):
-                _count_cluster(out, f"cluster|{scope}|{group}|{control.version}", n, y, alert)
-        out.records.append((topic, customer.encode(), built_alert.body))
-        # the kind label counts what its own topic carries: held-out contacts apart
-        label = (
-            ("holdout", f"{kind.name}:{kind.label(alert)}")
-            if topic == topics.holdout
-            else (kind.name, kind.label(alert))
-        )
+            routed = labels[fields] = (topic, label)
+        topic, label = routed
+        out.records.append((topic, customer.encode(), body))
         out.alerts[label] = out.alerts.get(label, 0) + 1
     return opened
 
@@ -255,8 +288,59 @@ def _version_tag(version: str) -> int:
     return int(version[:8], 16) or 1
 
 
-def _count_cluster(out: Outcome, cell: str, n_after: int, y_after: int, alert: AlertRow) -> None:
-    """The change one outcome makes to its group's cluster sums (docs/outcomes.md).
+def _count_contact(out: Outcome, alert: AlertRow, holdout_version: str) -> None:
+    """The counters of a contact, or of an outcome and its group's cluster sums."""
+    counters = out.counters
+    cells = _contact_cells(alert, holdout_version)
+    if alert.kind != KIND_OUTCOME:
+        name = _contact_counter(cells)
+        counters[name] = counters.get(name, 0) + 1
+        return
+    n, responded, spend, clusters = _outcome_counters(cells)
+    for name, k in ((n, 1), (responded, alert.responded), (spend, alert.cents)):
+        counters[name] = counters.get(name, 0) + k
+    for names, n_after, y_after in zip(
+        clusters,
+        (alert.all_n, alert.kind_n, alert.reason_n),
+        (alert.all_y, alert.kind_y, alert.reason_y),
+        strict=True,
+    ):
+        _count_cluster(counters, names, n_after, y_after, alert.responded)
+
+
+@functools.lru_cache(maxsize=4096)
+def _contact_counter(cells: tuple[str, ...]) -> str:
+    """The counter of a contact with ``cells`` (:func:`_contact_cells`)."""
+    return "|".join(("contact", *cells))
+
+
+@functools.lru_cache(maxsize=4096)
+def _outcome_counters(
+    cells: tuple[str, ...],
+) -> tuple[str, str, str, tuple[tuple[str, str, str, str], ...]]:
+    """The counters of an outcome with ``cells`` (:func:`_contact_cells`): outcomes,
+    responses and response spend, and per cluster scope (all, the contact's kind, its kind
+    and reason) of its group the cluster sums' m, n2, yn and y2."""
+    prefix = "|".join(("outcome", *cells))
+    kind_name, reason_name, _action, _tier, group, holdout_version = cells
+
+    def sums(scope: str) -> tuple[str, str, str, str]:
+        cell = f"cluster|{scope}|{group}|{holdout_version}"
+        return f"{cell}|m", f"{cell}|n2", f"{cell}|yn", f"{cell}|y2"
+
+    clusters = tuple(sums(scope) for scope in ("all", kind_name, f"{kind_name}:{reason_name}"))
+    return f"{prefix}|n", f"{prefix}|responded", f"{prefix}|spend_cents", clusters
+
+
+def _count_cluster(
+    counters: dict[str, int],
+    names: tuple[str, str, str, str],
+    n_after: int,
+    y_after: int,
+    dy: int,
+) -> None:
+    """The change one outcome (``dy``: it was a response) makes to its group's cluster sums
+    (docs/outcomes.md); ``names`` are the counters of the sums m, n2, yn and y2.
 
     A customer is the unit the control group randomises, so the uplift's variance is taken
     over customers: per group the number of customers with an outcome (m) and the sums over
@@ -264,27 +348,30 @@ def _count_cluster(out: Outcome, cell: str, n_after: int, y_after: int, alert: A
     ``n_after``/``y_after`` are the customer's counts with this outcome; the increments are
     the differences of the squares.
     """
-    dy = alert.responded
     n, y = n_after - 1, y_after - dy
     if n_after >= 65535:
         return  # the customer's count saturated: leave the sums as they are
+    m, n2, yn, y2 = names
     if n == 0:
-        out.count(f"{cell}|m")
-    out.count(f"{cell}|n2", 2 * n + 1)
-    out.count(f"{cell}|yn", y + dy * (n + 1))
-    out.count(f"{cell}|y2", 2 * y * dy + dy)
+        counters[m] = counters.get(m, 0) + 1
+    counters[n2] = counters.get(n2, 0) + 2 * n + 1
+    counters[yn] = counters.get(yn, 0) + y + dy * (n + 1)
+    counters[y2] = counters.get(y2, 0) + 2 * y * dy + dy
 
 
 def _contact_cells(alert: AlertRow, holdout_version: str) -> tuple[str, ...]:
     """kind, reason, action, tier, group and holdout version of a contact (or of the
     contact an outcome measures): the cells its counters are kept by."""
     kind = alert.contact_kind if alert.kind == KIND_OUTCOME else alert.kind
-    reason = alert_kind(kind).label(alert._replace(kind=kind))
+    reason = alert_kind(kind).label(alert if kind == alert.kind else AlertRow(kind, *alert[1:]))
     return (
         KIND_NAMES[kind],
         reason,
-        contact_action(kind, alert.reason, alert.tier, alert.quadrant),
+        _contact_action(kind, alert.reason, alert.tier, alert.quadrant),
         TIER_NAMES[alert.tier],
         GROUP_NAMES[alert.group],
         holdout_version,
     )
+
+
+_contact_action: Final = functools.lru_cache(maxsize=4096)(contact_action)
