@@ -60,7 +60,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     proc.add_argument("--customers", type=int, default=50_000, help="synthetic customers")
     proc.add_argument("--events", type=int, default=100_000, help="events of the stream")
     proc.add_argument("--envelope", type=int, default=1000, help="0: single events only")
-    proc.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile: top N")
+    proc.add_argument("--cprofile", type=int, default=0, metavar="N", help="cProfile: top N")
     proc.set_defaults(handler=_process)
     lat = sub.add_parser(
         "latency", help="event->alert latency at several fetch and batch waits (own stack)"
@@ -286,7 +286,7 @@ def _process(args: argparse.Namespace, settings: Settings) -> int:
                         "redis_key_prefix": f"p{n}",
                     }
                 )
-                profiler = cProfile.Profile() if args.profile else None
+                profiler = cProfile.Profile() if args.cprofile else None
                 if profiler is not None:
                     profiler.enable()
                 r = measure_process(run, stream, envelope)
@@ -299,7 +299,7 @@ def _process(args: argparse.Namespace, settings: Settings) -> int:
                     f"{r.batches:,} batches, {r.alerts:,} alerts)"
                 )
                 if profiler is not None:
-                    pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+                    pstats.Stats(profiler).sort_stats("tottime").print_stats(args.cprofile)
         finally:
             stack.stop()
     return 0

@@ -15,6 +15,7 @@ the rest: decode, triage, metrics).
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -120,9 +121,10 @@ async def _measure(settings: Settings, stream: Stream, envelope: int) -> Process
     from streams.store import RedisStateStore
     from streams.topics import TopicTable
 
-    messages = raw_messages(stream, settings, envelope)
     bundle = load_model(settings.params_file, window_months=settings.effective_window_months)
     warm_up(bundle.scoring, bundle.cuts, bundle.rfm_map)
+    gc.freeze()  # as the worker does after its warm-up (streams/worker.py)
+    messages = raw_messages(stream, settings, envelope)
     topics = TopicTable.from_settings(settings)
     redis = redis_client(settings)
     metrics = build_metrics()
