@@ -47,7 +47,8 @@ _V = TypeVar("_V")
 # KEYS: fence, due, ddays, outbox, quarantine, held, counters, (state bucket)*,
 #       (forget marker)* (one a state, bucket by bucket), dedupe keys...
 # ARGV: expected gen, new gen, commit token, bucket count, n_fence, (field, value)*,
-#       n_buckets, n_states, (bucket, n_states of it)*, (customer, value, cutoff read, due)*
+#       n_buckets, n_states, n_cutoffs, (bucket, n_states of it)*, (state index, cutoff read)*
+#       (the states whose cutoff read is not 0, counting from 1), (customer, value, due)*
 #       (bucket by bucket), n_exact, (bucket, due)*, n_dd, (day, n, member*)*,
 #       outbox records ('' = none), n_quarantine, (customer, blob)*,
 #       held mode ('0' unchanged, '1' replaced), held events ('' = none),
@@ -87,9 +88,13 @@ local n = tonumber(ARGV[5])
 redis.call('HSET', fence, 'gen', ARGV[2], 'tok', ARGV[3], 'nb', ARGV[4])
 each_chunk('HSET', fence, ARGV, 6, 5 + 2 * n)
 local a = 6 + 2 * n
-local nb, ns = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-local groups = a + 2
+local nb, ns, nc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+local groups = a + 3
 a = groups + 2 * nb
+local cutoffs = {}
+for j = 1, nc do
+  cutoffs[tonumber(ARGV[a])] = tonumber(ARGV[a + 1]); a = a + 2
+end
 local markers = {}
 each_chunk('MGET', false, KEYS, 8 + nb, 7 + nb + ns, markers)
 local lows, nl, i = {}, 0, 0
@@ -97,12 +102,12 @@ for g = 0, nb - 1 do
   local fields, nf, low = {}, 0, 0
   for j = 1, tonumber(ARGV[groups + 2 * g + 1]) do
     i = i + 1
-    if tonumber(markers[i] or '0') == tonumber(ARGV[a + 2]) then
+    if tonumber(markers[i] or '0') == (cutoffs[i] or 0) then
       fields[nf + 1] = ARGV[a]; fields[nf + 2] = ARGV[a + 1]; nf = nf + 2
-      local when = tonumber(ARGV[a + 3])
+      local when = tonumber(ARGV[a + 2])
       if when > 0 and (low == 0 or when < low) then low = when end
     end
-    a = a + 4
+    a = a + 3
   end
   if nf > 0 then each_chunk('HSET', KEYS[8 + g], fields, 1, nf) end
   if low > 0 then lows[nl + 1] = low; lows[nl + 2] = ARGV[groups + 2 * g]; nl = nl + 2 end
@@ -439,8 +444,9 @@ class RedisStateStore:
             len(fence_fields) // 2,
         ]
         argv += fence_fields
-        # states bucket by bucket: the bucket keys, each state's marker, and
-        # (bucket, count)* then (customer, value, cutoff read, due)* in that order
+        # states bucket by bucket: the bucket keys, each state's marker, and (bucket, count)*,
+        # the cutoffs read that are not 0 (almost never any) by position, then
+        # (customer, value, due)* in that order
         states = commit.states
         customers = list(states)
         buckets = buckets_of(customers, self._buckets)
@@ -450,17 +456,20 @@ class RedisStateStore:
         key_list += keys.bucket_keys(bucket_list)
         markers = _memoised(customers, known_markers, keys.forgotten_many)
         key_list += map(markers.__getitem__, order)
-        argv += (len(bucket_list), len(customers))
-        argv += chain.from_iterable((b, per_bucket[b]) for b in bucket_list)
         ordered = list(map(customers.__getitem__, order))
+        cutoffs = commit.cutoffs
+        read_cutoffs = (
+            [(i, cutoffs[c]) for i, c in enumerate(ordered, 1) if cutoffs.get(c)] if cutoffs else []
+        )
+        argv += (len(bucket_list), len(customers), len(read_cutoffs))
+        argv += chain.from_iterable((b, per_bucket[b]) for b in bucket_list)
+        argv += chain.from_iterable(read_cutoffs)
         values = list(states.values())
-        cutoffs, dues = commit.cutoffs, commit.due
         argv += chain.from_iterable(
             zip(
                 ordered,
                 map(values.__getitem__, order),
-                map(cutoffs.get, ordered, repeat(0)),
-                map(dues.get, ordered, repeat(0)),
+                map(commit.due.get, ordered, repeat(0)),
                 strict=True,
             )
         )
