@@ -44,11 +44,13 @@ __all__ = [
 DAY = 86_400
 _V = TypeVar("_V")
 
-# KEYS: fence, due, ddays, outbox, quarantine, held, counters, (state bucket, forget marker)*,
-#       dedupe keys...
+# KEYS: fence, due, ddays, outbox, quarantine, held, counters, (state bucket)*,
+#       (forget marker)* (one a state, bucket by bucket), dedupe keys...
 # ARGV: expected gen, new gen, commit token, bucket count, n_fence, (field, value)*,
-#       n_states, (customer, value, cutoff read, due, bucket)*, n_exact, (bucket, due)*,
-#       n_dd, (day, n, member*)*, outbox records ('' = none), n_quarantine, (customer, blob)*,
+#       n_buckets, n_states, n_cutoffs, (bucket, n_states of it)*, (state index, cutoff read)*
+#       (the states whose cutoff read is not 0, counting from 1), (customer, value, due)*
+#       (bucket by bucket), n_exact, (bucket, due)*, n_dd, (day, n, member*)*,
+#       outbox records ('' = none), n_quarantine, (customer, blob)*,
 #       held mode ('0' unchanged, '1' replaced), held events ('' = none),
 #       n_counters, (field, increment)*
 # The outbox entry (the batch's alerts and score updates, under the commit token) is written
@@ -58,55 +60,96 @@ _V = TypeVar("_V")
 # batch was in flight: the erasure wins and the state is not written back.
 # The due index holds, per bucket, a lower bound of its customers' earliest due time: a write
 # can only lower it (ZADD LT); the sweep, having read the whole bucket, sets it exactly.
+# Each command is one call however many members it writes (a call from Lua costs more than
+# the command itself): one MGET of the markers, one HSET per bucket of the states written,
+# one ZADD LT of each such bucket's earliest due, one SADD per dedupe set. unpack() goes in
+# chunks (Lua's C stack is limited to a few thousand values), of pairs where pairs are sent.
 _COMMIT_LUA = """
 local fence, due, ddays, outbox, quarantine = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local held, counters = KEYS[6], KEYS[7]
 local current = redis.call('HGET', fence, 'gen') or '0'
 if current ~= ARGV[1] then return {0, current, redis.call('HGET', fence, 'tok') or ''} end
+local tonumber, unpack, min = tonumber, unpack, math.min
+local function each_chunk(cmd, key, list, first, last, out)
+  local s = first
+  while s <= last do
+    local e = min(s + 1999, last)
+    if out then
+      local reply = redis.call(cmd, unpack(list, s, e))
+      local n = #out
+      for i = 1, #reply do out[n + i] = reply[i] end
+    else
+      redis.call(cmd, key, unpack(list, s, e))
+    end
+    s = e + 1
+  end
+end
+local n = tonumber(ARGV[5])
 redis.call('HSET', fence, 'gen', ARGV[2], 'tok', ARGV[3], 'nb', ARGV[4])
-local a = 5
-local n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
-  redis.call('HSET', fence, ARGV[a], ARGV[a + 1]); a = a + 2
+each_chunk('HSET', fence, ARGV, 6, 5 + 2 * n)
+local a = 6 + 2 * n
+local nb, ns, nc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+local groups = a + 3
+a = groups + 2 * nb
+local cutoffs = {}
+for j = 1, nc do
+  cutoffs[tonumber(ARGV[a])] = tonumber(ARGV[a + 1]); a = a + 2
 end
-n = tonumber(ARGV[a]); a = a + 1
-local k = 7
-for i = 1, n do
-  local bkey, fkey = KEYS[k + 1], KEYS[k + 2]; k = k + 2
-  local customer, value = ARGV[a], ARGV[a + 1]
-  local seen, when, bucket = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
-  a = a + 5
-  if tonumber(redis.call('GET', fkey) or '0') == seen then
-    redis.call('HSET', bkey, customer, value)
-    if when > 0 then redis.call('ZADD', due, 'LT', when, bucket) end
+local markers = {}
+each_chunk('MGET', false, KEYS, 8 + nb, 7 + nb + ns, markers)
+local lows, nl, i = {}, 0, 0
+for g = 0, nb - 1 do
+  local fields, nf, low = {}, 0, 0
+  for j = 1, tonumber(ARGV[groups + 2 * g + 1]) do
+    i = i + 1
+    if tonumber(markers[i] or '0') == (cutoffs[i] or 0) then
+      fields[nf + 1] = ARGV[a]; fields[nf + 2] = ARGV[a + 1]; nf = nf + 2
+      local when = tonumber(ARGV[a + 2])
+      if when > 0 and (low == 0 or when < low) then low = when end
+    end
+    a = a + 3
   end
+  if nf > 0 then each_chunk('HSET', KEYS[8 + g], fields, 1, nf) end
+  if low > 0 then lows[nl + 1] = low; lows[nl + 2] = ARGV[groups + 2 * g]; nl = nl + 2 end
+end
+local s = 1
+while s <= nl do
+  local e = min(s + 1999, nl)
+  redis.call('ZADD', due, 'LT', unpack(lows, s, e)); s = e + 1
 end
 n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
+local set, nset, gone, ngone = {}, 0, {}, 0
+for j = 1, n do
   local bucket, when = ARGV[a], tonumber(ARGV[a + 1]); a = a + 2
-  if when > 0 then redis.call('ZADD', due, when, bucket) else redis.call('ZREM', due, bucket) end
-end
-n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
-  local day = ARGV[a]; local m = tonumber(ARGV[a + 1]); a = a + 2
-  k = k + 1
-  for j = 1, m do
-    redis.call('SADD', KEYS[k], ARGV[a]); a = a + 1
+  if when > 0 then
+    set[nset + 1] = when; set[nset + 2] = bucket; nset = nset + 2
+  else
+    ngone = ngone + 1; gone[ngone] = bucket
   end
-  redis.call('ZADD', ddays, day, day)
 end
+each_chunk('ZADD', due, set, 1, nset)
+each_chunk('ZREM', due, gone, 1, ngone)
+n = tonumber(ARGV[a]); a = a + 1
+local k, days = 7 + nb + ns, {}
+for j = 1, n do
+  local m = tonumber(ARGV[a + 1])
+  days[2 * j - 1] = ARGV[a]; days[2 * j] = ARGV[a]
+  k = k + 1
+  each_chunk('SADD', KEYS[k], ARGV, a + 2, a + 1 + m)
+  a = a + 2 + m
+end
+each_chunk('ZADD', ddays, days, 1, 2 * n)
 if ARGV[a] ~= '' then redis.call('HSET', outbox, ARGV[3], ARGV[a]) end
 a = a + 1
 n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
-  redis.call('HSET', quarantine, ARGV[a], ARGV[a + 1]); a = a + 2
-end
+each_chunk('HSET', quarantine, ARGV, a, a + 2 * n - 1)
+a = a + 2 * n
 if ARGV[a] == '1' then
   if ARGV[a + 1] == '' then redis.call('DEL', held) else redis.call('SET', held, ARGV[a + 1]) end
 end
 a = a + 2
 n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
+for j = 1, n do
   redis.call('HINCRBY', counters, ARGV[a], ARGV[a + 1]); a = a + 2
 end
 return {1, ARGV[2], ARGV[3]}
@@ -401,25 +444,32 @@ class RedisStateStore:
             len(fence_fields) // 2,
         ]
         argv += fence_fields
+        # states bucket by bucket: the bucket keys, each state's marker, and (bucket, count)*,
+        # the cutoffs read that are not 0 (almost never any) by position, then
+        # (customer, value, due)* in that order
         states = commit.states
-        argv.append(len(states))
         customers = list(states)
         buckets = buckets_of(customers, self._buckets)
-        # (bucket key, marker)* and (customer, value, cutoff read, due, bucket)*, interleaved
-        key_list += chain.from_iterable(
-            zip(
-                keys.bucket_keys(buckets),
-                _memoised(customers, known_markers, keys.forgotten_many),
-                strict=True,
-            )
+        order = sorted(range(len(customers)), key=buckets.__getitem__)
+        per_bucket = Counter(buckets)
+        bucket_list = sorted(per_bucket)
+        key_list += keys.bucket_keys(bucket_list)
+        markers = _memoised(customers, known_markers, keys.forgotten_many)
+        key_list += map(markers.__getitem__, order)
+        ordered = list(map(customers.__getitem__, order))
+        cutoffs = commit.cutoffs
+        read_cutoffs = (
+            [(i, cutoffs[c]) for i, c in enumerate(ordered, 1) if cutoffs.get(c)] if cutoffs else []
         )
+        argv += (len(bucket_list), len(customers), len(read_cutoffs))
+        argv += chain.from_iterable((b, per_bucket[b]) for b in bucket_list)
+        argv += chain.from_iterable(read_cutoffs)
+        values = list(states.values())
         argv += chain.from_iterable(
             zip(
-                customers,
-                states.values(),
-                map(commit.cutoffs.get, customers, repeat(0)),
-                map(commit.due.get, customers, repeat(0)),
-                buckets,
+                ordered,
+                map(values.__getitem__, order),
+                map(commit.due.get, ordered, repeat(0)),
                 strict=True,
             )
         )
