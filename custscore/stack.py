@@ -67,13 +67,14 @@ REDIS: Final = "redis"
 STATE_FILE: Final = "stack.json"
 LOCK_FILE: Final = "stack.lock"
 # Server settings custscore's key layout needs to stay compact (deploy/ sets the same for
-# production): each state hash (one of CUSTSCORE_STATE_BUCKETS per partition) holds ~147-byte
-# records of at most a few hundred customers, so it keeps Redis's listpack encoding; each
+# production): each state hash (one of CUSTSCORE_STATE_BUCKETS per partition) holds 260-byte
+# records (state layout 3; a value over the limit turns the whole hash into a hashtable, about
+# 20 % more memory) of at most a few hundred customers, so it keeps Redis's listpack encoding; each
 # dedupe set (CUSTSCORE_DEDUPE_SHARDS per partition and event day) holds 64-bit integers, kept
 # as an intset (8 bytes each) up to the entry limit.
 VALKEY_LAYOUT_CONFIG: Final = (
     "--hash-max-listpack-value",
-    "192",
+    "320",
     "--hash-max-listpack-entries",
     "256",
     "--set-max-intset-entries",
