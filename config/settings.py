@@ -123,9 +123,11 @@ class Settings(BaseSettings):
     # --- worker ---
     app_id: str = Field("custscore", description="Faust app id = consumer group")
     batch_size: int = Field(1000, ge=1, description="events per take() batch")
-    batch_within_s: float = Field(0.2, gt=0, description="max wait to fill a batch")
+    batch_within_s: float = Field(
+        0.05, gt=0, description="max wait to fill a batch (latency vs CPU: docs/operations.md §4)"
+    )
     fetch_max_wait_ms: int = Field(
-        100,
+        20,
         ge=0,
         le=30000,
         description="longest the broker may hold a fetch waiting for data (Faust fixes 1500)",
