@@ -330,11 +330,15 @@ class RedisStateStore:
         """Several partitions' reads in one round trip (a pipeline of one script call each)."""
         calls = [self._read_args(req) for req in requests]
         if self._cluster:
-            # cluster pipelines refuse EVALSHA: the scripts go out concurrently instead, each
-            # to the node of its partition's slot (the Script loads itself there if needed)
-            replies = await asyncio.gather(
-                *(self._read_script(keys=key_list, args=argv) for key_list, argv, _, _ in calls)
-            )
+            # cluster pipelines refuse EVALSHA: the scripts go one by one, each to the node of
+            # its partition's slot (the Script loads itself there if needed). Not concurrently:
+            # the read is a batch's first call, so it opens the connections, and redis-py's
+            # cluster client, when one connect times out on a loaded machine, resets the
+            # node's connections under the other callers' feet (AttributeError on a closed
+            # writer)
+            replies = [
+                await self._read_script(keys=key_list, args=argv) for key_list, argv, _, _ in calls
+            ]
         else:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key_list, argv, _, _ in calls:
