@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,8 @@ __all__ = [
     "EventLog",
     "EventValueError",
     "amount_to_cents",
+    "common_cents",
+    "common_ts",
     "complaint_fields",
     "parse_severity",
     "parse_ts",
@@ -98,6 +100,28 @@ def parse_ts(value: object) -> int:
     if ms < _MS_MIN or ms // 1000 > MAX_TS:
         raise EventValueError("ts_out_of_range", f"{value!r} is outside 1970..2106")
     return ms // 1000
+
+
+def common_ts(values: Sequence[object]) -> list[int] | None:
+    """:func:`parse_ts` of each of ``values`` when all are its common case (epoch ms, an int
+    in range), in a few passes over them; None when any is not (then parse each)."""
+    if not values or set(map(type, values)) != {int}:
+        return None
+    ms = cast("Sequence[int]", values)
+    if min(ms) < _MS_MIN or max(ms) // 1000 > MAX_TS:
+        return None
+    return [v // 1000 for v in ms]
+
+
+def common_cents(values: Sequence[object]) -> list[int] | None:
+    """:func:`amount_to_cents` of each of ``values`` when all are its common case (a float
+    within ±MAX_ABS_AMOUNT, not NaN); None when any is not (then convert each)."""
+    if not values or set(map(type, values)) != {float}:
+        return None
+    amounts = cast("Sequence[float]", values)
+    if not bool(np.all(np.abs(np.array(amounts, dtype=np.float64)) <= MAX_ABS_AMOUNT)):
+        return None
+    return [round(v * 100) for v in amounts]
 
 
 def amount_to_cents(value: object) -> int:

@@ -86,31 +86,50 @@ def triage(
     """Sort ``plan``'s messages and held events, given the partition's applied-offset
     ``fence`` (topic -> last applied offset), whether each of ``plan.event_ids`` was ``seen``
     and each of ``plan.customers``' forget cutoff (0 = not forgotten)."""
-    # by event, not by message: an envelope is one message of many events
-    was_seen = dict(zip([id(d) for _, d in plan.valid], seen, strict=True))
+    if len(seen) != len(plan.valid):
+        raise ValueError(f"{len(seen)} seen flags for {len(plan.valid)} valid events")
+    # by event, not by message: an envelope is one message of many events, in plan.valid's
+    # order (the items' order), so each valid item takes the next flag
+    next_seen = iter(seen).__next__
     cutoffs = {c: f for c, f in zip(plan.customers, forgotten, strict=True) if f}
     offsets: dict[str, int] = {}
     out = Triage({}, cutoffs, [], [], [])
     kept_ids: set[str] = set()
+    last: RawMessage | None = None
+    fenced = False
     for msg, decoded in plan.items:
-        offsets[msg.topic] = max(offsets.get(msg.topic, -1), msg.offset)
-        if msg.offset <= fence.get(msg.topic, -1):
+        if msg is not last:  # an envelope's events share one message: one look per message
+            last = msg
+            topic, offset = msg.topic, msg.offset
+            if offset > offsets.get(topic, -1):
+                offsets[topic] = offset
+            fenced = offset <= fence.get(topic, -1)
+        if isinstance(decoded, Rejected):
+            if fenced:
+                out.fence_skipped += 1
+            else:
+                out.rejected.append((msg, decoded))
+            continue
+        was_seen = next_seen()
+        if fenced:
             out.fence_skipped += 1
             continue
-        if isinstance(decoded, Rejected):
-            out.rejected.append((msg, decoded))
-            continue
-        if was_seen[id(decoded)] or decoded.event_id in kept_ids:
+        event_id = decoded.event_id
+        if was_seen or event_id in kept_ids:
             out.duplicates += 1
             continue
         if decoded.ts <= cutoffs.get(decoded.customer_id, 0):
             out.forgotten_skipped += 1  # a replay of a forgotten customer's past
             continue
-        kept_ids.add(decoded.event_id)
+        kept_ids.add(event_id)
         out.kept.append(decoded)
     out.offsets = {t: o for t, o in offsets.items() if o > fence.get(t, -1)}
     # the event-time merge: apply what no input can still precede, hold the rest
     held = [e for e in plan.held if e.ts > cutoffs.get(e.customer_id, 0)]
-    out.due = [e for e in held + out.kept if e.ts <= plan.frontier]
-    out.still_held = [e for e in held + out.kept if e.ts > plan.frontier]
+    frontier = plan.frontier
+    if frontier == math.inf:  # no input may still precede anything (no bound): all due
+        out.due, out.still_held = held + out.kept, []
+    else:
+        out.due = [e for e in held + out.kept if e.ts <= frontier]
+        out.still_held = [e for e in held + out.kept if e.ts > frontier]
     return out

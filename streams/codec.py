@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import msgspec
 
@@ -24,6 +24,8 @@ from models.events import (
     KIND_BY_TYPE,
     EventValueError,
     amount_to_cents,
+    common_cents,
+    common_ts,
     complaint_fields,
     parse_severity,
     parse_ts,
@@ -107,9 +109,13 @@ _STRUCTS: Final = (_Purchase, _Visit, _Complaint)
 UNCATEGORISED: Final = "uncategorised"  # the counter cell of a complaint with no category
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedEvent:
-    """A valid input event, reduced to what the engine needs."""
+class DecodedEvent(msgspec.Struct, frozen=True, gc=False):
+    """A valid input event, reduced to what the engine needs.
+
+    A frozen msgspec struct, not a dataclass: one is built per event, and a struct is
+    built in C (a frozen dataclass pays an ``object.__setattr__`` per field); ``gc=False``
+    as its fields are strings and integers only (no reference cycles to collect).
+    """
 
     event_id: str
     customer_id: str
@@ -133,6 +139,14 @@ class Rejected:
     detail: str
     index: int | None = None  # the event's position in its envelope (None: a whole message)
     raw: bytes | None = None  # that event's own bytes (None: the message value)
+
+
+def _ids_ok(ids: Sequence[str]) -> bool:
+    """Whether every id is 1.._MAX_ID_LEN printable characters (what :meth:`EventDecoder.
+    _validate` asks of each), in three passes: printable is per character, so the ids are
+    all printable exactly when their concatenation is."""
+    lengths = list(map(len, ids))
+    return min(lengths) >= 1 and max(lengths) <= _MAX_ID_LEN and "".join(ids).isprintable()
 
 
 def is_envelope(value: bytes) -> bool:
@@ -248,6 +262,9 @@ class EventDecoder:
             limit = self._max_envelope_events
             return [Rejected("oversize", f"envelope of {len(msgs)} events > {limit}")]
         kind = self._decoders[topic][0]
+        events = self._validate_all(kind, msgs, wall_now)
+        if events is not None and (not self._partitions or self._all_of(partition, events)):
+            return list(events)
         out: list[DecodedEvent | Rejected] = []
         for msg in msgs:
             try:
@@ -255,6 +272,41 @@ class EventDecoder:
             except EventValueError as exc:
                 out.append(Rejected(exc.reason, str(exc)))
         return self._envelope_results(partition, value, out, None)
+
+    def _validate_all(
+        self, kind: int, msgs: Sequence[object], wall_now: float
+    ) -> list[DecodedEvent] | None:
+        """An envelope's events when every one of them is valid (what :meth:`_validate` gives
+        each), checked a field at a time over the whole envelope: its common case, in a few
+        passes instead of a few calls per event. None when any event may be invalid (or is a
+        complaint): the per-event path then says which and why."""
+        if kind == KIND_COMPLAINT:
+            return None
+        structs = cast("Sequence[_Purchase | _Visit]", msgs)
+        event_ids = [m.event_id for m in structs]
+        customer_ids = [m.customer_id for m in structs]
+        if not _ids_ok(event_ids) or not _ids_ok(customer_ids):
+            return None
+        ts = common_ts([m.ts for m in structs])
+        if ts is None or max(ts) > wall_now + self._max_skew:
+            return None
+        if kind != KIND_PURCHASE:
+            return [
+                DecodedEvent(e, c, kind, t)
+                for e, c, t in zip(event_ids, customer_ids, ts, strict=True)
+            ]
+        cents = common_cents([cast("_Purchase", m).amount for m in structs])
+        if cents is None:
+            return None
+        return [
+            DecodedEvent(e, c, kind, t, x)
+            for e, c, t, x in zip(event_ids, customer_ids, ts, cents, strict=True)
+        ]
+
+    def _all_of(self, partition: int, events: Sequence[DecodedEvent]) -> bool:
+        """Whether every one of ``events``' customers belongs to ``partition``."""
+        homes = partitions_for([e.customer_id for e in events], self._partitions)
+        return homes.count(partition) == len(homes)
 
     def _decode_parts(
         self, topic: str, partition: int, value: bytes, wall_now: float
