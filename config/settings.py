@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         0.05, gt=0, description="max wait to fill a batch (latency vs CPU: docs/operations.md §4)"
     )
     fetch_max_wait_ms: int = Field(
-        20,
+        100,
         ge=0,
         le=30000,
         description="longest the broker may hold a fetch waiting for data (Faust fixes 1500)",
