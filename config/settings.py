@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     # --- worker ---
     app_id: str = Field("custscore", description="Faust app id = consumer group")
     batch_size: int = Field(1000, ge=1, description="events per take() batch")
+    max_batch_events: int = Field(
+        20_000,
+        ge=1,
+        description="events applied per commit: a taken batch of envelopes is applied in "
+        "slices of whole messages up to this many events",
+    )
     batch_within_s: float = Field(
         0.05, gt=0, description="max wait to fill a batch (latency vs CPU: docs/operations.md §4)"
     )

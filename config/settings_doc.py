@@ -60,7 +60,8 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "Worker",
-        ("app_id", "batch_size", "batch_within_s", "fetch_max_wait_ms", "producer_batch_bytes",
+        ("app_id", "batch_size", "max_batch_events", "batch_within_s", "fetch_max_wait_ms",
+         "producer_batch_bytes",
          "session_timeout_s", "rebalance_timeout_s",
          "web_host", "web_port", "live_clock",
          "sweep_interval_s", "sweep_batch", "snapshot_interval_s", "max_task_idle_ms",

@@ -145,6 +145,7 @@ async def _measure(settings: Settings, stream: Stream, envelope: int) -> Process
         ),
         topics=topics,
         control=ControlGroup(settings.holdout_salt, settings.holdout_fraction),
+        max_batch_events=settings.max_batch_events,
     )
     size = settings.batch_size
     batches = [messages[i : i + size] for i in range(0, len(messages), size)]

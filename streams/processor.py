@@ -112,6 +112,7 @@ class BatchProcessor:
         merge: EventTimeMerge | None = None,
         control: ControlGroup | None = None,
         on_counters: Callable[[dict[str, int]], None] | None = None,
+        max_batch_events: int = 20_000,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -128,6 +129,9 @@ class BatchProcessor:
         self.control = control or NO_CONTROL_GROUP
         # told each published batch's committed counters (the outcome metrics)
         self.on_counters = on_counters
+        # a taken batch of envelopes can hold a million events: apply it in slices of whole
+        # messages (memory, script size and outbox entry stay bounded)
+        self.max_batch_events = max_batch_events
         # per partition: events the event-time merge holds back (mirrors the `held` key as of
         # this worker's last read or commit; absent = not read yet)
         self._held: dict[int, list[DecodedEvent]] = {}
@@ -205,8 +209,15 @@ class BatchProcessor:
         now = self.wall_clock()
         by_partition: dict[int, list[Item]] = {}
         per_topic: dict[str, int] = {}
+        in_slice = 0
         for msg in messages:
             results = self.decoder.decode_message(msg.topic, msg.partition, msg.key, msg.value, now)
+            if in_slice and in_slice + len(results) > self.max_batch_events:
+                # apply what came before this message first: each slice commits whole
+                # messages (an envelope stays all or nothing), in the consumed order
+                await self._run_partitions(by_partition, now)
+                by_partition, in_slice = {}, 0
+            in_slice += len(results)
             per_topic[msg.topic] = per_topic.get(msg.topic, 0) + len(results)
             by_partition.setdefault(msg.partition, []).extend((msg, d) for d in results)
         for topic, n in per_topic.items():

@@ -108,6 +108,7 @@ def create_app(settings: Settings, *, metrics: WorkerMetrics | None = None) -> C
         merge=merge,
         control=control,
         on_counters=outcome_metrics.count,
+        max_batch_events=settings.max_batch_events,
     )
     population = PopulationTracker(
         redis, store, bundle, settings.partitions, metrics, control, outcome_metrics
