@@ -27,7 +27,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -508,8 +508,7 @@ class BatchProcessor:
                 if read is None:
                     continue
                 full_page |= read.full_page
-                commit, outbox = self._sweep_evaluate(partition, read)
-                work.append((commit, outbox, len(read.timeline_rows)))
+                work.append(self._sweep_evaluate(partition, read))
             # a batch that commits one of these partitions after us publishes after us (set
             # once nothing can fail before the try below resolves them)
             loop = asyncio.get_running_loop()
@@ -566,13 +565,12 @@ class BatchProcessor:
         )
         if read.generation != generation:
             return None  # another writer since the bucket read: the next tick reads afresh
-        return _SweepRead(
-            clock, customers, bucket_due, read, len(buckets) >= SWEEP_BUCKETS, np.empty(0)
-        )
+        return _SweepRead(clock, customers, bucket_due, read, len(buckets) >= SWEEP_BUCKETS)
 
-    def _sweep_evaluate(self, partition: int, sweep: _SweepRead) -> tuple[Commit, _Outbox]:
+    def _sweep_evaluate(self, partition: int, sweep: _SweepRead) -> tuple[Commit, _Outbox, int]:
         """Evaluate a partition's due customers at their due times up to the sweep's clock;
-        the commit (with the buckets' exact due bounds) and what to publish."""
+        the commit (with the buckets' exact due bounds), what to publish, and how many
+        customers were evaluated."""
         read, customers, bucket_due = sweep.read, sweep.customers, sweep.bucket_due
         commit = Commit(
             partition=partition,
@@ -581,7 +579,6 @@ class BatchProcessor:
         )
         states = self._decode(partition, customers, read.blobs, commit)
         timeline = due_input(states)
-        sweep.timeline_rows = timeline.rows
         outbox = _Outbox()
         self._evaluate(customers, states, timeline, sweep.clock, commit, outbox)
         for customer, when in commit.due.items():
@@ -591,7 +588,7 @@ class BatchProcessor:
                 bucket_due[bucket] = min(current, when) if current else when
         commit.bucket_due = bucket_due
         commit.outbox = pack_records(outbox.records) if outbox.records else b""
-        return commit, outbox
+        return commit, outbox, len(timeline.rows)
 
 
 @dataclass
@@ -603,4 +600,3 @@ class _SweepRead:
     bucket_due: dict[int, int]  # bucket -> earliest due time after the clock (0 = none)
     read: PartitionRead
     full_page: bool  # SWEEP_BUCKETS buckets were due: more may be
-    timeline_rows: npt.NDArray[Any]  # the customers evaluated (set by the evaluation)
