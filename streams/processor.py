@@ -286,11 +286,12 @@ class BatchProcessor:
                 plan_of = {plan.partition: plan for plan in plans}
                 for commit in committed:
                     self._generation[commit.partition] = commit.generation + 1
-                    if commit.held is not None:
-                        self._held[commit.partition] = plan_of[commit.partition].still_held
-                    self.metrics.merge_held.labels(str(commit.partition)).set(
-                        len(self._held[commit.partition])
-                    )
+                    # from the plan, not self._held: a sweep whose commit was refused while
+                    # ours was in flight may have dropped the partition's entry (it holds no
+                    # lock across its commit); ours was generation-checked, so its view stands
+                    held = plan_of[commit.partition].still_held
+                    self._held[commit.partition] = held
+                    self.metrics.merge_held.labels(str(commit.partition)).set(len(held))
                 await self._publish_committed(committed, outboxes)
                 self._stage_publish.observe(time.perf_counter() - t2)
                 for partition in refused:

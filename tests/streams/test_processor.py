@@ -265,3 +265,55 @@ def test_a_commit_retried_after_a_lost_reply_is_not_taken_for_a_zombie(scenario)
     assert again == []
     assert len(stale) == 1 and "generation 1 != 0" in str(stale[0])
     assert fence == (5, 1)
+
+
+def test_a_sweep_refused_while_a_batch_commits_leaves_the_batch_whole(scenario, recorder) -> None:
+    """The sweep holds no lock across its commit. Here a batch commits the partition after
+    the sweep's read, so the sweep's commit is refused and it drops what it knew of the
+    partition, while the batch is still finishing its own commit: the batch must complete
+    (it once failed with a KeyError and the agent crashed), and the next sweep re-scores."""
+    import asyncio
+
+    feed = Feed()
+
+    async def body(proc: BatchProcessor):
+        await proc.process([purchase(feed, f"e{i}", "erin", i * 10, 30.0) for i in range(3)])
+        await proc.process([purchase(feed, "o60", "otto", 60, 5.0)])  # erin is due by now
+        batch_committed, sweep_committed = asyncio.Event(), asyncio.Event()
+        real_commit = proc.store.commit_many
+        calls = 0
+
+        async def interleaved(commits):
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the sweep's: lands after the batch's, so it is refused
+                await batch_committed.wait()
+                result = await real_commit(commits)
+                sweep_committed.set()
+                return result
+            result = await real_commit(commits)
+            if calls == 2:  # the batch's reply arrives after the sweep has given up
+                batch_committed.set()
+                await sweep_committed.wait()
+            return result
+
+        proc.store.commit_many = interleaved  # type: ignore[method-assign]
+        sweep = asyncio.ensure_future(proc.sweep(0, limit=100))
+        while calls == 0:
+            await asyncio.sleep(0.001)
+        await proc.process([purchase(feed, "z61", "zoe", 61, 12.0)])
+        swept_first = await sweep
+        swept_again = await proc.sweep(0, limit=100)
+        return (
+            swept_first,
+            swept_again,
+            proc.metrics.fence_conflicts._value.get(),
+            await stored_state(proc, 0, "zoe"),
+        )
+
+    swept_first, swept_again, conflicts, zoe = scenario(body)
+    assert conflicts == 1 and swept_first == 0  # the sweep's commit was refused ...
+    assert swept_again >= 1  # ... and the next one evaluates erin
+    assert int(zoe["purchase_days"]) == 1 and int(zoe["gross_cents"]) == 1200
+    wins = [w for w in recorder.on(OUT.win_back) if w["customer_id"] == "erin"]
+    assert len(wins) == 1 and wins[0]["cause"]["type"] == "timer"
