@@ -1,7 +1,7 @@
 # custscore developer tasks. A fresh machine needs only Python 3.11+ (python3.11, else python3).
 #
 #   make demo    embedded broker + Valkey + worker + CDNOW replay
-#   make test    the whole test suite, deploy + packaging beside the rest (no test ran: fails)
+#   make test    the whole test suite, deploy/loadtest/packaging beside the rest (no test ran: fails)
 #   make lint    ruff check + mypy (strict) + import-linter (layers: docs/design.md)
 #   make faults  crash / rebalance / zombie / Redis / broker / bad-input / security tests (also in make test)
 #   make soak    10-minute soak at half the measured maximum rate (SOAK_ARGS="--minutes 2")
@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) ## embedded stack, worker, CDNOW replay and summary (Ctrl-C stops everything)
 	$(VENV)/bin/custscore demo
 
-test: $(STAMP) ## the test suite (deploy + packaging in a second pytest run beside the rest); exit code 5 fails
+test: $(STAMP) ## the test suite (deploy, loadtest, packaging: a 2nd pytest run beside the rest); exit 5 fails
 	$(PY) tests/run_suite.py $(PYTEST_ARGS)
 
 faults: $(STAMP) ## fault-injection, bad-input and security tests only (tests/reliability)
