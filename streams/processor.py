@@ -141,6 +141,8 @@ class BatchProcessor:
         self._applied: dict[int, dict[str, int]] = {}
         # per partition: done once a sweep's commit is published (a later batch waits for it)
         self._publish_gates: dict[int, asyncio.Future[None]] = {}
+        # (partition, commit token) of outbox entries a sweep of ours is publishing right now
+        self._publishing: set[tuple[int, str]] = set()
         stage = metrics.stage_seconds
         self._stage_read, self._stage_evaluate = stage.labels("read"), stage.labels("evaluate")
         self._stage_commit, self._stage_publish = stage.labels("commit"), stage.labels("publish")
@@ -328,16 +330,17 @@ class BatchProcessor:
         return PartitionPlan(partition, items, self._held[partition], frontier)
 
     async def _flush_pending(self, pending: dict[int, dict[str, bytes]]) -> None:
-        """Publish outbox entries a previous owner committed but may not have published."""
-        acks = [(p, token) for p, entries in pending.items() for token in entries]
+        """Publish outbox entries a previous owner committed but may not have published
+        (not those a sweep of ours is publishing: it acknowledges them itself)."""
+        acks = [
+            (p, token)
+            for p, entries in pending.items()
+            for token in entries
+            if (p, token) not in self._publishing
+        ]
         if not acks:
             return
-        records = [
-            r
-            for p, entries in pending.items()
-            for blob in entries.values()
-            for r in unpack_records(blob)
-        ]
+        records = [r for p, token in acks for r in unpack_records(pending[p][token])]
         await self._publish(_Outbox(records=records))
         self.metrics.outbox_recovered.inc(len(acks))
         await self._retrying("outbox ack", lambda: self.store.ack_outbox(acks))
@@ -478,14 +481,13 @@ class BatchProcessor:
         gives each bucket read its exact bound back with the commit.
 
         Like a batch, every partition is read together, committed in one pipeline and
-        published with one wait for acks; unlike a batch, the partition locks are held only
-        while reading and evaluating, never across the commit and the publish, so a batch
-        on the same partition is not held up by the sweep's round trips. The commit is
-        generation-checked: if a batch committed the partition since the sweep read it, the
-        sweep's commit is refused (nothing written or published) and the next tick reads
-        afresh; if the sweep committed first, the batch's commit is refused and the batch
-        redoes its share. Alerts stay in commit order: a batch that commits after the sweep
-        publishes only once the sweep's publish is acknowledged (:meth:`_publish_committed`).
+        published with one wait for acks; unlike a batch, the partition locks are released
+        once the commit is written, before the publish and its wait for broker acks, so a
+        batch on the same partition is not held up by the sweep's publish. The batch then
+        reads the state the sweep committed (no fence conflict between the two), leaves the
+        sweep's outbox entry to the sweep (it is in flight, not abandoned) and publishes only
+        once the sweep's publish is acknowledged (:meth:`_publish_committed`), so a
+        customer's alerts reach the topics in commit order and once.
         Returns at least ``limit`` when a full page of buckets was due somewhere, so the
         timer calls again.
         """
@@ -510,15 +512,9 @@ class BatchProcessor:
                     continue
                 full_page |= read.full_page
                 work.append(self._sweep_evaluate(partition, read))
-            # a batch that commits one of these partitions after us publishes after us (set
-            # once nothing can fail before the try below resolves them)
-            loop = asyncio.get_running_loop()
-            for commit, _, _ in work:
-                self._publish_gates[commit.partition] = loop.create_future()
-        if not work:
-            return 0
-        commits = [commit for commit, _, _ in work]
-        try:
+            if not work:
+                return 0
+            commits = [commit for commit, _, _ in work]
             refused = await self._commit(commits)
             committed = [c for c in commits if c.partition not in refused]
             for commit in commits:
@@ -527,10 +523,18 @@ class BatchProcessor:
                     self._held.pop(commit.partition, None)
                 elif self._generation.get(commit.partition) == commit.generation:
                     self._generation[commit.partition] = commit.generation + 1
+            # from here until the publish is acknowledged, a batch on these partitions
+            # publishes after us and leaves our outbox entries alone
+            loop = asyncio.get_running_loop()
+            for commit in committed:
+                self._publish_gates[commit.partition] = loop.create_future()
+                self._publishing.add((commit.partition, commit.token))
+        try:
             outboxes = {commit.partition: outbox for commit, outbox, _ in work}
             await self._publish_committed(committed, outboxes, gated=False)
         finally:
-            for commit in commits:
+            for commit in committed:
+                self._publishing.discard((commit.partition, commit.token))
                 gate = self._publish_gates.pop(commit.partition, None)
                 if gate is not None and not gate.done():
                     gate.set_result(None)
