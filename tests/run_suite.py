@@ -4,10 +4,10 @@ One pytest run keeps about one of the machine's two cores busy: most of the suit
 brokers, workers and Valkey. The deploy, load-test and packaging tests (a Valkey Cluster with
 two workers and a real Prometheus; ``custscore bench --quick``; a fresh install that builds a
 wheel and compiles the kernels) are long and share nothing with the rest, so they run in a
-second pytest process beside it (clean-clone CI: 20.5 min as one run, 17.4 with deploy and
-packaging beside the rest). Each run has its own embedded broker, Valkey, free ports and base
-temp directory. The side run's output is printed after the main run's; the exit code is the
-first failing run's (exit code 5, no test collected, fails like any other).
+second pytest process beside it (clean-clone CI: 20.5 min as one run, 15.8 min split). Each run
+has its own embedded broker, Valkey, free ports and base temp directory. The side run's output
+is printed after the main run's; the exit code is the first failing run's (exit code 5, no test
+collected, fails like any other).
 
 Arguments are passed to both runs. When they name tests (a path, ``-k``, ``-m``...), there is
 one plain pytest run instead: ``make test PYTEST_ARGS="tests/engine -x"``.
