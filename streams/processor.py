@@ -251,6 +251,7 @@ class BatchProcessor:
             plans = [await self._make_plan(p, by_partition[p]) for p in partitions]
             while plans:
                 t0 = time.perf_counter()
+                in_flight = frozenset(self._publishing)  # before the read: see _flush_pending
                 requests = [
                     ReadRequest(plan.partition, plan.customers, plan.event_ids) for plan in plans
                 ]
@@ -259,7 +260,9 @@ class BatchProcessor:
                 )
                 redis_s = time.perf_counter() - t0
                 self._stage_read.observe(redis_s)
-                await self._flush_pending({read.partition: read.outbox for read in reads})
+                await self._flush_pending(
+                    {read.partition: read.outbox for read in reads}, in_flight
+                )
                 commits: list[Commit] = []
                 outboxes: dict[int, _Outbox] = {}
                 stale: set[int] = set()
@@ -329,14 +332,20 @@ class BatchProcessor:
             self.metrics.merge_idle_expired.inc(self.merge.expired - expired)
         return PartitionPlan(partition, items, self._held[partition], frontier)
 
-    async def _flush_pending(self, pending: dict[int, dict[str, bytes]]) -> None:
-        """Publish outbox entries a previous owner committed but may not have published
-        (not those a sweep of ours is publishing: it acknowledges them itself)."""
+    async def _flush_pending(
+        self, pending: dict[int, dict[str, bytes]], in_flight: frozenset[tuple[int, str]]
+    ) -> None:
+        """Publish outbox entries a previous owner committed but may not have published.
+
+        ``in_flight``: the entries a sweep of ours was publishing when ``pending`` was read
+        (taken before the read). They are the sweep's to acknowledge, even if it has done so
+        while the read was on its way: checking the set after the read would take an entry
+        acknowledged meanwhile for an abandoned one and publish it a second time."""
         acks = [
             (p, token)
             for p, entries in pending.items()
             for token in entries
-            if (p, token) not in self._publishing
+            if (p, token) not in in_flight
         ]
         if not acks:
             return
@@ -497,13 +506,14 @@ class BatchProcessor:
         async with contextlib.AsyncExitStack() as locks:
             for partition in ordered:
                 await locks.enter_async_context(self.lock(partition))
+            in_flight = frozenset(self._publishing)
             pending = await asyncio.gather(
                 *(
                     self._retrying("outbox read", functools.partial(self.store.pending_outbox, p))
                     for p in ordered
                 )
             )
-            await self._flush_pending(dict(zip(ordered, pending, strict=True)))
+            await self._flush_pending(dict(zip(ordered, pending, strict=True)), in_flight)
             reads = await asyncio.gather(*(self._sweep_read(p) for p in ordered))
             work: list[tuple[Commit, _Outbox, int]] = []
             full_page = False

@@ -328,5 +328,53 @@ def test_a_batch_during_a_sweeps_publish_neither_conflicts_nor_repeats_it(
     assert len(wins) == 1 and wins[0]["cause"]["type"] == "timer"
 
 
+def test_a_sweep_entry_acknowledged_while_a_batch_reads_is_not_published_again(
+    scenario, recorder
+) -> None:
+    """The batch's read returns the sweep's outbox entry as pending, but the sweep publishes
+    and acknowledges it while that read is on its way: the batch must still leave it alone
+    (it once checked what was in flight after the read, and published the entry again)."""
+    import asyncio
+
+    feed = Feed()
+
+    async def body(proc: BatchProcessor):
+        await proc.process([purchase(feed, f"e{i}", "erin", i * 10, 30.0) for i in range(3)])
+        await proc.process([purchase(feed, "o60", "otto", 60, 5.0)])  # erin is due by now
+        before = len(recorder.records)
+        sweep_publishing, release_sweep = asyncio.Event(), asyncio.Event()
+        send_many = recorder.send_many
+
+        async def slow_first_send(records):
+            if not sweep_publishing.is_set():
+                sweep_publishing.set()
+                await release_sweep.wait()
+            await send_many(records)
+
+        recorder.send_many = slow_first_send  # type: ignore[method-assign]
+        sweep = asyncio.ensure_future(proc.sweep(0, limit=100))
+        await sweep_publishing.wait()
+        read_many = proc.store.read_many
+
+        async def read_while_the_sweep_finishes(requests):
+            result = await read_many(requests)  # the sweep's entry is pending in it
+            release_sweep.set()
+            await sweep  # published and acknowledged before the batch looks at the result
+            return result
+
+        proc.store.read_many = read_while_the_sweep_finishes  # type: ignore[method-assign]
+        await proc.process([purchase(feed, "z61", "zoe", 61, 12.0)])
+        return (
+            proc.metrics.outbox_recovered._value.get(),
+            recorder.records[before:],
+        )
+
+    recovered, records = scenario(body)
+    assert recovered == 0
+    alerts = [json.loads(v) for t, _, v in records if t != OUT.scores and v is not None]
+    ids = [a["alert_id"] for a in alerts]
+    assert ids and len(ids) == len(set(ids)), "an alert was published twice"
+
+
 async def stored_exists(proc: BatchProcessor, customer: str) -> bool:
     return bool(await proc.store._redis.hexists(*proc.store.keys(0).state(customer)))
