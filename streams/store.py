@@ -163,8 +163,9 @@ return {1, ARGV[2], ARGV[3]}
 #       bucket), (digests of each set)*, digest* (set by set)
 # Returns {fence HGETALL, outbox HGETALL, the HMGET replies in ARGV order, the MGET reply,
 #          the SMISMEMBER replies in ARGV order}. unpack() goes in chunks: Lua's C stack is
-# limited to a few thousand values.
-_READ_LUA = """
+# limited to a few thousand values. Flagged no-writes: a read-only script, so CLIENT PAUSE WRITE
+# (a failover) and maxmemory's OOM refusal do not hold up reads, as they would plain commands'.
+_READ_LUA = """#!lua flags=no-writes
 local nb, nm, nd = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local function each_chunk(cmd, key, list, first, last, out)
   local s = first
