@@ -281,21 +281,8 @@ def test_a_batch_during_a_sweeps_publish_neither_conflicts_nor_repeats_it(
     feed = Feed()
 
     async def body(proc: BatchProcessor):
-        await proc.process([purchase(feed, f"e{i}", "erin", i * 10, 30.0) for i in range(3)])
-        await proc.process([purchase(feed, "o60", "otto", 60, 5.0)])  # erin is due by now
-        before = len(recorder.records)
-        sweep_publishing, release_sweep = asyncio.Event(), asyncio.Event()
-        send_many = recorder.send_many
-
-        async def slow_first_send(records):
-            if not sweep_publishing.is_set():  # the sweep's publish: its acks are slow
-                sweep_publishing.set()
-                await release_sweep.wait()
-            await send_many(records)
-
-        recorder.send_many = slow_first_send  # type: ignore[method-assign]
-        sweep = asyncio.ensure_future(proc.sweep(0, limit=100))
-        await sweep_publishing.wait()
+        sweep, release_sweep = await sweep_held_in_its_publish(proc, feed, recorder)
+        before = len(recorder.records)  # the sweep's records are not sent yet
         batch = asyncio.ensure_future(proc.process([purchase(feed, "z61", "zoe", 61, 12.0)]))
         for _ in range(50):  # the batch reads, evaluates and commits meanwhile ...
             await asyncio.sleep(0.01)
@@ -334,26 +321,12 @@ def test_a_sweep_entry_acknowledged_while_a_batch_reads_is_not_published_again(
     """The batch's read returns the sweep's outbox entry as pending, but the sweep publishes
     and acknowledges it while that read is on its way: the batch must still leave it alone
     (it once checked what was in flight after the read, and published the entry again)."""
-    import asyncio
 
     feed = Feed()
 
     async def body(proc: BatchProcessor):
-        await proc.process([purchase(feed, f"e{i}", "erin", i * 10, 30.0) for i in range(3)])
-        await proc.process([purchase(feed, "o60", "otto", 60, 5.0)])  # erin is due by now
-        before = len(recorder.records)
-        sweep_publishing, release_sweep = asyncio.Event(), asyncio.Event()
-        send_many = recorder.send_many
-
-        async def slow_first_send(records):
-            if not sweep_publishing.is_set():
-                sweep_publishing.set()
-                await release_sweep.wait()
-            await send_many(records)
-
-        recorder.send_many = slow_first_send  # type: ignore[method-assign]
-        sweep = asyncio.ensure_future(proc.sweep(0, limit=100))
-        await sweep_publishing.wait()
+        sweep, release_sweep = await sweep_held_in_its_publish(proc, feed, recorder)
+        before = len(recorder.records)  # the sweep's records are not sent yet
         read_many = proc.store.read_many
 
         async def read_while_the_sweep_finishes(requests):
@@ -378,3 +351,25 @@ def test_a_sweep_entry_acknowledged_while_a_batch_reads_is_not_published_again(
 
 async def stored_exists(proc: BatchProcessor, customer: str) -> bool:
     return bool(await proc.store._redis.hexists(*proc.store.keys(0).state(customer)))
+
+
+async def sweep_held_in_its_publish(proc: BatchProcessor, feed: Feed, recorder):
+    """erin due by the watermark, then a sweep started and held inside its publish (its acks
+    are slow) until the returned event is set; returns (the sweep task, that event)."""
+    import asyncio
+
+    await proc.process([purchase(feed, f"e{i}", "erin", i * 10, 30.0) for i in range(3)])
+    await proc.process([purchase(feed, "o60", "otto", 60, 5.0)])  # erin is due by now
+    sweep_publishing, release_sweep = asyncio.Event(), asyncio.Event()
+    send_many = recorder.send_many
+
+    async def slow_first_send(records):
+        if not sweep_publishing.is_set():  # the sweep's publish
+            sweep_publishing.set()
+            await release_sweep.wait()
+        await send_many(records)
+
+    recorder.send_many = slow_first_send
+    sweep = asyncio.ensure_future(proc.sweep(0, limit=100))
+    await sweep_publishing.wait()
+    return sweep, release_sweep
