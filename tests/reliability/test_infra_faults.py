@@ -267,8 +267,18 @@ def test_broker_restart_worker_reconnects(
         private_stack.kill(BROKER)
         time.sleep(3.0)
         assert worker.running(), worker.tail()
-        private_stack.restart(BROKER)
-        run_coro(ensure_topics(settings))  # a memory-only broker comes back empty
+        # A memory-only broker comes back empty, and Tansu auto-creates (with 4 partitions,
+        # no option to turn it off) any topic a Metadata request names: the reconnecting
+        # worker would win that race against ensure_topics now and then (a CI failure).
+        # Production brokers run with auto.create.topics.enable=false, so the worker is
+        # frozen while the operator's ensure_topics recreates the topics; it has already
+        # lived 3 s without a broker and reconnects on its own after SIGCONT.
+        worker.signal(signal.SIGSTOP)
+        try:
+            private_stack.restart(BROKER)
+            run_coro(ensure_topics(settings))
+        finally:
+            worker.signal(signal.SIGCONT)
         # no manual help for the worker: it rejoins and owns its partitions again
         wait_until(
             lambda: len(worker.owned()) == settings.partitions and worker.running(),
