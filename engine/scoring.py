@@ -246,6 +246,62 @@ def _spend_drop_change(st, cb: int, now: bool, P: ScoringParams) -> int:  # type
 
 @njit(cache=True, nogil=True)
 def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:  # type: ignore[no-untyped-def]
+    """Every score of ``st`` at event time ``clock`` into ``out`` (a SCORES_DTYPE record)."""
+    _evaluate_core(st, clock, P, cuts, rfm_map, out)
+    _fill_value(st, clock, P, out)
+
+
+@njit(cache=True, nogil=True)
+def _btyd_inputs(st, clock: int, P: ScoringParams) -> tuple[int, float, float, float, float]:  # type: ignore[no-untyped-def]
+    """BTYD inputs of a buyer (``st.purchase_days >= 1``) as lifetimes'
+    summary_data_from_transaction_data(freq="D") computes them: x distinct purchase days after
+    the first, t_x and T in whole UTC days, in the model unit; and the mean repeat spend."""
+    x = int(st.purchase_days) - 1
+    first_day = int(st.first_purchase) // DAY
+    last_day = int(st.last_purchase) // DAY
+    unit_days = P.unit_seconds / DAY
+    t_x = (last_day - first_day) / unit_days
+    big_t = (max(clock // DAY, last_day) - first_day) / unit_days
+    repeat_cents = int(st.gross_cents) - int(st.first_day_cents) - int(st.refund_cents)
+    mbar = max(repeat_cents, 0) / 100.0 / x if x >= 1 else 0.0
+    return x, t_x, big_t, mbar, unit_days
+
+
+@njit(cache=True, nogil=True)
+def _fill_value(st, clock: int, P: ScoringParams, out) -> None:  # type: ignore[no-untyped-def]
+    """The value scores :func:`_evaluate_core` leaves out: expected purchases in 90 days and
+    the discounted CLV (a dozen hypergeometric series, most of an evaluation's cost). The
+    timeline computes them only for the evaluations someone reads: an alert's, and each
+    customer's last of a call (its score update)."""
+    if int(st.purchase_days) == 0:
+        return  # no purchase: _evaluate_core wrote NaN
+    x, t_x, big_t, mbar, unit_days = _btyd_inputs(st, clock, P)
+    out.expected_purchases_90d = expected_purchases(
+        90.0 / unit_days, x, t_x, big_t, P.r, P.alpha, P.a, P.b
+    )
+    step = _MONTH_DAYS / unit_days
+    out.clv = btyd_clv(
+        x,
+        t_x,
+        big_t,
+        mbar,
+        P.r,
+        P.alpha,
+        P.a,
+        P.b,
+        P.p,
+        P.q,
+        P.v,
+        P.clv_horizon_days / unit_days,
+        step,
+        (1.0 + P.clv_annual_discount) ** (1.0 / 12.0) - 1.0,
+    )
+
+
+@njit(cache=True, nogil=True)
+def _evaluate_core(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:  # type: ignore[no-untyped-def]
+    """Every score but the value scores of :func:`_fill_value` (NaN here): segments, P(alive),
+    churn risk and the due time, which is all the alert step and the due-time search read."""
     n_days = int(st.purchase_days)
     cb = month_index(clock)
     W = P.window_months
@@ -335,19 +391,11 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
         out.due = due if due <= MAX_TS else 0
         return
 
-    # BTYD inputs as lifetimes' summary_data_from_transaction_data(freq="D") computes them:
-    # x distinct purchase days after the first, t_x and T in whole UTC days, in the model unit
-    first = int(st.first_purchase)
+    x, t_x, big_t, mbar, unit_days = _btyd_inputs(st, clock, P)
     last = int(st.last_purchase)
-    first_day = first // DAY
+    first_day = int(st.first_purchase) // DAY
     last_day = last // DAY
     today = clock // DAY
-    x = n_days - 1
-    unit_days = P.unit_seconds / DAY
-    t_x = (last_day - first_day) / unit_days
-    big_t = (max(today, last_day) - first_day) / unit_days
-    repeat_cents = int(st.gross_cents) - int(st.first_day_cents) - int(st.refund_cents)
-    mbar = max(repeat_cents, 0) / 100.0 / x if x >= 1 else 0.0
     elapsed = max(clock - last, 0)
     # the customer's rhythm: mean days between purchase days (the population's before a repeat)
     gap_s = (last_day - first_day) * DAY / x if x >= 1 else P.mean_gap_days * DAY
@@ -426,28 +474,10 @@ def _evaluate_one(st, clock: int, P: ScoringParams, cuts, rfm_map, out) -> None:
     if not overdue:
         due = min(due, last + _at_or_after(overdue_s))
 
-    # BTYD: raw P(alive), expected purchases, Gamma-Gamma spend, CLV
-    out.expected_purchases_90d = expected_purchases(
-        90.0 / unit_days, x, t_x, big_t, P.r, P.alpha, P.a, P.b
-    )
+    # BTYD: Gamma-Gamma spend; expected purchases and CLV are _fill_value's
+    out.expected_purchases_90d = _NAN
     out.expected_avg_spend = gg_expected_spend(x, mbar, P.p, P.q, P.v)
-    step = _MONTH_DAYS / unit_days
-    out.clv = btyd_clv(
-        x,
-        t_x,
-        big_t,
-        mbar,
-        P.r,
-        P.alpha,
-        P.a,
-        P.b,
-        P.p,
-        P.q,
-        P.v,
-        P.clv_horizon_days / unit_days,
-        step,
-        (1.0 + P.clv_annual_discount) ** (1.0 / 12.0) - 1.0,
-    )
+    out.clv = _NAN
     risk = 1.0 - pa * math.exp(-adj)
     risk = min(max(risk, 0.0), 1.0)
     out.churn_risk = risk

@@ -31,7 +31,7 @@ from numba import njit
 
 from engine.alert_rules import ALERT_DTYPE, KIND_SEGMENT_CHANGE, MAX_PER_EVALUATION, detect_one
 from engine.kernels import apply_event
-from engine.scoring import SCORES_DTYPE, PopulationCuts, _evaluate_one
+from engine.scoring import SCORES_DTYPE, PopulationCuts, _evaluate_core, _evaluate_one, _fill_value
 from engine.scoring_params import DAY, ScoringParams
 from engine.state import FLAG_NUDGE_SENT, FLAG_RISK_HIGH, KIND_COMPLAINT, KIND_PURCHASE, MAX_TS
 
@@ -63,7 +63,9 @@ class Timeline(NamedTuple):
     """What one call produced."""
 
     alerts: npt.NDArray[np.void]  # TIMELINE_ALERT_DTYPE, in evaluation order per customer
-    scores: npt.NDArray[np.void]  # SCORES_DTYPE rows referenced by the alerts
+    # SCORES_DTYPE rows referenced by the alerts (complete); rows no alert refers to lack the
+    # value scores (expected_purchases_90d, clv: NaN), which cost most of an evaluation
+    scores: npt.NDArray[np.void]
     final: npt.NDArray[np.void]  # SCORES_DTYPE, per processed row: its latest evaluation
     evaluated: npt.NDArray[np.bool_]  # per processed row: evaluated at all in this call
 
@@ -113,6 +115,7 @@ def _evaluate_at(  # type: ignore[no-untyped-def]
     row,
     final,
     fi,
+    final_filled,
 ):
     """One evaluation: scores, alert step, bookkeeping. Returns (n_alerts, n_scores), or
     (-1, -1) when an output array is full."""
@@ -120,11 +123,14 @@ def _evaluate_at(  # type: ignore[no-untyped-def]
     if n_scores + 3 > scores.shape[0] or n_alerts + MAX_PER_EVALUATION > alerts.shape[0]:
         return -1, -1
     sc = scores[n_scores]
-    _evaluate_one(st, clock, P, cuts, rfm_map, sc)
+    _evaluate_core(st, clock, P, cuts, rfm_map, sc)
     first = n_alerts
     n_alerts = detect_one(
         st, sc, clock, P, cuts, sev, purchase_ts, purchase_cents, group, alerts, n_alerts, row
     )
+    filled = n_alerts > first
+    if filled:  # the alerts show these scores (the alert step changes no BTYD input)
+        _fill_value(st, clock, P, sc)
     after = n_scores
     n_scores += 1
     before_at = -1
@@ -160,6 +166,7 @@ def _evaluate_at(  # type: ignore[no-untyped-def]
         if rearm > 0 and (st.due == 0 or rearm < st.due):
             st.due = rearm
     final[fi] = sc
+    final_filled[fi] = filled
     return n_alerts, n_scores
 
 
@@ -171,7 +178,7 @@ def _earlier_due(due: int, when: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _risk_below(st, t, level, P, cuts, rfm_map, scratch) -> bool:  # type: ignore[no-untyped-def]
-    _evaluate_one(st, t, P, cuts, rfm_map, scratch)
+    _evaluate_core(st, t, P, cuts, rfm_map, scratch)
     return bool(scratch.churn_risk < level)
 
 
@@ -213,7 +220,21 @@ def _risk_rearm_time(st, sc, clock, P, cuts, rfm_map, scratch) -> int:  # type: 
 
 @njit(cache=True, nogil=True)
 def _run_dues(  # type: ignore[no-untyped-def]
-    st, scratch, until, group, P, cuts, rfm_map, alerts, n_alerts, scores, n_scores, row, final, fi
+    st,
+    scratch,
+    until,
+    group,
+    P,
+    cuts,
+    rfm_map,
+    alerts,
+    n_alerts,
+    scores,
+    n_scores,
+    row,
+    final,
+    fi,
+    final_filled,
 ):
     steps = 0
     while st.due != 0 and st.due <= until and steps < _MAX_DUE_STEPS:
@@ -238,6 +259,7 @@ def _run_dues(  # type: ignore[no-untyped-def]
             row,
             final,
             fi,
+            final_filled,
         )
         if n_alerts < 0:
             return -1, -1, steps
@@ -265,6 +287,7 @@ def _run(  # type: ignore[no-untyped-def]
     evaluated,
 ):
     scratch = np.zeros(1, dtype=states.dtype)
+    final_filled = np.zeros(process_rows.shape[0], dtype=np.bool_)  # final has its value scores
     n_alerts = 0
     n_scores = 0
     for i in range(process_rows.shape[0]):
@@ -290,6 +313,7 @@ def _run(  # type: ignore[no-untyped-def]
                     row,
                     final,
                     i,
+                    final_filled,
                 )
                 if n_alerts < 0:
                     return -1, -1
@@ -322,6 +346,7 @@ def _run(  # type: ignore[no-untyped-def]
                 row,
                 final,
                 i,
+                final_filled,
             )
             if n_alerts < 0:
                 return -1, -1
@@ -341,11 +366,14 @@ def _run(  # type: ignore[no-untyped-def]
             row,
             final,
             i,
+            final_filled,
         )
         if n_alerts < 0:
             return -1, -1
         if steps > 0:
             evaluated[i] = True
+        if evaluated[i] and not final_filled[i]:  # the score update, at the last evaluation
+            _fill_value(st, int(st.clock), P, final[i])
     return n_alerts, n_scores
 
 

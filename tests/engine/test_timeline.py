@@ -18,9 +18,10 @@ import random
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from oracles.fold_reference import C_KIND, P_KIND, V_KIND
+from oracles.fold_reference import C_KIND, P_KIND, V_KIND, reference
 
 from engine.alert_rules import (
     KIND_SEGMENT_CHANGE,
@@ -31,6 +32,7 @@ from engine.alert_rules import (
 from engine.segments import DEFAULT_RFM_MAP
 from engine.state import new_events, new_states
 from engine.timeline import customer_slices, order_events, run_timeline
+from tests.engine.test_scoring_oracle import _fitters, lifetimes_btyd
 from tests.engine.test_timeline_oracle import (
     CUTS,
     DAY,
@@ -269,3 +271,51 @@ def test_a_late_event_is_evaluated_at_the_customers_clock() -> None:
         (("event", "late"), KIND_WIN_BACK, REASON_COMPLAINT, clock)
     ]
     assert int(states[0]["clock"]) == clock
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(evs=histories(max_events=14), extra=st.integers(0, 500 * DAY))
+def test_every_score_row_read_carries_lifetimes_value_scores_at_its_evaluation(
+    evs: list[IdEv], extra: int
+) -> None:
+    """The timeline computes expected purchases and CLV only for the score rows someone reads
+    (an alert's, before and after, and each customer's final one): each equals lifetimes'
+    for the history folded at that evaluation, at its clock (NaN before a first purchase)."""
+    assume(evs)
+    arr = to_events(evs)
+    ids = np.array([e.event_id for e in evs])
+    order = order_events(arr["row"], arr["ts"], arr["kind"], ids)
+    ordered = [evs[i] for i in order.tolist()]
+    arr = arr[order]
+    rows = np.zeros(1, dtype=np.int32)
+    states = new_states(1)
+    end = max(e.ts for e in evs) + extra
+    line = run_timeline(
+        states, arr, customer_slices(arr["row"], rows), rows, end, P, CUTS, DEFAULT_RFM_MAP
+    )
+    bgf, ggf = _fitters(P)
+
+    def check(score: np.void, folded: list[IdEv], clock: int, what: str) -> None:
+        want = reference(folded, clock, P, CUTS, DEFAULT_RFM_MAP)
+        if not (want["frequency"] > 0 or any(e.kind == P_KIND and e.cents > 0 for e in folded)):
+            assert np.isnan(score["clv"]) and np.isnan(score["expected_purchases_90d"]), what
+            return
+        ref = lifetimes_btyd(
+            P, bgf, ggf, want["frequency"], want["recency"], want["T"], want["monetary_value"]
+        )
+        for name in ("expected_purchases_90d", "clv"):
+            assert score[name] == pytest.approx(ref[name], rel=1e-9, abs=1e-12), (what, name)
+
+    assert line.evaluated[0]
+    check(line.final[0], ordered, int(states[0]["clock"]), "final")
+    for a in line.alerts:
+        clock = int(a["clock"])
+        if a["event"] >= 0:
+            upto, before_clock = int(a["event"]), clock
+            check(line.scores[a["after"]], ordered[: upto + 1], clock, "after an event")
+        else:
+            upto, before_clock = sum(e.ts < int(a["due"]) for e in ordered) - 1, clock - 1
+            check(line.scores[a["after"]], ordered[: upto + 1], clock, "after a due time")
+        if a["before"] >= 0:
+            folded = ordered[:upto] if a["event"] >= 0 else ordered[: upto + 1]
+            check(line.scores[a["before"]], folded, before_clock, "before")
