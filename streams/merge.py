@@ -100,34 +100,56 @@ class EventTimeMerge:
             self._waiting_since.pop(tp, None)
 
 
+class _StoredHeld(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A held event as stored: an array of DecodedEvent's fields in order, the complaint
+    category last and only when there is one (so a value with no category reads exactly as
+    before categories were kept, and a worker of that version can still read it)."""
+
+    event_id: str
+    customer_id: str
+    kind: int
+    ts: int
+    cents: int
+    severity: int
+    resolved: int
+    complaint: int
+    refers: int
+    category: str = ""
+
+
 _held_encoder = msgspec.msgpack.Encoder()
-_held_decoder = msgspec.msgpack.Decoder(list[tuple[str, str, int, int, int, int, int, int, int]])
+_held_decoder = msgspec.msgpack.Decoder(list[_StoredHeld])
 
 
 def pack_held(events: Sequence[DecodedEvent]) -> bytes:
     """Held events as one stored value (b"" for none)."""
     if not events:
         return b""
-    return _held_encoder.encode(
-        [
-            (
-                e.event_id,
-                e.customer_id,
-                e.kind,
-                e.ts,
-                e.cents,
-                e.severity,
-                e.resolved,
-                e.complaint,
-                e.refers,
-            )
-            for e in events
-        ]
-    )
+    rows: list[tuple[str | int, ...]] = []
+    for e in events:
+        row: tuple[str | int, ...] = (e.event_id, e.customer_id, e.kind, e.ts, e.cents)
+        row += (e.severity, e.resolved)
+        row += (e.complaint, e.refers, e.category) if e.category else (e.complaint, e.refers)
+        rows.append(row)
+    return _held_encoder.encode(rows)
 
 
 def unpack_held(blob: bytes) -> list[DecodedEvent]:
     """The events of a stored held value."""
     if not blob:
         return []
-    return [DecodedEvent(*fields) for fields in _held_decoder.decode(blob)]
+    return [
+        DecodedEvent(
+            h.event_id,
+            h.customer_id,
+            h.kind,
+            h.ts,
+            h.cents,
+            h.severity,
+            h.resolved,
+            h.complaint,
+            h.refers,
+            h.category,
+        )
+        for h in _held_decoder.decode(blob)
+    ]
