@@ -580,10 +580,6 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
             r = bench.live(stream, rate, "paced", limit)
             r.note = f"{config.paced_fraction:g} x max rate ({ref:,.0f}/s)"
             runs.append(r)
-        if config.backfill_events > 0:
-            runs.append(
-                bench.backfill(config.backfill_customers, config.backfill_events, config.envelope)
-            )
         process: list[ProcessResult] = []
         if config.process:
             for envelope in (0, config.envelope):
@@ -606,6 +602,13 @@ def run_bench(config: BenchConfig, say: Callable[[str], None] = print) -> dict[s
                     f"p99 {t.get('p99', 0):.0f} ms"
                     for t in fetch_probe["trials"]
                 )
+            )
+        # last: it leaves the shared Valkey with a million customers and a large AOF, and
+        # what was measured after it was slower (the process phase, on that Valkey, took
+        # 1.5x the wall per event of `custscore bench process` run alone minutes before)
+        if config.backfill_events > 0:
+            runs.append(
+                bench.backfill(config.backfill_customers, config.backfill_events, config.envelope)
             )
     doc = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},

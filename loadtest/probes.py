@@ -104,6 +104,10 @@ class Poller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
+        # each worker's last answered /metrics totals: counters only grow, so a scrape that
+        # gets no answer (a batch holding the event loop, a worker stopping) keeps them
+        # rather than reading as zero (which had put a backfill's last write before its start)
+        self._last_totals: dict[int, dict[str, float]] = {}
 
     def __enter__(self) -> Poller:
         self._thread.start()
@@ -151,7 +155,9 @@ class Poller:
             wait += self._runqueue_wait(w.pid)
             text = w.watch.metrics_text(timeout_s=2.0)
             if text is not None:
-                v = metric_totals(text)
+                self._last_totals[w.pid] = metric_totals(text)
+            v = self._last_totals.get(w.pid)
+            if v is not None:
                 events += int(v.get("custscore_events_in_total", 0))
                 writes += int(v.get("custscore_state_writes_total", 0))
                 alerts += int(
