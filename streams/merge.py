@@ -127,10 +127,18 @@ def pack_held(events: Sequence[DecodedEvent]) -> bytes:
         return b""
     rows: list[tuple[str | int, ...]] = []
     for e in events:
-        row: tuple[str | int, ...] = (e.event_id, e.customer_id, e.kind, e.ts, e.cents)
-        row += (e.severity, e.resolved)
-        row += (e.complaint, e.refers, e.category) if e.category else (e.complaint, e.refers)
-        rows.append(row)
+        fields: tuple[str | int, ...] = (
+            e.event_id,
+            e.customer_id,
+            e.kind,
+            e.ts,
+            e.cents,
+            e.severity,
+            e.resolved,
+            e.complaint,
+            e.refers,
+        )
+        rows.append((*fields, e.category) if e.category else fields)
     return _held_encoder.encode(rows)
 
 
@@ -138,18 +146,4 @@ def unpack_held(blob: bytes) -> list[DecodedEvent]:
     """The events of a stored held value."""
     if not blob:
         return []
-    return [
-        DecodedEvent(
-            h.event_id,
-            h.customer_id,
-            h.kind,
-            h.ts,
-            h.cents,
-            h.severity,
-            h.resolved,
-            h.complaint,
-            h.refers,
-            h.category,
-        )
-        for h in _held_decoder.decode(blob)
-    ]
+    return [DecodedEvent(*msgspec.structs.astuple(h)) for h in _held_decoder.decode(blob)]
